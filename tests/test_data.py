@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import xaihelpers as xh
+from xaihelpers import data
+
+
+def test_sample_images_are_named_rgb_photos_with_labels():
+    photos = xh.sample_images()
+    assert list(photos) == list(data.SAMPLE_NAMES)
+    assert len(photos) >= 6
+    for name, p in photos.items():
+        assert p.name == name and p.image.mode == "RGB"
+        assert min(p.image.size) >= 200
+        assert all(0 <= i < 1000 for i in p.labels)
+    assert photos["coffee"].label == 967
+    assert photos["astronaut"].label is None
+    sources = {p.source.split(":")[0] for p in photos.values()}
+    assert sources == {"scikit-image", "matplotlib", "scikit-learn"}
+
+
+def test_sample_images_subset_and_unknown():
+    assert list(xh.sample_images(["rocket", "coffee"])) == ["rocket", "coffee"]
+    assert list(xh.sample_images("coffee")) == ["coffee"]
+    with pytest.raises(ValueError, match="unknown"):
+        xh.sample_images(["dog"])
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "LA", "P", "1", "CMYK"])
+def test_load_image_converts_supported_modes(tmp_path, mode):
+    rgb = Image.fromarray(np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8))
+    img = rgb.convert(mode)
+    path = tmp_path / ("img.tiff" if mode == "CMYK" else "img.png")
+    img.save(path)
+    out = xh.load_image(path)
+    assert out.mode == "RGB" and out.size == (30, 20)
+    if mode == "RGB":
+        assert np.array_equal(np.asarray(out), np.asarray(rgb))
+
+
+def test_load_image_composites_transparency_on_white(tmp_path):
+    img = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    img.putpixel((0, 0), (255, 0, 0, 255))
+    img.save(tmp_path / "a.png")
+    out = np.asarray(xh.load_image(tmp_path / "a.png"))
+    assert tuple(out[0, 0]) == (255, 0, 0) and tuple(out[1, 1]) == (255, 255, 255)
+    pal = Image.new("P", (2, 2), 0)
+    pal.putpalette([0, 0, 0, 10, 200, 30] + [0] * 762)
+    pal.putpixel((1, 1), 1)
+    pal.info["transparency"] = 0
+    pal.save(tmp_path / "p.png", transparency=0)
+    out = np.asarray(xh.load_image(tmp_path / "p.png"))
+    assert tuple(out[0, 0]) == (255, 255, 255) and tuple(out[1, 1]) == (10, 200, 30)
+
+
+def test_load_image_refuses_what_it_cannot_convert(tmp_path):
+    Image.fromarray(np.zeros((5, 5), dtype=np.uint16) + 300).save(tmp_path / "deep.png")
+    with pytest.raises(ValueError, match="mode"):
+        xh.load_image(tmp_path / "deep.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    with pytest.raises(ValueError, match="cannot read"):
+        xh.load_image(tmp_path / "notes.txt")
+    with pytest.raises(FileNotFoundError):
+        xh.load_image(tmp_path / "missing.png")
+    with pytest.raises(TypeError):
+        xh.load_image(42)
+
+
+def test_to_batch_stacks_preprocessed_images():
+    pre = xh.models.Preprocess(32, 36)
+    photos = xh.sample_images(["coffee", "rocket"])
+    x = data.to_batch(photos.values(), pre)
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
+    with pytest.raises(ValueError):
+        data.to_batch([], pre)
+    with pytest.raises(TypeError):
+        data.to_batch([np.zeros((4, 4, 3))], pre)

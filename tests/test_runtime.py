@@ -1,0 +1,61 @@
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import xaihelpers as xh
+from xaihelpers import runtime
+
+
+def test_device_defaults_to_an_available_one():
+    dev = xh.device()
+    assert isinstance(dev, torch.device)
+    if torch.cuda.is_available():
+        assert dev.type == "cuda"
+    else:
+        assert dev.type in ("mps", "cpu")
+    assert xh.device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_device_refuses_missing_cuda():
+    with pytest.raises(ValueError, match="cuda"):
+        xh.device("cuda")
+
+
+def test_device_rejects_non_string():
+    with pytest.raises(TypeError):
+        xh.device(3)
+
+
+def test_seed_everything_makes_runs_repeat():
+    xh.seed_everything(123)
+    a = (random.random(), np.random.rand(), torch.rand(3))
+    xh.seed_everything(123)
+    b = (random.random(), np.random.rand(), torch.rand(3))
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    with pytest.raises(ValueError):
+        xh.seed_everything(-1)
+    with pytest.raises(ValueError):
+        xh.seed_everything(1.5)
+
+
+@pytest.mark.parametrize("raw,expected", [("1", True), ("true", True), ("Yes", True), ("0", False), ("off", False)])
+def test_smoke_reads_environment(monkeypatch, raw, expected):
+    monkeypatch.setenv("XAI_SMOKE", raw)
+    assert xh.smoke() is expected
+
+
+def test_smoke_default_and_bad_value(monkeypatch):
+    monkeypatch.delenv("XAI_SMOKE", raising=False)
+    assert xh.smoke() is False and xh.smoke(default=True) is True
+    monkeypatch.setenv("XAI_SMOKE", "maybe")
+    with pytest.raises(ValueError, match="XAI_SMOKE"):
+        xh.smoke()
+
+
+def test_plain_turns_numpy_and_torch_into_python():
+    value = runtime._plain({"a": np.float32(0.5), "b": torch.tensor([1, 2]), "c": (np.int64(3),)})
+    assert value == {"a": 0.5, "b": [1, 2], "c": (3,)}
+    assert type(value["a"]) is float and type(value["c"][0]) is int

@@ -1,0 +1,48 @@
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xaihelpers import viz
+
+
+def test_to_image_accepts_the_usual_layouts():
+    arr = np.random.default_rng(0).random((8, 9, 3)).astype(np.float32)
+    for img in (arr, np.moveaxis(arr, -1, 0), torch.from_numpy(np.moveaxis(arr, -1, 0)),
+                Image.fromarray((arr * 255).astype(np.uint8))):
+        out = viz.to_image(img)
+        assert out.shape == (8, 9, 3) and 0 <= out.min() and out.max() <= 1
+    assert viz.to_image(np.zeros((5, 5))).shape == (5, 5, 3)
+    with pytest.raises(ValueError):
+        viz.to_image(np.zeros((2, 3, 4, 5)))
+    with pytest.raises(TypeError):
+        viz.to_image("image.png")
+
+
+def test_overlay_draws_a_colour_bar_and_checks_shapes():
+    fig, ax = plt.subplots()
+    viz.overlay(ax, np.zeros((16, 16, 3)), np.random.rand(4, 4), title="t")
+    assert len(fig.axes) == 2  # the map and its colour bar
+    with pytest.raises(ValueError):
+        viz.overlay(ax, None, np.random.rand(2, 4, 4))
+    with pytest.raises(ValueError):
+        viz.overlay(ax, None, np.random.rand(4, 4), alpha=2)
+    plt.close(fig)
+
+
+def test_grid_has_one_row_per_image_and_one_column_per_method():
+    imgs = np.random.rand(3, 16, 16, 3)
+    fig = viz.grid(imgs, {"a": np.random.rand(3, 16, 16), "b": torch.rand(3, 16, 16)}, row_titles=list("xyz"))
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 9
+    plt.close(fig)
+    with pytest.raises(ValueError, match="one per image"):
+        viz.grid(imgs, {"a": np.random.rand(2, 16, 16)})
+
+
+def test_feature_maps_rows_are_layers():
+    fig = viz.feature_maps({"l1": torch.rand(1, 5, 6, 6), "l2": torch.rand(1, 2, 3, 3)}, channels=3)
+    panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
+    assert len(panels) == 6
+    plt.close(fig)

@@ -1,0 +1,179 @@
+"""Where the book's code runs: device choice, seeding and the ``SMOKE`` flag.
+
+Chapter 0 (``notebooks/00_getting_started.ipynb``) explains how to move a chapter
+to a GPU and what ``SMOKE`` mode changes.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def device(prefer: str | None = None) -> torch.device:
+    """Pick the device the book's computations run on.
+
+    Parameters
+    ----------
+    prefer : str, optional
+        ``"cuda"``, ``"mps"`` or ``"cpu"`` to force a device, or ``None`` (or
+        ``"auto"``) to take CUDA, then Apple's MPS, then the CPU.
+
+    Returns
+    -------
+    torch.device
+        The chosen device.
+    """
+    if prefer not in (None, "auto"):
+        if not isinstance(prefer, str):
+            raise TypeError(f"expected a device name such as 'cuda' or 'cpu', got {type(prefer).__name__}")
+        dev = torch.device(prefer)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' was asked for but torch.cuda.is_available() is False")
+        if dev.type == "mps" and not _mps_available():
+            raise ValueError("device 'mps' was asked for but torch.backends.mps.is_available() is False")
+        return dev
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if _mps_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def seed_everything(seed: int = 0) -> int:
+    """Seed Python's, NumPy's and PyTorch's random generators (CPU and CUDA).
+
+    Parameters
+    ----------
+    seed : int
+        The seed, a non-negative integer.
+
+    Returns
+    -------
+    int
+        The seed that was set, for logging.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"expected a non-negative integer seed, got {seed!r}")
+    seed = int(seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return seed
+
+
+def smoke(default: bool = False) -> bool:
+    """Read the ``SMOKE`` flag from the environment variable ``XAI_SMOKE``.
+
+    Chapters take ``SMOKE`` from their ``parameters`` cell (papermill sets it);
+    this function lets scripts and tests use the same switch.
+
+    Parameters
+    ----------
+    default : bool
+        Value when ``XAI_SMOKE`` is unset.
+
+    Returns
+    -------
+    bool
+        ``True`` when the quick, small-scale mode is on.
+    """
+    raw = os.environ.get("XAI_SMOKE")
+    if raw is None:
+        return bool(default)
+    val = raw.strip().lower()
+    if val in _TRUE:
+        return True
+    if val in _FALSE:
+        return False
+    raise ValueError(f"expected XAI_SMOKE to be one of 1/0/true/false/yes/no/on/off, got {raw!r}")
+
+
+def _plain(value):
+    """NumPy/PyTorch scalars and arrays to plain Python, so glued values read back with ``ast.literal_eval``."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def glue(name: str, value, display: bool = False):
+    """Glue a value into the executed chapter (``myst_nb.glue``) for the prose and the tests.
+
+    Scalars and arrays are turned into plain Python first, so that
+    :func:`read_glued` gets them back. Figures and DataFrames are glued as they are.
+
+    Parameters
+    ----------
+    name : str
+        Key the prose references with ``{glue:text}`name``` and tests read.
+    value : object
+        The value.
+    display : bool
+        Also show it in the cell's output.
+
+    Returns
+    -------
+    object
+        The plain value.
+    """
+    from myst_nb import glue as _glue
+
+    plain = _plain(value)
+    _glue(name, plain, display=display)
+    return plain
+
+
+def read_glued(notebook: str | os.PathLike) -> dict:
+    """Read the values glued into an executed notebook.
+
+    Parameters
+    ----------
+    notebook : str or path-like
+        An executed ``.ipynb`` file.
+
+    Returns
+    -------
+    dict
+        Name to value: Python literals are parsed back (numbers, strings, lists, dicts);
+        other outputs (figures, tables) come as their ``text/plain`` representation.
+    """
+    import ast
+    import json
+
+    with open(notebook, encoding="utf-8") as fh:
+        nb = json.load(fh)
+    out = {}
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []) or []:
+            meta = output.get("metadata", {}).get("scrapbook")
+            if not meta:
+                continue
+            prefix = meta.get("mime_prefix", "")
+            text = output.get("data", {}).get(prefix + "text/plain", "")
+            text = "".join(text) if isinstance(text, list) else text
+            try:
+                out[meta["name"]] = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                out[meta["name"]] = text
+    return out

@@ -1,0 +1,242 @@
+"""Figures: images, heat-map overlays with colour bars, and grids of maps.
+
+Used by every chapter; chapter 0 (``notebooks/00_getting_started.ipynb``) introduces them.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_image(img) -> np.ndarray:
+    """Turn a PIL image, a (3, H, W)/(H, W, 3) array or tensor in [0, 1] or 0..255 into an (H, W, 3) float array in [0, 1].
+
+    Parameters
+    ----------
+    img : PIL.Image.Image, numpy.ndarray or torch.Tensor
+        The picture. Tensors are assumed channel-first; arrays are taken channel-last
+        unless their first axis has length 3 and their last does not.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (H, W, 3), values in [0, 1].
+    """
+    if isinstance(img, Image.Image):
+        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+        return arr
+    if isinstance(img, torch.Tensor):
+        arr = img.detach().float().cpu().numpy()
+        if arr.ndim == 3 and arr.shape[0] in (1, 3):
+            arr = np.moveaxis(arr, 0, -1)
+    elif isinstance(img, np.ndarray):
+        arr = img.astype(np.float32)
+        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
+            arr = np.moveaxis(arr, 0, -1)
+    else:
+        raise TypeError(f"expected a PIL image, numpy array or tensor, got {type(img).__name__}")
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
+        raise ValueError(f"expected an image of shape (H, W, 3), (3, H, W) or (H, W), got {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    if arr.max() > 1.0 + 1e-6:
+        arr = arr / 255.0
+    return np.clip(arr, 0.0, 1.0)
+
+
+def to_map(m) -> np.ndarray:
+    """Turn an (H, W) tensor or array into a float numpy array."""
+    arr = m.detach().float().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.float32)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a single map of shape (H, W), got {arr.shape}")
+    return arr
+
+
+def show_image(ax: plt.Axes, img, title: str | None = None) -> plt.Axes:
+    """Draw an image without axes ticks.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    img : PIL image, array or tensor
+        See :func:`to_image`.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
+    """
+    ax.imshow(to_image(img))
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def overlay(
+    ax: plt.Axes,
+    img,
+    heat,
+    title: str | None = None,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    colorbar: bool = True,
+    symmetric: bool = False,
+):
+    """Draw a heat map over an image, with a colour bar.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    img : PIL image, array or tensor, or None
+        Background picture (see :func:`to_image`); ``None`` draws the map alone.
+    heat : array or tensor of shape (h, w)
+        The map; resized by matplotlib to the image's extent.
+    title : str, optional
+        Axes title.
+    cmap : str
+        Colour map; signed maps read best with a diverging one such as ``"bwr"``.
+    alpha : float
+        Opacity of the map over the image, in [0, 1].
+    colorbar : bool
+        Add a colour bar next to the axes.
+    symmetric : bool
+        Centre the colour scale on 0 (for signed maps).
+
+    Returns
+    -------
+    matplotlib.image.AxesImage
+        The drawn map, e.g. for a shared colour bar.
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"expected alpha in [0, 1], got {alpha}")
+    h = to_map(heat)
+    extent = None
+    if img is not None:
+        base = to_image(img)
+        ax.imshow(base)
+        extent = (-0.5, base.shape[1] - 0.5, base.shape[0] - 0.5, -0.5)
+    vmin, vmax = float(np.nanmin(h)), float(np.nanmax(h))
+    if symmetric:
+        lim = max(abs(vmin), abs(vmax)) or 1.0
+        vmin, vmax = -lim, lim
+    im = ax.imshow(h, cmap=cmap, alpha=alpha if img is not None else 1.0, extent=extent,
+                   vmin=vmin, vmax=vmax, interpolation="bilinear")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    return im
+
+
+def grid(
+    images: Sequence,
+    maps: Mapping[str, object],
+    row_titles: Sequence[str] | None = None,
+    cmap: str = "jet",
+    alpha: float = 0.5,
+    size: float = 2.4,
+    title: str | None = None,
+) -> plt.Figure:
+    """A grid of explanations: one row per image, the image then one column per method.
+
+    Parameters
+    ----------
+    images : sequence of N pictures
+        See :func:`to_image`.
+    maps : mapping of str to (N, H, W) arrays or tensors
+        Method name to its maps, in column order.
+    row_titles : sequence of str, optional
+        One label per image, shown over the first column.
+    cmap, alpha : str, float
+        As in :func:`overlay`.
+    size : float
+        Side of one panel in inches.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure; each map is normalised per panel, with its own colour bar.
+    """
+    n = len(images)
+    for name, m in maps.items():
+        if len(m) != n:
+            raise ValueError(f"expected {n} maps for method {name!r} (one per image), got {len(m)}")
+    cols = 1 + len(maps)
+    fig, axes = plt.subplots(n, cols, figsize=(size * cols * 1.1, size * n), squeeze=False)
+    for i, img in enumerate(images):
+        show_image(axes[i, 0], img, row_titles[i] if row_titles else None)
+        for j, (name, m) in enumerate(maps.items(), start=1):
+            overlay(axes[i, j], img, m[i], title=name if i == 0 else None, cmap=cmap, alpha=alpha)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def feature_maps(
+    activations: Mapping[str, object],
+    channels: int = 6,
+    index: int = 0,
+    size: float = 1.6,
+    title: str | None = None,
+) -> plt.Figure:
+    """Show the strongest channels of recorded activations, one row per layer.
+
+    Parameters
+    ----------
+    activations : mapping of str to (N, C, h, w) tensors
+        E.g. ``Recording.activations`` from :func:`xaihelpers.hooks.record`.
+    channels : int
+        How many channels per layer, those with the largest mean activation.
+    index : int
+        Which image of the batch.
+    size : float
+        Side of one panel in inches.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Rows are layers (labelled with name and shape), columns the chosen channels,
+        each with its own colour bar.
+    """
+    if channels < 1:
+        raise ValueError(f"expected channels >= 1, got {channels}")
+    rows = len(activations)
+    fig, axes = plt.subplots(rows, channels, figsize=(size * channels * 1.25, size * rows), squeeze=False)
+    for r, (name, act) in enumerate(activations.items()):
+        a = act.detach().float().cpu() if isinstance(act, torch.Tensor) else torch.as_tensor(act)
+        if a.ndim != 4:
+            raise ValueError(f"expected (N, C, h, w) activations for {name!r}, got {tuple(a.shape)}")
+        a = a[index]
+        top = a.mean(dim=(1, 2)).argsort(descending=True)[:channels]
+        for c in range(channels):
+            ax = axes[r, c]
+            if c < len(top):
+                ch = int(top[c])
+                im = ax.imshow(a[ch].numpy(), cmap="viridis")
+                fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+                ax.set_title(f"ch {ch}", fontsize=8)
+            ax.set_axis_off()
+        axes[r, 0].text(-0.15, 0.5, f"{name}\n{tuple(a.shape)}", transform=axes[r, 0].transAxes,
+                        ha="right", va="center", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
