@@ -14,10 +14,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def pytest_configure(config):
-    os.environ.setdefault("MPLBACKEND", "Agg")
-
-
 class _Executed:
     """Runs each chapter at most once per session and remembers the result."""
 
@@ -34,6 +30,8 @@ class _Executed:
 
             src = ROOT / "notebooks" / f"{stem}.ipynb"
             out = self.folder / src.name
+            # the kernel inherits the environment: a non-inline backend would drop the figures
+            os.environ.pop("MPLBACKEND", None)
             try:
                 pm.execute_notebook(
                     str(src), str(out), parameters={"SMOKE": True}, cwd=str(src.parent),

@@ -1,0 +1,110 @@
+"""The site: it builds from the executed chapters without warnings, and a browser shows their figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import NOTEBOOKS, ROOT
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+def _config() -> dict:
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+def test_every_chapter_is_in_the_toc():
+    toc = (ROOT / "_toc.yml").read_text()
+    for nb in NOTEBOOKS:
+        assert f"notebooks/{nb.stem}" in toc
+
+
+def test_links_use_the_one_repository_url():
+    url = _config()["repository"]["url"].rstrip("/")
+    slug = url.split("github.com/")[1]
+    texts = [(ROOT / "README.md").read_text()] + [p.read_text() for p in NOTEBOOKS]
+    for text in texts:
+        assert "github.com/" + slug in text or "github/" + slug in text
+        for other in ("colab.research.google.com/github/", "github.com/"):
+            for chunk in text.split(other)[1:]:
+                if chunk.startswith(("jacobgil", "xai-book")) or other == "github.com/" and not chunk.startswith("xai"):
+                    continue
+                assert chunk.startswith(slug), chunk[:80]
+
+
+@pytest.fixture(scope="module")
+def site(executed, tmp_path_factory) -> Path:
+    """Build the book from the SMOKE-executed chapters (execution off) into a temporary folder."""
+    src = tmp_path_factory.mktemp("book")
+    shutil.copytree(ROOT / "book", src / "book")
+    shutil.copy(ROOT / "_toc.yml", src / "_toc.yml")
+    config = _config()
+    config["execute"]["execute_notebooks"] = "off"
+    (src / "_config.yml").write_text(yaml.safe_dump(config))
+    (src / "notebooks").mkdir()
+    for nb in NOTEBOOKS:
+        shutil.copy(executed(nb.stem), src / "notebooks" / nb.name)
+    jb = Path(sys.executable).with_name("jupyter-book")
+    proc = subprocess.run([str(jb), "build", str(src), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return src / "_build" / "html"
+
+
+@pytest.mark.site
+def test_site_has_every_chapter_page(site):
+    for nb in NOTEBOOKS:
+        page = site / "notebooks" / f"{nb.stem}.html"
+        assert page.is_file()
+        html = page.read_text()
+        outputs = html.split('<div class="cell_output')[1:]
+        assert any("<img" in out.split("</div>")[0] for out in outputs), "no figure among the cell outputs"
+        assert "Traceback" not in html
+
+
+@pytest.mark.site
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_chapter_page_shows_executed_figures_in_chromium(site, nb, tmp_path):
+    if not (CHROMIUM and CHROMEDRIVER):
+        reason = "Chromium or ChromeDriver not found: install the Debian packages chromium and chromium-driver (make test does)"
+        print(reason)
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                 f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,2000"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    try:
+        driver.set_page_load_timeout(60)
+        driver.get((site / "notebooks" / f"{nb.stem}.html").as_uri())
+        state = driver.execute_script(
+            """
+            const imgs = [...document.querySelectorAll('.cell_output img')];
+            return {n: imgs.length,
+                    loaded: imgs.filter(i => i.complete && i.naturalWidth > 0).length,
+                    title: document.title};
+            """
+        )
+        shot = tmp_path / f"{nb.stem}.png"
+        driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    assert state["n"] >= 1, "no figure from the notebook's outputs on the page"
+    assert state["loaded"] == state["n"], state
+    assert shot.stat().st_size > 10_000
