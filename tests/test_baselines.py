@@ -55,3 +55,87 @@ def test_bad_inputs_raise(lite0, batch):
         xh.baselines.grad_cam(lite0.model, batch, [1, 2, 3])
     with pytest.raises(ValueError, match=r"\[0, 1000\)"):
         xh.baselines.gradient(lite0.model, batch, 1000)
+
+
+# -- explain(): the libraries' baselines behind one call ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    from xaihelpers import data, models
+
+    model, prep, _ = models.load_benchmark_model("relu", device="cpu")
+    ds = data.cluttered_fashion_mnist("test", n=3, verbose=False)
+    return model, prep.normalize(ds.images), ds.labels
+
+
+@pytest.mark.parametrize("method", xh.baselines.METHODS + xh.baselines.OWN_METHODS)
+def test_every_method_gives_one_finite_map_per_image(cnn, method):
+    model, x, y = cnn
+    maps = xh.baselines.explain(model, x, y, method)
+    assert maps.shape == (3, 64, 64) and maps.dtype == torch.float32
+    assert torch.isfinite(maps).all() and (maps.flatten(1).std(1) > 0).all()
+    assert all(p.grad is None for p in model.parameters())  # no gradients left on the weights
+
+
+def test_explain_saliency_is_the_gradient(cnn):
+    model, x, y = cnn
+    assert torch.allclose(xh.baselines.explain(model, x, y, "saliency"), xh.baselines.gradient(model, x, y), atol=1e-7)
+
+
+def test_library_gradcam_equals_ours_up_to_minmax_scaling(cnn):
+    model, x, y = cnn
+    lib = xh.baselines.explain(model, x, y, "gradcam").numpy()
+    mine = xh.baselines.grad_cam(model, x, y).numpy()
+    lo, hi = mine.min(axis=(1, 2), keepdims=True), mine.max(axis=(1, 2), keepdims=True)
+    assert np.allclose(lib, (mine - lo) / (hi - lo), atol=2e-3)
+
+
+def test_cam_is_grad_cam_without_relu_for_global_average_pooling(cnn):
+    # with GAP and one linear layer, Grad-CAM's channel weights are w_t / (h w)
+    model, x, y = cnn
+    h = w = 8
+    cam = xh.baselines.cam(model, x, y)
+    gc = xh.baselines.grad_cam(model, x, y, relu=False)
+    assert torch.allclose(cam, gc * h * w, rtol=1e-4, atol=1e-5)
+
+
+def test_lrp_canonizer_restores_the_model(cnn):
+    model, x, y = cnn
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    logits = model(x)
+    xh.baselines.explain(model, x, y, "lrp_epsilon_plus")
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.allclose(model(x), logits)
+
+
+def test_explain_works_for_lite0(lite0, batch):
+    for method in ("saliency", "gradcam", "lrp_epsilon_plus_flat", "cam"):
+        maps = xh.baselines.explain(lite0.model, batch, [967, 285], method)
+        assert maps.shape == (2, 224, 224) and torch.isfinite(maps).all()
+
+
+def test_cam_refuses_a_multi_layer_head():
+    from torch import nn
+
+    class VGGLike(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4 * 30 * 30, 8), nn.ReLU(), nn.Linear(8, 3))
+
+        def forward(self, x):
+            return self.classifier(self.features(x))
+
+    with pytest.raises(ValueError, match="Grad-CAM instead"):
+        xh.baselines.cam(VGGLike(), torch.zeros(1, 3, 32, 32), 0, layer="features.1")
+
+
+def test_explain_refuses_unknown_methods_and_bad_input(cnn):
+    model, x, y = cnn
+    with pytest.raises(ValueError, match="expected method"):
+        xh.baselines.explain(model, x, y, "deeplift-ish")
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
+        xh.baselines.explain(model, x[0], y, "saliency")
+    f = xh.baselines.explainer("occlusion", window=16, stride=16)
+    assert f.__name__ == "occlusion" and f(model, x, y).shape == (3, 64, 64)

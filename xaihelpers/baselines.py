@@ -1,12 +1,21 @@
-"""First explanations, written with :mod:`xaihelpers.hooks` so that every step is visible.
+"""Baseline explainers behind one call.
 
-``gradient`` (vanilla gradient, Simonyan et al. 2014) and ``grad_cam`` (Selvaraju et al.
-2017) follow the book's uniform explainer call ``(model, x, target, **settings)`` and
-return maps of shape (N, H, W). Chapter 0 (``notebooks/00_getting_started.ipynb``)
-derives both.
+``gradient`` (vanilla gradient, Simonyan et al. 2014), ``grad_cam`` (Selvaraju et
+al. 2017) and ``cam`` (Zhou et al. 2016) are written out with
+:mod:`xaihelpers.hooks` so that every step is visible; chapter 0
+(``notebooks/00_getting_started.ipynb``) derives the first two. :func:`explain`
+wraps the maintained libraries, captum, zennit and pytorch-grad-cam, for the
+dozen baselines of chapter 1 (``notebooks/01_evaluating_explanations.ipynb``).
+All follow the book's uniform call ``(model, x, target, **settings)`` and return
+maps of shape (N, H, W).
 """
 
 from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -101,3 +110,269 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None =
     if relu:
         cam = cam.clamp(min=0)
     return F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None, head: str | None = None) -> torch.Tensor:
+    r"""Class activation mapping (Zhou et al. 2016) for networks ending in global average pooling and a linear layer.
+
+    .. math:: M^t_{ij} = \sum_k w^t_k A^k_{ij}
+
+    where :math:`A` is the last feature map and :math:`w^t` the linear head's row for
+    class ``t``; upsampled bilinearly to the input size.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier whose logits are ``head(mean_ij A)``.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    target : int, sequence of int or None
+        Class to explain per image; ``None`` takes the predicted class.
+    layer : str, optional
+        The feature layer; default :func:`xaihelpers.models.default_layer`.
+    head : str, optional
+        The final linear layer; default the model's last ``nn.Linear``.
+
+    Returns
+    -------
+    torch.Tensor
+        Maps of shape (N, H, W).
+    """
+    _checks.image_batch(x)
+    layer = layer or default_layer(model)
+    linears = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    head = head or (linears[-1] if linears else None)
+    if head is None or isinstance(model.get_submodule(head.rsplit(".", 1)[0]) if "." in head else None, nn.Sequential):
+        raise ValueError(
+            f"CAM needs global average pooling followed by one linear layer; {type(model).__name__} "
+            "has a multi-layer head (e.g. VGG): use Grad-CAM instead"
+        )
+    x = x.detach().to(_model_device(model))
+    with torch.no_grad(), record(model, [layer]) as rec:
+        logits = model(x)
+    t = _checks.targets(target, x.shape[0], logits)
+    acts = rec.activations[layer]
+    weight = model.get_submodule(head).weight
+    if acts.ndim != 4 or weight.shape[1] != acts.shape[1]:
+        raise ValueError(f"CAM needs layer {layer!r} to have as many channels as {head!r} has inputs")
+    maps = torch.einsum("nc,nchw->nhw", weight[t], acts)
+    return F.interpolate(maps[:, None], size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+# ----------------------------------------------------------------------------
+# explain(): one call for the libraries' explainers
+# ----------------------------------------------------------------------------
+
+CAPTUM_METHODS = ("saliency", "guided_backprop", "input_x_gradient", "integrated_gradients", "smoothgrad", "occlusion")
+ZENNIT_METHODS = ("lrp_epsilon_plus", "lrp_epsilon_plus_flat")
+GRADCAM_METHODS = ("gradcam", "gradcam_pp", "scorecam", "ablationcam", "xgradcam", "layercam", "fullgrad")
+OWN_METHODS = ("gradient", "grad_cam", "cam")
+METHODS = CAPTUM_METHODS + ZENNIT_METHODS + GRADCAM_METHODS + ("cam",)
+# The libraries' explainers that work at the target layer's resolution (upsampled).
+LOW_RESOLUTION = ("gradcam", "gradcam_pp", "scorecam", "ablationcam", "xgradcam", "cam", "grad_cam")
+
+
+def _channels(attr: torch.Tensor, reduce: str) -> torch.Tensor:
+    if reduce == "sum":
+        return attr.sum(1)
+    if reduce == "absmax":
+        return attr.abs().amax(1)
+    if reduce == "abssum":
+        return attr.abs().sum(1)
+    if reduce == "mean":
+        return attr.mean(1)
+    raise ValueError(f"expected reduce in ('sum', 'absmax', 'abssum', 'mean'), got {reduce!r}")
+
+
+def _captum(model, x, t, method, reduce=None, **settings) -> torch.Tensor:
+    import captum.attr as ca
+
+    if method == "saliency":
+        attr = ca.Saliency(model).attribute(x, target=t, abs=True)
+        default = "absmax"
+    elif method == "guided_backprop":
+        attr = ca.GuidedBackprop(model).attribute(x, target=t)
+        default = "sum"
+    elif method == "input_x_gradient":
+        attr = ca.InputXGradient(model).attribute(x, target=t)
+        default = "sum"
+    elif method == "integrated_gradients":
+        steps = settings.pop("n_steps", 32)
+        attr = ca.IntegratedGradients(model).attribute(x, target=t, baselines=0.0, n_steps=steps,
+                                                       internal_batch_size=settings.pop("internal_batch_size", 256))
+        default = "sum"
+    elif method == "smoothgrad":
+        span = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).mean().item()
+        nt = ca.NoiseTunnel(ca.Saliency(model))
+        attr = nt.attribute(x, target=t, nt_type="smoothgrad", nt_samples=settings.pop("nt_samples", 25),
+                            nt_samples_batch_size=settings.pop("nt_samples_batch_size", 25),
+                            stdevs=settings.pop("noise_level", 0.15) * span, abs=True)
+        default = "absmax"
+    else:  # occlusion
+        side = settings.pop("window", max(2, x.shape[-1] // 8))
+        stride = settings.pop("stride", max(1, side // 2))
+        attr = ca.Occlusion(model).attribute(x, target=t, sliding_window_shapes=(3, side, side),
+                                             strides=(3, stride, stride), baselines=0.0,
+                                             perturbations_per_eval=settings.pop("perturbations_per_eval", 64))
+        default = "mean"
+    if settings:
+        raise TypeError(f"unexpected settings for {method!r}: {sorted(settings)}")
+    return _channels(attr.detach(), reduce or default)
+
+
+class _ResidualSumCanonizer:
+    """zennit canonizer for :class:`xaihelpers.models.ResidualBlock`: route the skip sum through ``zennit.layer.Sum``."""
+
+    @staticmethod
+    def make():
+        from zennit.canonizers import AttributeCanonizer
+        from zennit.layer import Sum
+
+        from .models import ResidualBlock
+
+        def forward(self, x):
+            out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+            return self.act2(self.canonizer_sum(torch.stack([x, out], dim=-1)))
+
+        def attribute_map(name, module):
+            if isinstance(module, ResidualBlock):
+                return {"forward": forward.__get__(module), "canonizer_sum": Sum()}
+            return None
+
+        return AttributeCanonizer(attribute_map)
+
+
+def zennit_canonizers(model: nn.Module) -> list:
+    """The zennit canonizers for ``model``: batch-norm merging, and the residual sums of ResNets and benchmark CNNs."""
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.torchvision import ResNetCanonizer
+
+    from .models import BenchmarkCNN
+
+    if isinstance(model, BenchmarkCNN):
+        return [SequentialMergeBatchNorm(), _ResidualSumCanonizer.make()]
+    if "layer4" in dict(model.named_modules()):
+        return [ResNetCanonizer()]
+    return [SequentialMergeBatchNorm()]
+
+
+def _zennit(model, x, t, method, n_classes, reduce=None, **settings) -> torch.Tensor:
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlus, EpsilonPlusFlat
+
+    kind = EpsilonPlusFlat if method == "lrp_epsilon_plus_flat" else EpsilonPlus
+    composite = kind(canonizers=zennit_canonizers(model), **settings)
+    onehot = F.one_hot(t, n_classes).to(x.dtype)
+    with Gradient(model=model, composite=composite) as attributor:
+        _, relevance = attributor(x, onehot)
+    return _channels(relevance.detach(), reduce or "sum")
+
+
+def _gradcam_lib(model, x, t, method, layer, **settings) -> torch.Tensor:
+    import pytorch_grad_cam as pgc
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    kinds = {"gradcam": pgc.GradCAM, "gradcam_pp": pgc.GradCAMPlusPlus, "scorecam": pgc.ScoreCAM,
+             "ablationcam": pgc.AblationCAM, "xgradcam": pgc.XGradCAM, "layercam": pgc.LayerCAM,
+             "fullgrad": pgc.FullGrad}
+    target_layer = model.get_submodule(layer)
+    # the library prints per-image progress bars and a FullGrad notice; keep the output clean
+    quiet = io.StringIO()
+    with contextlib.redirect_stderr(quiet), contextlib.redirect_stdout(quiet), \
+            kinds[method](model=model, target_layers=[target_layer]) as explainer:
+        if method in ("scorecam", "ablationcam"):
+            explainer.batch_size = settings.pop("batch_size", 64)
+        if settings:
+            raise TypeError(f"unexpected settings for {method!r}: {sorted(settings)}")
+        maps = explainer(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in t])
+    return torch.from_numpy(maps).float()
+
+
+def explain(
+    model: nn.Module,
+    x: torch.Tensor,
+    target=None,
+    method: str = "saliency",
+    layer: str | None = None,
+    **settings,
+) -> torch.Tensor:
+    """Explain a batch with one of the baseline methods, from the library that maintains it.
+
+    ========================  ==========================================================
+    method                    library and settings
+    ========================  ==========================================================
+    ``saliency``              captum ``Saliency`` (|gradient|, max over channels)
+    ``guided_backprop``       captum ``GuidedBackprop``, summed over channels
+    ``input_x_gradient``      captum ``InputXGradient``, summed over channels
+    ``integrated_gradients``  captum ``IntegratedGradients``, baseline 0, ``n_steps=32``
+    ``smoothgrad``            captum ``NoiseTunnel(Saliency)``, 25 samples, noise 0.15 x range
+    ``occlusion``             captum ``Occlusion``, window H/8, stride half the window, value 0
+    ``lrp_epsilon_plus``      zennit LRP: z+ for convolutions, epsilon for linear layers
+    ``lrp_epsilon_plus_flat`` the same with the flat rule on the first layer
+    ``gradcam`` ...           pytorch-grad-cam: ``gradcam``, ``gradcam_pp``, ``scorecam``,
+                              ``ablationcam``, ``xgradcam``, ``layercam``, ``fullgrad``
+    ``cam``                   :func:`cam` (Zhou et al. 2016)
+    ``gradient``, ``grad_cam``  this module's own :func:`gradient` and :func:`grad_cam`
+    ========================  ==========================================================
+
+    LRP uses zennit's canonizers: batch norms merged into the preceding convolution,
+    and residual sums routed through zennit's ``Sum`` for torchvision ResNets and the
+    benchmark CNNs. pytorch-grad-cam's maps come min-max scaled to [0, 1] per image.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits, in eval mode.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    target : int, sequence of int or None
+        Class to explain per image; ``None`` takes the predicted class.
+    method : str
+        One of :data:`METHODS` (or ``"gradient"``, ``"grad_cam"``).
+    layer : str, optional
+        Target layer of the CAM methods; default :func:`xaihelpers.models.default_layer`.
+    **settings
+        Method settings (e.g. ``n_steps``, ``nt_samples``, ``window``, ``reduce``).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 maps of shape (N, H, W) on the CPU.
+    """
+    _checks.image_batch(x)
+    if method not in METHODS + OWN_METHODS:
+        raise ValueError(f"expected method in {METHODS + OWN_METHODS}, got {method!r}")
+    dev = _model_device(model)
+    x = x.detach().to(dev)
+    with torch.no_grad():
+        logits = model(x)
+    t = _checks.targets(target, x.shape[0], logits).to(dev)
+    if method == "gradient":
+        out = gradient(model, x, t, **settings)
+    elif method == "grad_cam":
+        out = grad_cam(model, x, t, layer=layer, **settings)
+    elif method == "cam":
+        out = cam(model, x, t, layer=layer, **settings)
+    elif method in CAPTUM_METHODS:
+        with torch.enable_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            out = _captum(model, x.clone().requires_grad_(True), t, method, **settings)
+    elif method in ZENNIT_METHODS:
+        with torch.enable_grad():
+            out = _zennit(model, x.clone().requires_grad_(True), t, method, logits.shape[1], **settings)
+    else:
+        with torch.enable_grad():
+            out = _gradcam_lib(model, x, t, method, layer or default_layer(model), **settings)
+    return out.detach().float().cpu()
+
+
+def explainer(method: str, **settings) -> Callable[..., torch.Tensor]:
+    """:func:`explain` with ``method`` and ``settings`` fixed: a callable ``(model, x, target) -> (N, H, W)``."""
+    if method not in METHODS + OWN_METHODS:
+        raise ValueError(f"expected method in {METHODS + OWN_METHODS}, got {method!r}")
+
+    def run(model: nn.Module, x: torch.Tensor, target=None, **more) -> torch.Tensor:
+        return explain(model, x, target, method, **{**settings, **more})
+
+    run.__name__ = method
+    return run

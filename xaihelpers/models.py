@@ -29,7 +29,21 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 
-OFFLINE_MODELS = ("efficientnet_lite0",)
+# The cluttered Fashion-MNIST benchmark CNNs of chapter 1, one per activation.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "elu": nn.ELU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.1),
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "tanh": nn.Tanh,
+}
+BENCHMARK_MODELS = tuple(f"fmnist_cnn_{a}" for a in ACTIVATIONS)
+BENCHMARK_MEAN = (0.5,) * 3
+BENCHMARK_STD = (0.25,) * 3
+BENCHMARK_SIZE = 64
+
+OFFLINE_MODELS = ("efficientnet_lite0",) + BENCHMARK_MODELS
 ONLINE_MODELS = ("resnet18", "resnet50", "vgg16")
 MODELS = OFFLINE_MODELS + ONLINE_MODELS
 
@@ -321,7 +335,9 @@ def load_model(name: str = "efficientnet_lite0", device: torch.device | str | No
     ----------
     name : str
         ``"efficientnet_lite0"`` (offline default), ``"resnet18"``, ``"resnet50"`` or ``"vgg16"``
-        (torchvision weights, downloaded once into torch's hub cache).
+        (torchvision weights, downloaded once into torch's hub cache), or one of the
+        cluttered Fashion-MNIST CNNs ``"fmnist_cnn_<activation>"`` (see
+        :func:`load_benchmark_model`).
     device : torch.device or str, optional
         Where to put the model; default :func:`xaihelpers.runtime.device`.
 
@@ -347,6 +363,8 @@ def load_model(name: str = "efficientnet_lite0", device: torch.device | str | No
         loaded = _efficientnet_lite0()
     elif key in ONLINE_MODELS:
         loaded = _torchvision_model(key)
+    elif key in BENCHMARK_MODELS:
+        loaded = load_benchmark_model(key.removeprefix("fmnist_cnn_"), device="cpu")
     else:
         raise ValueError(f"expected a model name in {MODELS}, got {name!r}")
     dev = pick_device(device if isinstance(device, str) or device is None else str(device))
@@ -371,6 +389,8 @@ def default_layer(model: nn.Module) -> str:
     """
     if isinstance(model, EfficientNetLite0):
         return "_act_head"
+    if isinstance(model, BenchmarkCNN):
+        return "features.res2"
     names = dict(model.named_modules())
     if "layer4" in names:
         return "layer4"
@@ -424,3 +444,314 @@ def predict(model: nn.Module, x: torch.Tensor, classes: list[str] | None = None,
 
 
 ModelFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------
+# The cluttered Fashion-MNIST benchmark CNNs (chapter 1)
+# ----------------------------------------------------------------------------
+
+CHECKPOINT_DIR = Path(__file__).parent / "checkpoints"
+TRAIN_SEED = 0
+TRAIN_SETTINGS = {"n_train": 20000, "epochs": 12, "batch_size": 128, "lr": 3e-3, "weight_decay": 5e-4}
+
+
+def _activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"expected an activation in {tuple(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+class ResidualBlock(nn.Module):
+    """``act(x + bn2(conv2(act(bn1(conv1(x))))))``, channels and size kept.
+
+    The modules are registered in the order of the forward pass, so that zennit's
+    ``SequentialMergeBatchNorm`` finds each batch norm right after its convolution.
+    """
+
+    def __init__(self, channels: int, activation: str = "relu") -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.act1 = _activation(activation)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+        self.act2 = _activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
+        return self.act2(x + out)
+
+
+class BenchmarkCNN(nn.Module):
+    """The small CNN family of the cluttered Fashion-MNIST benchmark.
+
+    conv-BN-act-maxpool twice, a residual block, conv-BN-act-maxpool, a second
+    residual block, global average pooling and a linear head; the
+    last feature map (``features.res2``) is 8x8 for 64x64 inputs. Only the activation differs
+    between members of the family.
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`ACTIVATIONS`.
+    width : int
+        Channels of the first convolution; later stages have 2x and 4x.
+    num_classes : int
+        Output classes (10 for Fashion-MNIST).
+    """
+
+    def __init__(self, activation: str = "relu", width: int = 16, num_classes: int = 10) -> None:
+        super().__init__()
+        _activation(activation)
+        self.activation = activation
+        w = width
+
+        def stage(c_in: int, c_out: int, i: int) -> list[tuple[str, nn.Module]]:
+            return [(f"conv{i}", nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)), (f"bn{i}", nn.BatchNorm2d(c_out)),
+                    (f"act{i}", _activation(activation)), (f"pool{i}", nn.MaxPool2d(2))]
+
+        layers = stage(3, w, 1) + stage(w, 2 * w, 2) + [("res1", ResidualBlock(2 * w, activation))]
+        layers += stage(2 * w, 4 * w, 3) + [("res2", ResidualBlock(4 * w, activation))]
+        from collections import OrderedDict
+
+        self.features = nn.Sequential(OrderedDict(layers))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(4 * w, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.flatten(self.pool(self.features(x))))
+
+
+def benchmark_preprocess() -> Preprocess:
+    """Preprocessing of the benchmark CNNs: 64x64, pixels normalised by mean 0.5, std 0.25."""
+    return Preprocess(BENCHMARK_SIZE, BENCHMARK_SIZE, BENCHMARK_MEAN, BENCHMARK_STD)
+
+
+def checkpoint_path(activation: str) -> Path:
+    """Where the committed checkpoint of the benchmark CNN with ``activation`` lives."""
+    _activation(activation)
+    return CHECKPOINT_DIR / f"fmnist_cnn_{activation}.pt"
+
+
+def checkpoint_manifest() -> dict:
+    """The committed checkpoints' manifest: sha256, test accuracy, seed and settings per activation."""
+    import json
+
+    path = CHECKPOINT_DIR / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on normalised images ``x`` (N, 3, H, W) with labels ``y`` (N,)."""
+    dev = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        correct += (model(x[i : i + batch_size].to(dev)).argmax(1).cpu() == y[i : i + batch_size]).sum().item()
+    model.train(was_training)
+    return correct / len(x)
+
+
+def train_classifier(
+    model: nn.Module,
+    data: tuple[torch.Tensor, torch.Tensor] | Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    epochs: int = 10,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    weight_decay: float = 5e-4,
+    seed: int = 0,
+    flip: bool = True,
+    verbose: bool = True,
+) -> list[float]:
+    """Train a classifier with AdamW and a one-cycle learning-rate schedule.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network, trained in place on its own device.
+    data : (torch.Tensor, torch.Tensor) or callable
+        Normalised training images (N, 3, H, W) and labels (N,), or a function
+        ``data(epoch) -> (images, labels)`` giving fresh ones for each epoch (all
+        epochs the same N).
+    epochs, batch_size, lr, weight_decay : int, int, float, float
+        Optimisation settings; ``lr`` is the one-cycle peak.
+    seed : int
+        Seeds the shuffling and initialisation-independent randomness.
+    flip : bool
+        Augment with random horizontal flips.
+    verbose : bool
+        Show a progress bar over the batches.
+
+    Returns
+    -------
+    list of float
+        Mean training loss per epoch.
+    """
+    from tqdm.auto import tqdm
+
+    dev = next(model.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    fetch = data if callable(data) else (lambda epoch: data)
+    x, y = fetch(0)
+    steps = epochs * math.ceil(len(x) / batch_size)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    losses = []
+    model.train()
+    bar = tqdm(total=steps, desc=f"training {type(model).__name__}", disable=not verbose)
+    for epoch in range(epochs):
+        if epoch > 0 and callable(data):
+            x, y = fetch(epoch)
+        order = torch.randperm(len(x), generator=gen)
+        total = 0.0
+        for i in range(0, len(x), batch_size):
+            idx = order[i : i + batch_size]
+            xb, yb = x[idx], y[idx]
+            if flip:
+                f = torch.rand(len(idx), generator=gen) < 0.5
+                xb = torch.where(f[:, None, None, None], xb.flip(-1), xb)
+            loss = F.cross_entropy(model(xb.to(dev)), yb.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(idx)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        losses.append(total / len(x))
+    bar.close()
+    model.eval()
+    return losses
+
+
+def train_benchmark_model(
+    activation: str = "relu",
+    seed: int = TRAIN_SEED,
+    device: torch.device | str | None = None,
+    data_root: str | Path | None = None,
+    verbose: bool = True,
+    **settings,
+) -> tuple[BenchmarkCNN, float]:
+    """Train one benchmark CNN on cluttered Fashion-MNIST with the book's recipe.
+
+    Each epoch trains on ``n_train`` freshly generated images from Fashion-MNIST's
+    train split (seed ``1000 * seed + epoch``); the test set is the 10,000 images
+    generated from its test split with seed 0.
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`ACTIVATIONS`.
+    seed : int
+        Seeds initialisation, data generation and shuffling.
+    device : torch.device or str, optional
+        Where to train; default :func:`xaihelpers.runtime.device`.
+    data_root : str or pathlib.Path, optional
+        Folder with Fashion-MNIST's idx files.
+    verbose : bool
+        Show progress bars.
+    **settings
+        Overrides of :data:`TRAIN_SETTINGS` (``n_train`` images per epoch, ``epochs``,
+        ``batch_size``, ``lr``, ``weight_decay``).
+
+    Returns
+    -------
+    (BenchmarkCNN, float)
+        The trained model in eval mode and its test accuracy.
+    """
+    from .data import cluttered_fashion_mnist
+    from .runtime import device as pick_device
+    from .runtime import seed_everything
+
+    unknown = set(settings) - set(TRAIN_SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown training settings {sorted(unknown)}; expected some of {sorted(TRAIN_SETTINGS)}")
+    cfg = {**TRAIN_SETTINGS, **settings}
+    seed_everything(seed)
+    norm = benchmark_preprocess().normalize
+
+    def epoch_data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # fresh images every epoch: other items, backgrounds and placements, so no image is seen twice
+        train = cluttered_fashion_mnist("train", n=cfg["n_train"], size=BENCHMARK_SIZE, seed=1000 * seed + epoch,
+                                        root=data_root, verbose=False)
+        return norm(train.images), train.labels
+
+    model = BenchmarkCNN(activation).to(pick_device(None if device is None else str(device)))
+    train_classifier(model, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
+                     lr=cfg["lr"], weight_decay=cfg["weight_decay"], seed=seed, verbose=verbose)
+    test = cluttered_fashion_mnist("test", n=10000, size=BENCHMARK_SIZE, seed=0, root=data_root, verbose=verbose)
+    return model, accuracy(model, norm(test.images), test.labels)
+
+
+def load_benchmark_model(
+    activation: str = "relu",
+    device: torch.device | str | None = None,
+    train_if_missing: bool = True,
+    verbose: bool = True,
+) -> LoadedModel:
+    """Load a cluttered Fashion-MNIST CNN from its committed checkpoint.
+
+    The checkpoint's SHA-256 is checked against ``checkpoints/manifest.json``. When the
+    checkpoint is missing, the model is trained with :func:`train_benchmark_model`
+    (minutes on a CPU) and cached in :func:`xaihelpers.data.data_dir`.
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`ACTIVATIONS`.
+    device : torch.device or str, optional
+        Where to put the model; default :func:`xaihelpers.runtime.device`.
+    train_if_missing : bool
+        Train when no checkpoint exists; otherwise raise ``WeightsUnavailableError``.
+    verbose : bool
+        Show progress bars when training.
+
+    Returns
+    -------
+    LoadedModel
+        ``(model, preprocess, classes)`` with the model in eval mode, mapping
+        (N, 3, 64, 64) to (N, 10) logits.
+    """
+    from .data import FASHION_CLASSES, data_dir
+    from .runtime import device as pick_device
+
+    path = checkpoint_path(activation)
+    model = BenchmarkCNN(activation)
+    cached = data_dir() / "checkpoints" / path.name
+    if path.is_file():
+        expected = checkpoint_manifest().get(activation, {}).get("sha256")
+        actual = file_sha256(path)
+        if expected is not None and expected != actual:
+            raise WeightsUnavailableError(
+                f"checkpoint {path} has sha256 {actual}, but checkpoints/manifest.json expects {expected}; "
+                "restore it with git or retrain with scripts/train_benchmark_models.py"
+            )
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    elif cached.is_file():
+        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+    elif train_if_missing:
+        model, _ = train_benchmark_model(activation, device="cpu", verbose=verbose)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), cached)
+    else:
+        raise WeightsUnavailableError(
+            f"no checkpoint for the {activation} benchmark CNN at {path} or {cached}; "
+            "train it with scripts/train_benchmark_models.py or call with train_if_missing=True"
+        )
+    model.eval().to(pick_device(None if device is None else str(device)))
+    model.xai_name = f"fmnist_cnn_{activation}"  # type: ignore[assignment]
+    return LoadedModel(model, benchmark_preprocess(), list(FASHION_CLASSES))

@@ -5,6 +5,7 @@ Used by every chapter; chapter 0 (``notebooks/00_getting_started.ipynb``) introd
 
 from __future__ import annotations
 
+import math
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -238,5 +239,81 @@ def feature_maps(
                         ha="right", va="center", fontsize=8)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def benchmark_examples(dataset, n: int = 8, cols: int = 8, size: float = 1.8) -> plt.Figure:
+    """Images of a localisation benchmark with their object outline and box.
+
+    Parameters
+    ----------
+    dataset : xaihelpers.data.ClutteredFashionMNIST
+        Images (N, 3, H, W) in [0, 1] with masks, boxes, labels and class names.
+    n : int
+        How many images, from the first.
+    cols : int
+        Panels per row.
+    size : float
+        Side of one panel in inches.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The mask's outline in white, the box in yellow, the label as title.
+    """
+    from matplotlib.patches import Rectangle
+
+    n = min(n, len(dataset))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows * 1.1), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, ax in enumerate(axes.flat[:n]):
+        show_image(ax, dataset.images[i], dataset.classes[int(dataset.labels[i])])
+        ax.contour(dataset.masks[i].numpy().astype(float), levels=[0.5], colors="white", linewidths=0.8)
+        x0, y0, x1, y1 = dataset.boxes[i].tolist()
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor="yellow", linewidth=1.2))
+    fig.suptitle("cluttered Fashion-MNIST: object outline (white) and box (yellow)")
+    fig.tight_layout()
+    return fig
+
+
+def score_table(table, higher_is_better: Mapping[str, bool], title: str | None = None, fmt: str = ".3f") -> plt.Figure:
+    """A table of scores as a heat map coloured by rank within each column (green = best).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        Rows are methods, columns are metrics (only those in ``higher_is_better`` are drawn).
+    higher_is_better : mapping of str to bool
+        For each column to draw, whether a higher value is better.
+    title : str, optional
+        Figure title.
+    fmt : str
+        Format of the printed values.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The heat map, one row per method.
+    """
+    import seaborn as sns
+
+    cols = [c for c in higher_is_better if c in table.columns]
+    if not cols:
+        raise ValueError(f"none of the columns {list(higher_is_better)} is in the table ({list(table.columns)})")
+    values = table[cols].astype(float)
+    ranks = values.rank(pct=True)
+    for c in cols:
+        if not higher_is_better[c]:
+            ranks[c] = values[c].rank(pct=True, ascending=False)
+    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2.5, 0.38 * len(values) + 1.2))
+    sns.heatmap(ranks, annot=values, fmt=fmt, cmap="RdYlGn", vmin=0, vmax=1, cbar_kws={"label": "rank in column (1 = best)"},
+                ax=ax, linewidths=0.5)
+    ax.set_xticklabels([f"{c} {'↑' if higher_is_better[c] else '↓'}" for c in cols], rotation=30, ha="right")
+    ax.set_ylabel("")
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,56 @@
+"""Train the cluttered Fashion-MNIST benchmark CNNs and write their checkpoints.
+
+Reproduces ``xaihelpers/checkpoints/fmnist_cnn_<activation>.pt`` and
+``xaihelpers/checkpoints/manifest.json`` (sha256, test accuracy, seed, settings,
+training time). Run from the repository root::
+
+    python scripts/train_benchmark_models.py                 # all activations
+    python scripts/train_benchmark_models.py relu gelu       # some of them
+
+Chapter 1 (``notebooks/01_evaluating_explanations.ipynb``) reports the accuracies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+from xaihelpers import models
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("activations", nargs="*", default=list(models.ACTIVATIONS))
+    parser.add_argument("--seed", type=int, default=models.TRAIN_SEED)
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models.CHECKPOINT_DIR.mkdir(exist_ok=True)
+    manifest_path = models.CHECKPOINT_DIR / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    for act in args.activations:
+        start = time.time()
+        model, acc = models.train_benchmark_model(act, seed=args.seed, device="cpu")
+        path = models.checkpoint_path(act)
+        torch.save({k: v.clone() for k, v in model.state_dict().items()}, path)
+        manifest[act] = {
+            "file": path.name,
+            "sha256": models.file_sha256(path),
+            "test_accuracy": round(acc, 4),
+            "seed": args.seed,
+            "settings": models.TRAIN_SETTINGS,
+            "train_seconds": round(time.time() - start, 1),
+            "script": "scripts/train_benchmark_models.py",
+            "torch": torch.__version__,
+            "machine": f"{platform.machine()}, {args.threads} CPU threads",
+        }
+        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        print(f"{act}: test accuracy {acc:.4f} in {manifest[act]['train_seconds']} s -> {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Fashion-MNIST reading and the cluttered Fashion-MNIST benchmark."""
+
+import numpy as np
+import pytest
+import torch
+
+from xaihelpers import data
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return data.fashion_mnist("test")
+
+
+def test_fashion_mnist_has_its_published_splits(test_split):
+    images, labels = test_split
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
+    assert np.bincount(labels).tolist() == [1000] * 10  # the test split is balanced
+    assert len(data.FASHION_CLASSES) == 10
+
+
+def test_fashion_mnist_reads_a_given_folder(tmp_path, test_split, monkeypatch):
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (raw / f"{stem}.gz").symlink_to(data.FASHION_SYSTEM_DIR / f"{stem}.gz")
+    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("XAI_DATA", str(tmp_path / "cache"))
+    images, labels = data.fashion_mnist("test", root=tmp_path, download=False)
+    assert np.array_equal(images, test_split[0]) and np.array_equal(labels, test_split[1])
+
+
+def test_missing_fashion_mnist_names_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("XAI_DATA", str(tmp_path / "cache"))
+    with pytest.raises(data.DataUnavailableError, match="dataset-fashion-mnist") as err:
+        data.fashion_mnist("train", download=False)
+    assert str(tmp_path / "nowhere") in str(err.value)
+    with pytest.raises(ValueError, match="'train' or 'test'"):
+        data.fashion_mnist("validation")
+
+
+def test_offline_download_fails_with_a_clear_error(tmp_path, monkeypatch):
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setenv("XAI_DATA", str(tmp_path / "cache"))
+    with pytest.raises(data.DataUnavailableError, match="download failed"):
+        data.fashion_mnist("test")
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return data.cluttered_fashion_mnist("test", n=40, verbose=False)
+
+
+def test_cluttered_images_masks_and_boxes_agree(bench, test_split):
+    assert bench.images.shape == (40, 3, 64, 64) and bench.masks.shape == (40, 64, 64)
+    assert 0 <= bench.images.min() and bench.images.max() <= 1
+    assert torch.equal(bench.labels, torch.from_numpy(test_split[1][bench.source_index.numpy()]))
+    share = bench.masks.float().mean(dim=(1, 2))
+    assert (share > 0.02).all() and (share < 0.6).all()
+    for m, (x0, y0, x1, y1) in zip(bench.masks, bench.boxes.tolist()):
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (x0, y0, x1, y1)
+
+
+def test_cluttered_generation_is_deterministic_and_prefix_stable(bench):
+    again = data.cluttered_fashion_mnist("test", n=10, verbose=False)
+    assert torch.equal(again.images, bench.images[:10]) and torch.equal(again.masks, bench.masks[:10])
+    other = data.cluttered_fashion_mnist("test", n=10, seed=1, verbose=False)
+    assert not torch.equal(other.images, again.images)
+    sub = bench.subset(slice(0, 5))
+    assert len(sub) == 5 and torch.equal(sub.boxes, bench.boxes[:5])
+
+
+def test_the_object_differs_from_its_background(bench):
+    # the item is drawn on top: its pixels are brighter than the dimmed texture around it
+    inside = (bench.images.amax(1) * bench.masks).sum((1, 2)) / bench.masks.sum((1, 2))
+    outside = (bench.images.amax(1) * ~bench.masks).sum((1, 2)) / (~bench.masks).sum((1, 2))
+    assert (inside > outside).float().mean() > 0.9
+
+
+def test_cluttered_bad_arguments():
+    with pytest.raises(ValueError, match="0 < n <="):
+        data.cluttered_fashion_mnist("test", n=0)
+    with pytest.raises(ValueError, match="size >= 32"):
+        data.cluttered_fashion_mnist("test", n=2, size=16)
+    with pytest.raises(ValueError, match="scale"):
+        data.cluttered_fashion_mnist("test", n=2, scale=(0.7, 0.2))

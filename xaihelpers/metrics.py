@@ -1,0 +1,907 @@
+"""Metrics for saliency maps: localisation, sparseness, faithfulness, robustness, similarity.
+
+Every metric takes maps of shape (N, H, W) (torch tensors or NumPy arrays) and
+returns a NumPy array of N per-image values; ``nan`` marks an image where the
+metric is undefined (e.g. an empty ground-truth mask). Chapter 1
+(``notebooks/01_evaluating_explanations.ipynb``) explains each one with a picture.
+
+The protocol of the SRD paper (Han et al. 2024, Appendix E) is :func:`prepare`:
+divide each map by its maximum, then clamp to [-1, 1]. It is applied by
+:func:`evaluate` and is an explicit argument everywhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _checks
+
+Explainer = Callable[..., torch.Tensor]
+
+
+# ----------------------------------------------------------------------------
+# input handling and the SRD protocol
+# ----------------------------------------------------------------------------
+
+
+def _maps(maps: object, name: str = "maps") -> torch.Tensor:
+    if isinstance(maps, np.ndarray):
+        maps = torch.from_numpy(maps)
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(f"expected {name} as a tensor or array of shape (N, H, W), got {type(maps).__name__}")
+    if maps.ndim != 3:
+        raise ValueError(f"expected {name} of shape (N, H, W), got {tuple(maps.shape)}")
+    return maps.detach().double().cpu()
+
+
+def _masks(masks: object, maps: torch.Tensor) -> torch.Tensor:
+    m = _maps(masks, "masks")
+    if m.shape != maps.shape:
+        raise ValueError(f"expected masks of the maps' shape {tuple(maps.shape)}, got {tuple(m.shape)}")
+    return m > 0.5
+
+
+def prepare(maps: object, normalise: str | None = "max", clamp: bool = True) -> torch.Tensor:
+    """Normalise and clamp maps as the SRD paper's evaluation does.
+
+    Parameters
+    ----------
+    maps : tensor or array, shape (N, H, W)
+        Saliency maps.
+    normalise : {"max", "absmax", None}
+        ``"max"`` divides each map by its maximum (SRD, Appendix E; by its largest
+        absolute value when the maximum is not positive); ``"absmax"`` by its largest
+        absolute value (Quantus' ``normalise_by_max``); ``None`` leaves it.
+    clamp : bool
+        Clamp to [-1, 1] afterwards.
+
+    Returns
+    -------
+    torch.Tensor
+        float64 maps of shape (N, H, W) on the CPU.
+    """
+    a = _maps(maps)
+    if normalise not in ("max", "absmax", None):
+        raise ValueError(f"expected normalise in ('max', 'absmax', None), got {normalise!r}")
+    if normalise is not None:
+        flat = a.flatten(1)
+        absmax = flat.abs().amax(1)
+        scale = flat.amax(1) if normalise == "max" else absmax
+        scale = torch.where(scale > 0, scale, absmax)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        a = a / scale[:, None, None]
+    return a.clamp(-1, 1) if clamp else a
+
+
+def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinearly resize maps (N, h, w) to (N, H, W) = ``size`` (no-op when equal)."""
+    m = maps if isinstance(maps, torch.Tensor) else torch.as_tensor(maps)
+    if tuple(m.shape[-2:]) == tuple(size):
+        return m
+    return F.interpolate(m[:, None].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+# ----------------------------------------------------------------------------
+# localisation
+# ----------------------------------------------------------------------------
+
+
+def default_tolerance(size: int) -> int:
+    """The SRD paper's 15-pixel pointing-game tolerance at 224 px, scaled to ``size`` px."""
+    return int(round(15 * size / 224))
+
+
+def _dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    if radius <= 0:
+        return masks
+    r = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    disk = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius**2).double()[None, None]
+    out = F.conv2d(masks[:, None].double(), disk, padding=radius)[:, 0]
+    return out > 0.5
+
+
+def pointing_game(maps: object, masks: object, tolerance: int | None = None) -> np.ndarray:
+    r"""Pointing game (Zhang et al. 2018): does the map's maximum fall on the object?
+
+    .. math:: \mu_{PG} = \frac{\mathrm{Hits}}{\mathrm{Hits} + \mathrm{Misses}}
+
+    A hit is an image whose maximum (any of them, when tied) lies inside the mask
+    dilated by a disk of radius ``tolerance`` pixels (SRD, Appendix E: 15 px at 224 px).
+
+    Parameters
+    ----------
+    maps : tensor or array, shape (N, H, W)
+        Saliency maps.
+    masks : tensor or array, shape (N, H, W)
+        Ground-truth object masks (bool or 0/1).
+    tolerance : int, optional
+        Tolerance in pixels; default :func:`default_tolerance` of the map size.
+        ``0`` reproduces Quantus' ``PointingGame``.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,): 1.0 for a hit, 0.0 for a miss, nan for an empty mask.
+    """
+    a = _maps(maps)
+    m = _masks(masks, a)
+    tol = default_tolerance(a.shape[-1]) if tolerance is None else int(tolerance)
+    if tol < 0:
+        raise ValueError(f"expected tolerance >= 0 pixels, got {tolerance}")
+    at_max = a == a.flatten(1).amax(1)[:, None, None]
+    hit = (at_max & _dilate(m, tol)).flatten(1).any(1).double()
+    hit[m.flatten(1).sum(1) == 0] = float("nan")
+    return hit.numpy()
+
+
+def attribution_localisation(maps: object, masks: object) -> np.ndarray:
+    r"""Attribution localisation (Kohlbrenner et al. 2020): positive relevance inside the mask.
+
+    .. math:: \mu_{AL} = \frac{R_{in}}{R_{tot}}, \quad
+              R_{in} = \sum_{i \in \text{mask}} \max(\phi_i, 0), \;
+              R_{tot} = \sum_i \max(\phi_i, 0)
+
+    A constant map scores the mask's share of the image (chance); a map equal to the
+    mask scores 1.
+
+    Parameters
+    ----------
+    maps, masks : tensor or array, shape (N, H, W)
+        Saliency maps and ground-truth masks.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,), in [0, 1]; nan where the mask is empty or no relevance is positive.
+    """
+    a = _maps(maps).clamp(min=0)
+    m = _masks(masks, a)
+    inside = (a * m).flatten(1).sum(1)
+    total = a.flatten(1).sum(1)
+    out = inside / total
+    out[(total == 0) | (m.flatten(1).sum(1) == 0)] = float("nan")
+    return out.numpy()
+
+
+def sparseness(maps: object, absolute: bool = True) -> np.ndarray:
+    r"""Sparseness as the Gini index of the map (Chalasani et al. 2020).
+
+    .. math:: \mu_{Spa} = 1 - 2 \sum_{k=1}^{d} \frac{v_{(k)}}{\lVert v \rVert_1}
+              \cdot \frac{d - k + 0.5}{d}
+
+    with :math:`v_{(1)} \le \dots \le v_{(d)}` the sorted (absolute) values. 0 for a
+    constant map, :math:`1 - 1/d` when all mass is on one pixel.
+
+    Parameters
+    ----------
+    maps : tensor or array, shape (N, H, W)
+        Saliency maps.
+    absolute : bool
+        Take absolute values first (Quantus' default); otherwise negative values are
+        set to zero.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,), in [0, 1); nan for an all-zero map.
+    """
+    a = _maps(maps).flatten(1)
+    v = a.abs() if absolute else a.clamp(min=0)
+    v, _ = v.sort(1)
+    d = v.shape[1]
+    k = torch.arange(1, d + 1, dtype=torch.float64)
+    total = v.sum(1)
+    out = 1 - 2 * ((v / total[:, None]) * ((d - k + 0.5) / d)).sum(1)
+    out[total == 0] = float("nan")
+    return out.numpy()
+
+
+def _largest_component_box(binary: np.ndarray) -> tuple[int, int, int, int] | None:
+    from skimage.measure import label, regionprops
+
+    lab = label(binary, connectivity=2)
+    if lab.max() == 0:
+        return None
+    region = max(regionprops(lab), key=lambda r: r.area)
+    y0, x0, y1, x1 = region.bbox
+    return x0, y0, x1, y1
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two boxes ``(x0, y0, x1, y1)``, ends exclusive."""
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def localisation_error(maps: object, boxes: object, alpha: float = 1.0) -> np.ndarray:
+    r"""Weakly supervised localisation error (as in Guided Feature Inversion's evaluation).
+
+    Threshold the map at :math:`\alpha \cdot \mathrm{mean}(\phi)`, take the largest
+    8-connected region above it, box it, and count an error when the box's IoU with
+    the ground-truth box is below 0.5.
+
+    Parameters
+    ----------
+    maps : tensor or array, shape (N, H, W)
+        Saliency maps.
+    boxes : tensor or array, shape (N, 4)
+        Ground-truth boxes ``(x0, y0, x1, y1)``, ends exclusive.
+    alpha : float
+        Threshold as a multiple of the map's mean.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,): 1.0 for an error, 0.0 for a correct localisation.
+    """
+    a = _maps(maps).numpy()
+    b = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.float64)
+    if b.shape != (a.shape[0], 4):
+        raise ValueError(f"expected boxes of shape ({a.shape[0]}, 4), got {b.shape}")
+    out = np.ones(a.shape[0])
+    for i, m in enumerate(a):
+        box = _largest_component_box(m > alpha * m.mean())
+        if box is not None:
+            out[i] = float(box_iou(box, b[i]) < 0.5)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# similarity between maps
+# ----------------------------------------------------------------------------
+
+
+def pearson(a: object, b: object) -> np.ndarray:
+    """Pearson correlation between two maps per image, shape (N,); nan when one is constant."""
+    x, y = _maps(a, "a").flatten(1), _maps(b, "b").flatten(1)
+    if x.shape != y.shape:
+        raise ValueError(f"expected maps of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    x = x - x.mean(1, keepdim=True)
+    y = y - y.mean(1, keepdim=True)
+    den = x.norm(dim=1) * y.norm(dim=1)
+    out = (x * y).sum(1) / den
+    out[den == 0] = float("nan")
+    return out.numpy()
+
+
+def spearman(a: object, b: object) -> np.ndarray:
+    """Spearman rank correlation between two maps per image, shape (N,) (ties get their mean rank)."""
+    from scipy.stats import rankdata
+
+    x, y = _maps(a, "a").flatten(1).numpy(), _maps(b, "b").flatten(1).numpy()
+    return pearson(rankdata(x, axis=1)[:, None], rankdata(y, axis=1)[:, None])
+
+
+def ssim(a: object, b: object, data_range: float | None = None, win_size: int = 7) -> np.ndarray:
+    r"""Structural similarity (Wang et al. 2004) between two maps per image.
+
+    Computed as scikit-image's ``structural_similarity`` with its defaults: a
+    uniform ``win_size`` window, :math:`K_1 = 0.01`, :math:`K_2 = 0.03`, sample
+    covariances, and the mean over the windows that fit inside the image.
+
+    .. math:: \mathrm{SSIM} = \frac{(2\mu_a\mu_b + C_1)(2\sigma_{ab} + C_2)}
+              {(\mu_a^2 + \mu_b^2 + C_1)(\sigma_a^2 + \sigma_b^2 + C_2)}
+
+    Parameters
+    ----------
+    a, b : tensor or array, shape (N, H, W)
+        The two sets of maps.
+    data_range : float, optional
+        :math:`L` in :math:`C_i = (K_i L)^2`; default: the range of the two maps
+        together, per image.
+    win_size : int
+        Odd side of the window.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,), in [-1, 1].
+    """
+    x, y = _maps(a, "a"), _maps(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"expected maps of one shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+    if win_size % 2 == 0 or win_size > min(x.shape[-2:]):
+        raise ValueError(f"expected an odd win_size no larger than the maps, got {win_size}")
+    if data_range is None:
+        both = torch.cat([x.flatten(1), y.flatten(1)], 1)
+        rng = (both.amax(1) - both.amin(1)).clamp(min=1e-12)[:, None, None, None]
+    else:
+        rng = torch.tensor(float(data_range), dtype=torch.float64)
+    c1, c2 = (0.01 * rng) ** 2, (0.03 * rng) ** 2
+    x, y = x[:, None], y[:, None]
+
+    def mean(t: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(t, win_size, stride=1)
+
+    n_px = win_size**2
+    cov = n_px / (n_px - 1)
+    ux, uy = mean(x), mean(y)
+    vx = cov * (mean(x * x) - ux * ux)
+    vy = cov * (mean(y * y) - uy * uy)
+    vxy = cov * (mean(x * y) - ux * uy)
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    return s.flatten(1).mean(1).numpy()
+
+
+# ----------------------------------------------------------------------------
+# faithfulness: metrics that query the model
+# ----------------------------------------------------------------------------
+
+
+def _device(model: nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+@torch.no_grad()
+def _scores(model: nn.Module, x: torch.Tensor, target: torch.Tensor, batch_size: int, prob: bool) -> torch.Tensor:
+    out = []
+    dev = _device(model)
+    for i in range(0, len(x), batch_size):
+        logits = model(x[i : i + batch_size].to(dev))
+        if prob:
+            logits = logits.softmax(1)
+        out.append(logits.gather(1, target[i : i + batch_size, None].to(dev))[:, 0].double().cpu())
+    return torch.cat(out)
+
+
+def _setup(model: nn.Module, x: torch.Tensor, maps: object, target) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    _checks.image_batch(x)
+    a = _maps(maps)
+    if a.shape[0] != x.shape[0]:
+        raise ValueError(f"expected one map per image ({x.shape[0]}), got {a.shape[0]}")
+    a = resize_maps(a, tuple(x.shape[-2:])).double()
+    with torch.no_grad():
+        logits = model(x.to(_device(model))) if target is None else None
+    t = _checks.targets(target, x.shape[0], logits).cpu()
+    return x.detach().cpu(), a, t
+
+
+def fidelity(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: object,
+    target=None,
+    subset_size: int = 200,
+    n_subsets: int = 100,
+    baseline: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> np.ndarray:
+    r"""Fidelity, or faithfulness correlation (Bhatt et al. 2020).
+
+    .. math:: \mu_{Fid} = \operatorname*{Corr}_{S \subset [d],\, |S| = s}
+              \Big(\sum_{i \in S} \phi(x)_i,\; F(x) - F(x_{[x_S = \bar x_S]})\Big)
+
+    For ``n_subsets`` random sets S of ``subset_size`` pixels, the pixels of S (all
+    channels) are set to ``baseline`` and the drop of the target logit is compared
+    with the summed attribution of S (SRD, Appendix E: 200 pixels, value 0).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W); the baseline 0 is the mean pixel.
+    maps : tensor or array, shape (N, H, W) or (N, h, w)
+        Attributions, resized bilinearly to (H, W) when smaller.
+    target : int, sequence or None
+        Explained classes; ``None`` takes the predicted ones.
+    subset_size, n_subsets : int
+        Pixels per subset and number of subsets.
+    baseline : float
+        Value written into the removed pixels.
+    seed : int
+        Seed of the subset draws.
+    batch_size : int
+        Forward passes per batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,): Pearson correlations in [-1, 1] (nan for a constant map).
+    """
+    x, a, t = _setup(model, x, maps, target)
+    n, _, h, w = x.shape
+    if not 0 < subset_size < h * w:
+        raise ValueError(f"expected 0 < subset_size < {h * w} pixels, got {subset_size}")
+    gen = torch.Generator().manual_seed(seed)
+    full = _scores(model, x, t, batch_size, prob=False)
+    out = np.empty(n)
+    for i in range(n):
+        idx = torch.stack([torch.randperm(h * w, generator=gen)[:subset_size] for _ in range(n_subsets)])
+        keep = torch.ones(n_subsets, h * w)
+        keep.scatter_(1, idx, 0.0)
+        keep = keep.view(n_subsets, 1, h, w)
+        xs = x[i : i + 1] * keep + baseline * (1 - keep)
+        drop = full[i] - _scores(model, xs, t[i].repeat(n_subsets), batch_size, prob=False)
+        attr = a[i].flatten()[idx].sum(1)
+        out[i] = pearson(attr[None, None, :], drop[None, None, :])[0]
+    return out
+
+
+def stability(
+    explainer: Explainer,
+    model: nn.Module,
+    x: torch.Tensor,
+    target=None,
+    n_samples: int = 10,
+    sigma: float = 0.1,
+    seed: int = 0,
+    normalise: str | None = "max",
+    clamp: bool = True,
+    **settings,
+) -> np.ndarray:
+    r"""Stability, a local Lipschitz estimate (Alvarez-Melis & Jaakkola 2018).
+
+    .. math:: \mu_{Sta} = \max_{x_j \in N_\epsilon(x_i)}
+              \frac{\lVert \phi(x_i) - \phi(x_j) \rVert_2}{\lVert x_i - x_j \rVert_2}
+
+    over ``n_samples`` neighbours :math:`x_j = x_i + \mathcal N(0, \sigma^2)`
+    (SRD, Appendix E: :math:`\sigma = 0.1`), with maps prepared by :func:`prepare`.
+    Lower is better.
+
+    Parameters
+    ----------
+    explainer : callable
+        ``explainer(model, x, target, **settings) -> (N, H, W)``.
+    model : nn.Module
+        Classifier returning logits.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    target : int, sequence or None
+        Explained classes, kept fixed for the neighbours; ``None`` takes the predicted ones.
+    n_samples : int
+        Neighbours per image.
+    sigma : float
+        Standard deviation of the Gaussian noise, in the normalised input's units.
+    seed : int
+        Seed of the noise.
+    normalise, clamp
+        Passed to :func:`prepare`.
+    **settings
+        Passed to the explainer.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,), non-negative.
+    """
+    _checks.image_batch(x)
+    dev = _device(model)
+    with torch.no_grad():
+        logits = model(x.to(dev)) if target is None else None
+    t = _checks.targets(target, x.shape[0], logits)
+    phi = prepare(explainer(model, x, t, **settings), normalise, clamp)
+    gen = torch.Generator().manual_seed(seed)
+    best = torch.zeros(x.shape[0], dtype=torch.float64)
+    for _ in range(n_samples):
+        noise = torch.randn(x.shape, generator=gen) * sigma
+        xj = x + noise.to(x.device)
+        phij = prepare(explainer(model, xj, t, **settings), normalise, clamp)
+        ratio = (phi - phij).flatten(1).norm(dim=1) / noise.flatten(1).double().norm(dim=1)
+        best = torch.maximum(best, ratio)
+    return best.numpy()
+
+
+def _order(a: torch.Tensor) -> torch.Tensor:
+    """Pixel indices of each map, most relevant first (ties broken by index)."""
+    return a.flatten(1).argsort(dim=1, descending=True, stable=True)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    from torchvision.transforms.functional import gaussian_blur
+
+    k = 2 * int(math.ceil(3 * sigma)) + 1
+    return gaussian_blur(x, [k, k], [sigma, sigma])
+
+
+def _curve(model, x, a, t, steps, start, end, batch_size) -> torch.Tensor:
+    """Target probability while pixels move from ``start`` to ``end`` in map order."""
+    n, _, h, w = x.shape
+    order = _order(a)
+    fractions = torch.linspace(0, 1, steps + 1)
+    curves = torch.empty(n, steps + 1, dtype=torch.float64)
+    for i in range(n):
+        k = (fractions * h * w).round().long()
+        rank = torch.empty(h * w, dtype=torch.long)
+        rank[order[i]] = torch.arange(h * w)
+        moved = (rank[None, :] < k[:, None]).float().view(-1, 1, h, w)
+        xs = start[i : i + 1] * (1 - moved) + end[i : i + 1] * moved
+        curves[i] = _scores(model, xs, t[i].repeat(len(k)), batch_size, prob=True)
+    return curves
+
+
+def deletion_insertion(
+    model: nn.Module,
+    x: torch.Tensor,
+    maps: object,
+    target=None,
+    steps: int = 32,
+    blur_sigma: float | None = None,
+    batch_size: int = 256,
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Deletion and insertion AUC (Petsiuk et al. 2018).
+
+    Deletion removes pixels, most relevant first, by setting them to 0 (the mean
+    pixel); insertion starts from a blurred copy and restores pixels in the same
+    order. Each curve is the target's softmax probability after each of ``steps``
+    equal fractions; its area (trapezoid rule over the fraction in [0, 1]) is the score.
+
+    .. math:: \mathrm{AUC} = \int_0^1 p_t\big(x^{(f)}\big)\, df
+
+    Lower deletion and higher insertion are better.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    maps : tensor or array, shape (N, H, W) or (N, h, w)
+        Attributions.
+    target : int, sequence or None
+        Explained classes; ``None`` takes the predicted ones.
+    steps : int
+        Number of steps of each curve.
+    blur_sigma : float, optional
+        Standard deviation of insertion's starting blur, in pixels; default H / 8.
+    batch_size : int
+        Forward passes per batch.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Deletion and insertion AUCs, each of shape (N,), in [0, 1].
+    """
+    x, a, t = _setup(model, x, maps, target)
+    sigma = x.shape[-1] / 8 if blur_sigma is None else blur_sigma
+    deletion = _curve(model, x, a, t, steps, x, torch.zeros_like(x), batch_size)
+    insertion = _curve(model, x, a, t, steps, _blur(x, sigma), x, batch_size)
+    dx = 1.0 / steps
+    auc = lambda c: ((c[:, 1:] + c[:, :-1]) / 2).sum(1).numpy() * dx  # noqa: E731
+    return auc(deletion), auc(insertion)
+
+
+def explanation_size(
+    model: nn.Module, x: torch.Tensor, maps: object, target=None, steps: int = 50, batch_size: int = 256
+) -> np.ndarray:
+    """Smallest fraction of most relevant pixels that, kept alone, keeps the label.
+
+    All other pixels are set to 0 (the mean pixel); fractions are tried on a grid of
+    ``steps`` values; an image whose label is never kept scores 1.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    maps : tensor or array, shape (N, H, W) or (N, h, w)
+        Attributions.
+    target : int, sequence or None
+        The label to keep; ``None`` takes the predicted one.
+    steps : int
+        Grid size over (0, 1].
+    batch_size : int
+        Forward passes per batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,), in (0, 1]. Smaller is a more concise explanation.
+    """
+    x, a, t = _setup(model, x, maps, target)
+    n, _, h, w = x.shape
+    fractions = torch.arange(1, steps + 1, dtype=torch.float64) / steps
+    order = _order(a)
+    dev = _device(model)
+    out = np.ones(n)
+    for i in range(n):
+        rank = torch.empty(h * w, dtype=torch.long)
+        rank[order[i]] = torch.arange(h * w)
+        k = (fractions * h * w).round().long()
+        keep = (rank[None, :] < k[:, None]).float().view(-1, 1, h, w)
+        with torch.no_grad():
+            preds = torch.cat([model((x[i : i + 1] * keep[j : j + batch_size]).to(dev)).argmax(1).cpu()
+                               for j in range(0, len(keep), batch_size)])
+        ok = (preds == t[i]).nonzero()
+        if len(ok):
+            out[i] = float(fractions[ok[0, 0]])
+    return out
+
+
+def confidence_drop(model: nn.Module, x: torch.Tensor, maps: object, target=None, batch_size: int = 256) -> np.ndarray:
+    r"""Average drop in confidence (Chattopadhay et al. 2018) when only the explanation is shown.
+
+    .. math:: \mathrm{Drop} = \frac{\max(0,\, p_t(x) - p_t(x \odot \hat\phi))}{p_t(x)}
+
+    where :math:`\hat\phi` is the map rescaled to [0, 1] (negative parts dropped)
+    and multiplies the normalised image, so 0 shows the mean pixel.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    maps : tensor or array, shape (N, H, W) or (N, h, w)
+        Attributions.
+    target : int, sequence or None
+        Explained classes; ``None`` takes the predicted ones.
+    batch_size : int
+        Forward passes per batch.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,), in [0, 1]; lower is better.
+    """
+    x, a, t = _setup(model, x, maps, target)
+    weight = prepare(a, "max", clamp=True).clamp(min=0).float()[:, None]
+    p = _scores(model, x, t, batch_size, prob=True)
+    q = _scores(model, x * weight, t, batch_size, prob=True)
+    return ((p - q).clamp(min=0) / p).numpy()
+
+
+# ----------------------------------------------------------------------------
+# evaluating an explainer on a benchmark, and the randomisation sanity check
+# ----------------------------------------------------------------------------
+
+ALPHAS = tuple(np.round(np.arange(0.0, 5.01, 0.5), 2))
+TABLE_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability")
+
+
+def _batches(n: int, batch_size: int):
+    for i in range(0, n, batch_size):
+        yield slice(i, min(n, i + batch_size))
+
+
+def evaluate(
+    explainer: Explainer,
+    model: nn.Module,
+    x: torch.Tensor,
+    target,
+    masks: object,
+    boxes: object,
+    stability_samples: int = 5,
+    fidelity_subsets: int = 100,
+    subset_size: int = 200,
+    alphas: Sequence[float] = ALPHAS,
+    normalise: str | None = "max",
+    clamp: bool = True,
+    batch_size: int = 50,
+    verbose: bool = True,
+    **settings,
+):
+    """Score one explainer on a benchmark with ground-truth masks and boxes.
+
+    Maps are prepared by :func:`prepare` (SRD's protocol), resized to the input, and
+    scored per image with the pointing game, attribution localisation, sparseness,
+    fidelity, stability and the localisation error at each threshold in ``alphas``.
+
+    Parameters
+    ----------
+    explainer : callable
+        ``explainer(model, x, target, **settings) -> (N, h, w)``, e.g.
+        :func:`xaihelpers.baselines.explainer`.
+    model : nn.Module
+        Classifier returning logits.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    target : int, sequence or None
+        Explained classes (usually the true labels).
+    masks : tensor, shape (N, H, W)
+        Ground-truth object masks.
+    boxes : tensor, shape (N, 4)
+        Ground-truth boxes ``(x0, y0, x1, y1)``.
+    stability_samples, fidelity_subsets, subset_size : int
+        Settings of :func:`stability` and :func:`fidelity`.
+    alphas : sequence of float
+        Thresholds of :func:`localisation_error`.
+    normalise, clamp
+        Passed to :func:`prepare`.
+    batch_size : int
+        Images per explainer call.
+    verbose : bool
+        Show a progress bar.
+    **settings
+        Passed to the explainer.
+
+    Returns
+    -------
+    (pandas.DataFrame, torch.Tensor)
+        One row per image: the five metrics, ``loc_error@<alpha>`` for each alpha and
+        ``seconds`` (the explainer's time per image); and the prepared maps (N, H, W).
+    """
+    import time
+
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    _checks.image_batch(x)
+    n, size = x.shape[0], tuple(x.shape[-2:])
+    dev = _device(model)
+    with torch.no_grad():
+        logits = model(x.to(dev)) if target is None else None
+    t = _checks.targets(target, n, logits).cpu()
+    rows, all_maps = [], []
+    name = getattr(explainer, "__name__", "explainer")
+    for sl in tqdm(list(_batches(n, batch_size)), desc=f"evaluating {name}", disable=not verbose):
+        xb, tb = x[sl], t[sl]
+        start = time.perf_counter()
+        raw = explainer(model, xb, tb, **settings)
+        seconds = (time.perf_counter() - start) / len(tb)
+        maps = prepare(resize_maps(_maps(raw), size), normalise, clamp)
+        df = pd.DataFrame({
+            "pointing_game": pointing_game(maps, masks[sl]),
+            "attribution_localisation": attribution_localisation(maps, masks[sl]),
+            "sparseness": sparseness(maps),
+            "fidelity": fidelity(model, xb, maps, tb, subset_size=subset_size, n_subsets=fidelity_subsets),
+            "stability": stability(explainer, model, xb, tb, n_samples=stability_samples,
+                                   normalise=normalise, clamp=clamp, **settings),
+        })
+        for alpha in alphas:
+            df[f"loc_error@{alpha:g}"] = localisation_error(maps, boxes[sl], alpha)
+        df["seconds"] = seconds
+        rows.append(df)
+        all_maps.append(maps.float())
+    return pd.concat(rows, ignore_index=True), torch.cat(all_maps)
+
+
+def summarise(results: dict) -> "pandas.DataFrame":  # noqa: F821
+    """Mean and standard error per explainer, with the localisation error at its best threshold.
+
+    Parameters
+    ----------
+    results : dict of str to pandas.DataFrame
+        Per-image results of :func:`evaluate`, keyed by explainer name.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per explainer: the mean of each metric, ``<metric>_sem`` for its
+        standard error, ``loc_error`` and ``alpha`` (the threshold with the lowest mean
+        error, as Guided Feature Inversion's table reports), ``ms_per_image`` and ``n``.
+    """
+    import pandas as pd
+
+    rows = {}
+    for name, df in results.items():
+        row = {}
+        for col in TABLE_COLUMNS:
+            row[col] = df[col].mean()
+            row[f"{col}_sem"] = df[col].sem()
+        loc = {c: df[c].mean() for c in df.columns if c.startswith("loc_error@")}
+        best = min(loc, key=loc.get)
+        row["loc_error"] = loc[best]
+        row["loc_error_sem"] = df[best].sem()
+        row["alpha"] = float(best.split("@")[1])
+        row["ms_per_image"] = 1000 * df["seconds"].mean()
+        row["n"] = len(df)
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def default_stages(model: nn.Module) -> list[tuple[str, list[str]]]:
+    """The cascade of :func:`cascading_randomisation`, output side first.
+
+    For a model with a ``features`` ``nn.Sequential`` (the benchmark CNNs, VGG), each
+    child with weights is a stage and a batch norm joins the convolution before it;
+    the modules after ``features`` (the head) come first. Otherwise every convolution
+    and linear layer is a stage.
+    """
+    children = dict(model.named_children())
+    if isinstance(children.get("features"), nn.Sequential):
+        stages: list[tuple[str, list[str]]] = []
+        for name, child in children["features"].named_children():
+            if not any(True for _ in child.parameters()):
+                continue
+            full = f"features.{name}"
+            if isinstance(child, nn.BatchNorm2d) and stages:
+                stages[-1][1].append(full)
+            else:
+                stages.append((name, [full]))
+        head = [(n, [n]) for n, c in children.items() if n != "features" and any(True for _ in c.parameters())]
+        return head[::-1] + stages[::-1]
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return [(n, [n]) for n in names[::-1]]
+
+
+def cascading_randomisation(
+    explainer: Explainer,
+    model: nn.Module,
+    x: torch.Tensor,
+    target,
+    stages: Sequence[tuple[str, Sequence[str]]] | None = None,
+    seed: int = 0,
+    similarity: str = "spearman",
+    **settings,
+) -> "pandas.DataFrame":  # noqa: F821
+    """Model-randomisation sanity check (Adebayo et al. 2018), cascading from the output.
+
+    Re-initialises the model's layers stage by stage, output first, keeping earlier
+    stages random, and measures how similar each stage's maps are to the trained
+    model's. An explainer that depends on the learned weights should lose similarity
+    quickly; one that stays similar explains the input's structure, not the model.
+
+    Parameters
+    ----------
+    explainer : callable
+        ``explainer(model, x, target, **settings) -> (N, h, w)``.
+    model : nn.Module
+        The trained classifier; it is copied, never changed.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    target : int, sequence or None
+        Explained classes, kept fixed across stages.
+    stages : sequence of (label, module-name prefixes), optional
+        The cascade, output first; default :func:`default_stages`.
+    seed : int
+        Seed of the re-initialisation.
+    similarity : {"spearman", "ssim", "pearson"}
+        Similarity of absolute-valued, max-normalised maps (Adebayo et al. use the
+        Spearman rank correlation of absolute values and SSIM).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image and stage: ``stage`` (0 = trained), ``label`` and ``similarity``.
+    """
+    import copy
+
+    import pandas as pd
+
+    measures = {"spearman": spearman, "ssim": ssim, "pearson": pearson}
+    if similarity not in measures:
+        raise ValueError(f"expected similarity in {tuple(measures)}, got {similarity!r}")
+    _checks.image_batch(x)
+    dev = _device(model)
+    with torch.no_grad():
+        logits = model(x.to(dev)) if target is None else None
+    t = _checks.targets(target, x.shape[0], logits)
+    if stages is None:
+        stages = default_stages(model)
+    measure = measures[similarity]
+
+    def norm(m):
+        return prepare(resize_maps(_maps(m), tuple(x.shape[-2:])).abs(), "absmax", clamp=False)
+
+    reference = norm(explainer(model, x, t, **settings))
+    rnd = copy.deepcopy(model).eval()
+    gen = torch.Generator().manual_seed(seed)
+    rows = [pd.DataFrame({"stage": 0, "label": "trained", "similarity": measure(reference, reference),
+                          "image": range(x.shape[0])})]
+    for k, (label, prefixes) in enumerate(stages, start=1):
+        for name, module in rnd.named_modules():
+            if any(name == p or name.startswith(p + ".") for p in prefixes):
+                _reinitialise(module, gen)
+        maps = norm(explainer(rnd, x, t, **settings))
+        rows.append(pd.DataFrame({"stage": k, "label": label, "similarity": measure(reference, maps),
+                                  "image": range(x.shape[0])}))
+    return pd.concat(rows, ignore_index=True)
+
+
+@torch.no_grad()
+def _reinitialise(module: nn.Module, gen: torch.Generator) -> None:
+    """Draw a layer's weights afresh: Kaiming-uniform like PyTorch's default, from ``gen``."""
+    if isinstance(module, (nn.Conv2d, nn.Linear)):
+        fan_in = module.weight[0].numel()
+        bound = 1 / math.sqrt(fan_in)
+        w = (torch.rand(module.weight.shape, generator=gen) * 2 - 1) * bound * math.sqrt(3)
+        module.weight.copy_(w.to(module.weight))
+        if module.bias is not None:
+            module.bias.copy_(((torch.rand(module.bias.shape, generator=gen) * 2 - 1) * bound).to(module.bias))
+    elif isinstance(module, nn.BatchNorm2d):
+        module.reset_parameters()
