@@ -6,18 +6,27 @@ and named after what they hold:
 ``runtime``
     device choice, seeding and the ``SMOKE`` flag (chapter 0).
 ``models``
-    the offline EfficientNet-Lite0 and torchvision's online classifiers (chapter 0).
+    the offline EfficientNet-Lite0 and torchvision's online classifiers (chapter 0);
+    the cluttered Fashion-MNIST CNN family and its training (chapter 1).
 ``data``
-    the sample photos and reading a reader's own image (chapter 0).
+    the sample photos and reading a reader's own image (chapter 0); Fashion-MNIST
+    and the cluttered Fashion-MNIST benchmark (chapter 1).
 ``hooks``
     recording activations and gradients of named layers (chapter 0).
 ``baselines``
-    first explanations: vanilla gradient and Grad-CAM (chapter 0).
+    vanilla gradient and Grad-CAM written out (chapter 0); ``explain``, one call for
+    the baselines of captum, zennit and pytorch-grad-cam (chapter 1).
+``gfi``
+    Guided Feature Inversion (Du et al. 2018), Eq. 1-4 and the two-stage
+    optimisation (chapter 2).
+``metrics``
+    localisation, sparseness, faithfulness, robustness and similarity metrics, and
+    the model-randomisation sanity check (chapter 1).
 ``viz``
     images, heat-map overlays and grids of maps.
 """
 
-from . import baselines, data, hooks, models, runtime, viz
+from . import baselines, data, gfi, hooks, metrics, models, runtime, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -28,7 +37,9 @@ __version__ = "0.1.0"
 __all__ = [
     "baselines",
     "data",
+    "gfi",
     "hooks",
+    "metrics",
     "models",
     "runtime",
     "viz",

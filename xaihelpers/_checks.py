@@ -50,3 +50,11 @@ def targets(target: object, n: int, logits: torch.Tensor | None = None) -> torch
             raise ValueError(f"expected class indices in [0, {k}), got {t.tolist()}")
         t = t.to(logits.device)
     return t
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter (the CPU for a model without parameters)."""
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")

@@ -26,13 +26,6 @@ from .hooks import record
 from .models import default_layer
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 def gradient(model: nn.Module, x: torch.Tensor, target=None, reduce: str = "absmax") -> torch.Tensor:
     r"""Vanilla gradient saliency: :math:`\max_c |\partial y_t / \partial x_{c,i,j}|`.
 
@@ -55,7 +48,7 @@ def gradient(model: nn.Module, x: torch.Tensor, target=None, reduce: str = "absm
     _checks.image_batch(x)
     if reduce not in ("absmax", "abssum", "sum"):
         raise ValueError(f"expected reduce in ('absmax', 'abssum', 'sum'), got {reduce!r}")
-    x = x.detach().to(_model_device(model)).requires_grad_(True)
+    x = x.detach().to(_checks.model_device(model)).requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
         t = _checks.targets(target, x.shape[0], logits)
@@ -96,7 +89,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None =
     """
     _checks.image_batch(x)
     layer = layer or default_layer(model)
-    x = x.detach().to(_model_device(model))
+    x = x.detach().to(_checks.model_device(model))
     with torch.enable_grad(), record(model, [layer], gradients=True) as rec:
         x = x.requires_grad_(True)  # makes activations require grad even with frozen weights
         logits = model(x)
@@ -147,7 +140,7 @@ def cam(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = None
             f"CAM needs global average pooling followed by one linear layer; {type(model).__name__} "
             "has a multi-layer head (e.g. VGG): use Grad-CAM instead"
         )
-    x = x.detach().to(_model_device(model))
+    x = x.detach().to(_checks.model_device(model))
     with torch.no_grad(), record(model, [layer]) as rec:
         logits = model(x)
     t = _checks.targets(target, x.shape[0], logits)
@@ -342,11 +335,21 @@ def explain(
     _checks.image_batch(x)
     if method not in METHODS + OWN_METHODS:
         raise ValueError(f"expected method in {METHODS + OWN_METHODS}, got {method!r}")
-    dev = _model_device(model)
+    dev = _checks.model_device(model)
     x = x.detach().to(dev)
     with torch.no_grad():
         logits = model(x)
     t = _checks.targets(target, x.shape[0], logits).to(dev)
+    saved = [(p, p.grad) for p in model.parameters()]  # the libraries' backward passes must not touch them
+    try:
+        out = _explain(model, x, t, method, layer, logits.shape[1], settings)
+    finally:
+        for p, grad in saved:
+            p.grad = grad
+    return out.detach().float().cpu()
+
+
+def _explain(model, x, t, method, layer, n_classes, settings) -> torch.Tensor:
     if method == "gradient":
         out = gradient(model, x, t, **settings)
     elif method == "grad_cam":
@@ -359,11 +362,11 @@ def explain(
             out = _captum(model, x.clone().requires_grad_(True), t, method, **settings)
     elif method in ZENNIT_METHODS:
         with torch.enable_grad():
-            out = _zennit(model, x.clone().requires_grad_(True), t, method, logits.shape[1], **settings)
+            out = _zennit(model, x.clone().requires_grad_(True), t, method, n_classes, **settings)
     else:
         with torch.enable_grad():
             out = _gradcam_lib(model, x, t, method, layer or default_layer(model), **settings)
-    return out.detach().float().cpu()
+    return out
 
 
 def explainer(method: str, **settings) -> Callable[..., torch.Tensor]:

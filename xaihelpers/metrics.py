@@ -337,17 +337,10 @@ def ssim(a: object, b: object, data_range: float | None = None, win_size: int = 
 # ----------------------------------------------------------------------------
 
 
-def _device(model: nn.Module) -> torch.device:
-    try:
-        return next(model.parameters()).device
-    except StopIteration:
-        return torch.device("cpu")
-
-
 @torch.no_grad()
 def _scores(model: nn.Module, x: torch.Tensor, target: torch.Tensor, batch_size: int, prob: bool) -> torch.Tensor:
     out = []
-    dev = _device(model)
+    dev = _checks.model_device(model)
     for i in range(0, len(x), batch_size):
         logits = model(x[i : i + batch_size].to(dev))
         if prob:
@@ -363,7 +356,7 @@ def _setup(model: nn.Module, x: torch.Tensor, maps: object, target) -> tuple[tor
         raise ValueError(f"expected one map per image ({x.shape[0]}), got {a.shape[0]}")
     a = resize_maps(a, tuple(x.shape[-2:])).double()
     with torch.no_grad():
-        logits = model(x.to(_device(model))) if target is None else None
+        logits = model(x.to(_checks.model_device(model))) if target is None else None
     t = _checks.targets(target, x.shape[0], logits).cpu()
     return x.detach().cpu(), a, t
 
@@ -479,7 +472,7 @@ def stability(
         Shape (N,), non-negative.
     """
     _checks.image_batch(x)
-    dev = _device(model)
+    dev = _checks.model_device(model)
     with torch.no_grad():
         logits = model(x.to(dev)) if target is None else None
     t = _checks.targets(target, x.shape[0], logits)
@@ -606,7 +599,7 @@ def explanation_size(
     n, _, h, w = x.shape
     fractions = torch.arange(1, steps + 1, dtype=torch.float64) / steps
     order = _order(a)
-    dev = _device(model)
+    dev = _checks.model_device(model)
     out = np.ones(n)
     for i in range(n):
         rank = torch.empty(h * w, dtype=torch.long)
@@ -676,6 +669,7 @@ def evaluate(
     masks: object,
     boxes: object,
     stability_samples: int = 5,
+    stability_images: int | None = None,
     fidelity_subsets: int = 100,
     subset_size: int = 200,
     alphas: Sequence[float] = ALPHAS,
@@ -708,6 +702,10 @@ def evaluate(
         Ground-truth boxes ``(x0, y0, x1, y1)``.
     stability_samples, fidelity_subsets, subset_size : int
         Settings of :func:`stability` and :func:`fidelity`.
+    stability_images : int, optional
+        Compute stability, the costliest metric (``stability_samples`` more explainer
+        calls per image), for the first this many images only (nan for the others);
+        default all.
     alphas : sequence of float
         Thresholds of :func:`localisation_error`.
     normalise, clamp
@@ -732,7 +730,7 @@ def evaluate(
 
     _checks.image_batch(x)
     n, size = x.shape[0], tuple(x.shape[-2:])
-    dev = _device(model)
+    dev = _checks.model_device(model)
     with torch.no_grad():
         logits = model(x.to(dev)) if target is None else None
     t = _checks.targets(target, n, logits).cpu()
@@ -749,9 +747,12 @@ def evaluate(
             "attribution_localisation": attribution_localisation(maps, masks[sl]),
             "sparseness": sparseness(maps),
             "fidelity": fidelity(model, xb, maps, tb, subset_size=subset_size, n_subsets=fidelity_subsets),
-            "stability": stability(explainer, model, xb, tb, n_samples=stability_samples,
-                                   normalise=normalise, clamp=clamp, **settings),
+            "stability": np.nan,
         })
+        k = len(tb) if stability_images is None else max(0, min(len(tb), stability_images - sl.start))
+        if k:
+            df.loc[: k - 1, "stability"] = stability(explainer, model, xb[:k], tb[:k], n_samples=stability_samples,
+                                                     normalise=normalise, clamp=clamp, **settings)
         for alpha in alphas:
             df[f"loc_error@{alpha:g}"] = localisation_error(maps, boxes[sl], alpha)
         df["seconds"] = seconds
@@ -773,7 +774,8 @@ def summarise(results: dict) -> "pandas.DataFrame":  # noqa: F821
     pandas.DataFrame
         One row per explainer: the mean of each metric, ``<metric>_sem`` for its
         standard error, ``loc_error`` and ``alpha`` (the threshold with the lowest mean
-        error, as Guided Feature Inversion's table reports), ``ms_per_image`` and ``n``.
+        error, as Guided Feature Inversion's table reports), ``ms_per_image``, ``n`` and
+        ``n_stability`` (images with a stability value).
     """
     import pandas as pd
 
@@ -790,6 +792,7 @@ def summarise(results: dict) -> "pandas.DataFrame":  # noqa: F821
         row["alpha"] = float(best.split("@")[1])
         row["ms_per_image"] = 1000 * df["seconds"].mean()
         row["n"] = len(df)
+        row["n_stability"] = int(df["stability"].notna().sum())
         rows[name] = row
     return pd.DataFrame.from_dict(rows, orient="index")
 
@@ -867,7 +870,7 @@ def cascading_randomisation(
     if similarity not in measures:
         raise ValueError(f"expected similarity in {tuple(measures)}, got {similarity!r}")
     _checks.image_batch(x)
-    dev = _device(model)
+    dev = _checks.model_device(model)
     with torch.no_grad():
         logits = model(x.to(dev)) if target is None else None
     t = _checks.targets(target, x.shape[0], logits)

@@ -1,0 +1,88 @@
+"""Guided Feature Inversion: Eq. 1-4 and the two-stage optimisation."""
+
+import pytest
+import torch
+
+from xaihelpers import data, gfi, models
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    model, prep, _ = models.load_benchmark_model("relu", device="cpu")
+    ds = data.cluttered_fashion_mnist("test", n=4, verbose=False)
+    return model, prep.normalize(ds.images), ds.labels
+
+
+def test_eq1_blend_keeps_the_image_where_the_mask_is_one():
+    x, p = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    m = torch.zeros(2, 8, 8)
+    m[:, :4] = 1
+    out = gfi.blend(x, m, p)
+    assert torch.equal(out[..., :4, :], x[..., :4, :]) and torch.equal(out[..., 4:, :], p[..., 4:, :])
+    with pytest.raises(ValueError, match="mask of shape"):
+        gfi.blend(x, torch.ones(2, 4, 4), p)
+
+
+@pytest.mark.parametrize("kind", gfi.BACKGROUNDS)
+def test_backgrounds(kind):
+    x = torch.randn(2, 3, 32, 32)
+    p = gfi.background(x, kind)
+    assert p.shape == x.shape and torch.isfinite(p).all()
+    if kind == "blur":  # smoothing lowers the pixel-to-pixel variation
+        assert p.diff(dim=-1).abs().mean() < 0.5 * x.diff(dim=-1).abs().mean()
+    with pytest.raises(ValueError, match="background kind"):
+        gfi.background(x, "checkerboard")
+
+
+def test_eq4_mask_is_a_normalised_weighted_sum_of_channels():
+    basis = torch.rand(3, 5, 4, 4)
+    w = torch.rand(3, 5)
+    m = gfi.mask_from_weights(w, basis, (16, 16))
+    assert m.shape == (3, 16, 16) and m.min() >= 0 and torch.allclose(m.flatten(1).amax(1), torch.ones(3))
+    one = torch.zeros(3, 5)
+    one[:, 2] = 1.0  # one weight: the mask is that channel, upsampled
+    ref = torch.nn.functional.interpolate(basis[:, 2:3], size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
+    assert torch.allclose(gfi.mask_from_weights(one, basis, (16, 16)), ref / ref.flatten(1).amax(1)[:, None, None])
+
+
+def test_eq2_and_eq3_losses():
+    f = torch.rand(2, 4, 3, 3)
+    w = torch.tensor([[0.5, 0.0], [1.0, 1.0]])
+    assert torch.allclose(gfi.inversion_loss(f, f, w, gamma=1.0), torch.tensor([0.25, 2.0]))
+    assert torch.allclose(gfi.inversion_loss(f, f, w, gamma=1.0, penalty="l1"), torch.tensor([0.5, 2.0]))
+    assert torch.allclose(gfi.inversion_loss(2 * f, f, w, gamma=0.0), torch.ones(2))  # relative error
+    s = gfi.target_loss(torch.tensor([0.9, 0.2]), torch.tensor([0.1, 0.3]), w, lam=1.0, delta=0.0)
+    assert torch.allclose(s, torch.tensor([-0.8, 0.1]))
+
+
+def test_explain_optimises_and_leaves_the_model_alone(cnn):
+    model, x, y = cnn
+    before = [p.clone() for p in model.parameters()]
+    r = gfi.explain(model, x, y, iterations=20, stage1_iterations=5, return_details=True)
+    assert r.mask.shape == (4, 64, 64) and r.mask.min() >= 0 and r.mask.max() <= 1
+    assert r.stage1_mask.shape == r.mask.shape and len(r.losses) == 20
+    assert r.losses[4] < r.losses[0] and r.losses[-1] < r.losses[5]  # both stages descend
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert all(p.requires_grad for p in model.parameters()) and all(p.grad is None for p in model.parameters())
+
+
+def test_batching_equals_one_by_one(cnn):
+    model, x, y = cnn
+    together = gfi.explain(model, x[:2], y[:2], iterations=6, stage1_iterations=2)
+    alone = torch.cat([gfi.explain(model, x[i : i + 1], y[i : i + 1], iterations=6, stage1_iterations=2) for i in range(2)])
+    assert torch.allclose(together, alone, atol=1e-4)
+
+
+def test_free_mask_ablation_and_default_layers(cnn):
+    model, x, y = cnn
+    m = gfi.explain(model, x[:2], y[:2], iterations=4, stage1_iterations=2, free_mask=True)
+    assert m.shape == (2, 64, 64) and ((m > 0) & (m < 1)).all()
+    assert gfi.default_layer(model) == "features.res2"
+
+    class VGGLike(torch.nn.Module):  # VGG's layout: features end in the last max-pool (pool5)
+        def __init__(self):
+            super().__init__()
+            self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
+            self.classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+
+    assert gfi.default_layer(VGGLike()) == "features.2"
