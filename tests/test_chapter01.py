@@ -32,13 +32,15 @@ def test_toy_maps_score_as_the_definitions_say(g):
 
 
 def test_randomisation_check(g):
+    means = {m: g[f"random_mean_{m}"] for m in baselines.METHODS}
     finals = {m: g[f"random_final_{m}"] for m in baselines.METHODS}
-    assert all(-1 <= v <= 1 for v in finals.values())
+    assert all(-1 <= v <= 1 for v in list(means.values()) + list(finals.values()))
     # Adebayo et al. (2018): the plain gradient depends on the weights and passes
-    assert finals["saliency"] < 0.5
-    failing = {m for m, v in finals.items() if v >= 0.5}
-    assert g["random_pass_count"] == len(finals) - len(failing)
+    assert means["saliency"] < 0.5
+    failing = {m for m, v in means.items() if v >= 0.5}
+    assert g["random_pass_count"] == len(means) - len(failing)
     assert (g["random_fail"] == "none") == (not failing)
+    assert g["gbp_verdict"].startswith("fails") == ("guided_backprop" in failing)
 
 
 def test_baseline_table(g):
