@@ -493,6 +493,14 @@ def _order(a: torch.Tensor) -> torch.Tensor:
     return a.flatten(1).argsort(dim=1, descending=True, stable=True)
 
 
+def _top_fractions(order: torch.Tensor, fractions: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """For each fraction, a (1, h, w) mask of that share of pixels, first in ``order``: shape (F, 1, h, w)."""
+    rank = torch.empty(h * w, dtype=torch.long)
+    rank[order] = torch.arange(h * w)
+    k = (fractions * h * w).round().long()
+    return (rank[None, :] < k[:, None]).float().view(-1, 1, h, w)
+
+
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     from torchvision.transforms.functional import gaussian_blur
 
@@ -507,12 +515,9 @@ def _curve(model, x, a, t, steps, start, end, batch_size) -> torch.Tensor:
     fractions = torch.linspace(0, 1, steps + 1)
     curves = torch.empty(n, steps + 1, dtype=torch.float64)
     for i in range(n):
-        k = (fractions * h * w).round().long()
-        rank = torch.empty(h * w, dtype=torch.long)
-        rank[order[i]] = torch.arange(h * w)
-        moved = (rank[None, :] < k[:, None]).float().view(-1, 1, h, w)
+        moved = _top_fractions(order[i], fractions, h, w)
         xs = start[i : i + 1] * (1 - moved) + end[i : i + 1] * moved
-        curves[i] = _scores(model, xs, t[i].repeat(len(k)), batch_size, prob=True)
+        curves[i] = _scores(model, xs, t[i].repeat(len(fractions)), batch_size, prob=True)
     return curves
 
 
@@ -602,10 +607,7 @@ def explanation_size(
     dev = _checks.model_device(model)
     out = np.ones(n)
     for i in range(n):
-        rank = torch.empty(h * w, dtype=torch.long)
-        rank[order[i]] = torch.arange(h * w)
-        k = (fractions * h * w).round().long()
-        keep = (rank[None, :] < k[:, None]).float().view(-1, 1, h, w)
+        keep = _top_fractions(order[i], fractions, h, w)
         with torch.no_grad():
             preds = torch.cat([model((x[i : i + 1] * keep[j : j + batch_size]).to(dev)).argmax(1).cpu()
                                for j in range(0, len(keep), batch_size)])
