@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xaihelpers import data, gfi, models
+from xaihelpers import data, gfi, models, perturbation
 
 
 @pytest.fixture(scope="module")
@@ -86,3 +86,32 @@ def test_free_mask_ablation_and_default_layers(cnn):
             self.classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
 
     assert gfi.default_layer(VGGLike()) == "features.2"
+
+
+def test_gfi_never_returns_an_empty_mask(cnn):
+    model, x, y = cnn
+    # a huge penalty drives every weight towards 0; the last non-empty weights are kept
+    m = gfi.explain(model, x[:2], y[:2], iterations=30, stage1_iterations=2, delta=1e4)
+    assert torch.allclose(m.flatten(1).amax(1), torch.ones(2))
+
+
+def test_tv_norm():
+    m = torch.zeros(1, 4, 4)
+    assert perturbation.tv_norm(m).item() == 0
+    m[:, :, 2:] = 1  # one vertical edge: 4 of the 12 horizontal differences are 1
+    assert torch.isclose(perturbation.tv_norm(m, beta=3), torch.tensor([4 / 12]))
+
+
+def test_meaningful_perturbation_deletes_the_evidence(cnn):
+    model, x, y = cnn
+    before = [p.clone() for p in model.parameters()]
+    sal = perturbation.explain(model, x, y, iterations=40)
+    assert sal.shape == (4, 64, 64) and sal.min() >= 0 and sal.max() <= 1
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with torch.no_grad():  # deleting the salient part lowers the class probability more than deleting as much at random
+        p = gfi.background(x, "blur")
+        score = lambda keep: model(gfi.blend(x, keep, p)).softmax(1).gather(1, y[:, None])[:, 0]  # noqa: E731
+        shuffled = sal.flatten(1)[:, torch.randperm(64 * 64, generator=torch.Generator().manual_seed(0))].view_as(sal)
+        assert score(1 - sal).mean() < score(1 - shuffled).mean()
+    with pytest.raises(ValueError, match="at least one iteration"):
+        perturbation.explain(model, x, y, iterations=0)

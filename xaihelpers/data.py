@@ -533,3 +533,148 @@ def cluttered_fashion_mnist(
         split=split,
         seed=seed,
     )
+
+
+# ---------------------------------------------------------------------------
+# ImageNet validation images with their bounding boxes (the full-scale path of
+# the localisation experiments; chapter 2)
+# ---------------------------------------------------------------------------
+
+_SYNSET_FILES = ("LOC_synset_mapping.txt", "synsets.txt", "synset_words.txt")
+
+
+@dataclass(frozen=True)
+class LocalisationSet:
+    """Photos with one ground-truth box each, for the localisation error.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        float32 in [0, 1], shape (N, 3, size, size): each photo resized (not cropped,
+        so the boxes stay inside).
+    labels : torch.Tensor
+        int64, shape (N,): ImageNet class indices (sorted-synset order).
+    boxes : torch.Tensor
+        int64, shape (N, 4): ``(x0, y0, x1, y1)`` in the resized image, end exclusive;
+        the largest box of the labelled class when there are several.
+    names : tuple of str
+        File stems, e.g. ``"ILSVRC2012_val_00000001"``.
+    """
+
+    images: torch.Tensor = field(repr=False)
+    labels: torch.Tensor = field(repr=False)
+    boxes: torch.Tensor = field(repr=False)
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def read_synsets(path: str | Path) -> list[str]:
+    """WordNet ids in class-index order from a ``LOC_synset_mapping.txt``-style file.
+
+    Each non-empty line starts with the id (``n01440764 tench, Tinca tinca``); line
+    ``i`` is class ``i``.
+    """
+    ids = [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
+    if not ids or not all(i.startswith("n") and i[1:].isdigit() for i in ids):
+        raise ValueError(f"{path}: expected lines starting with WordNet ids such as 'n01440764'")
+    return ids
+
+
+def read_voc_boxes(path: str | Path) -> tuple[tuple[int, int], list[tuple[str, tuple[int, int, int, int]]]]:
+    """One PASCAL-VOC-style annotation file (ImageNet's bounding-box XML).
+
+    Returns
+    -------
+    (width, height), list of (wnid, (x0, y0, x1, y1))
+        Image size and the boxes; ImageNet's ``xmax``/``ymax`` are inclusive and come
+        back end-exclusive.
+    """
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+        size = root.find("size")
+        wh = (int(size.findtext("width")), int(size.findtext("height")))
+        objs = []
+        for obj in root.iter("object"):
+            b = obj.find("bndbox")
+            x0, y0, x1, y1 = (int(float(b.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
+            objs.append((obj.findtext("name").strip(), (x0, y0, x1 + 1, y1 + 1)))
+    except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a bounding-box annotation with size and objects ({err})") from err
+    if not objs:
+        raise ValueError(f"{path}: no <object> in the annotation")
+    return wh, objs
+
+
+def imagenet_localisation(
+    images: str | Path,
+    annotations: str | Path | None = None,
+    synsets: str | Path | list[str] | None = None,
+    n: int | None = None,
+    size: int = 224,
+    verbose: bool = True,
+) -> LocalisationSet:
+    """Load ImageNet validation photos and their boxes (the full-scale localisation path).
+
+    Parameters
+    ----------
+    images : path
+        Folder of ``*.JPEG`` files (e.g. ``ILSVRC2012_val_00000001.JPEG``).
+    annotations : path, optional
+        Folder of the matching ``.xml`` files (ILSVRC2012 bounding boxes); default
+        ``images`` itself.
+    synsets : path or list of str, optional
+        Class order: a list of WordNet ids, or a file as :func:`read_synsets` reads;
+        default the first of ``LOC_synset_mapping.txt``, ``synsets.txt`` or
+        ``synset_words.txt`` found in ``images`` or its parent.
+    n : int, optional
+        Take the first ``n`` photos in name order.
+    size : int
+        Side the photos are resized to; boxes are scaled with them.
+    verbose : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    LocalisationSet
+    """
+    from tqdm.auto import tqdm
+
+    images = Path(images)
+    annotations = Path(annotations) if annotations is not None else images
+    if not images.is_dir():
+        raise FileNotFoundError(f"{images}: no such folder of validation images")
+    if synsets is None:
+        found = [d / f for d in (images, images.parent) for f in _SYNSET_FILES if (d / f).is_file()]
+        if not found:
+            raise FileNotFoundError(f"no class list ({', '.join(_SYNSET_FILES)}) in {images} or its parent; "
+                                    "pass synsets= (the 1000 WordNet ids in class-index order)")
+        synsets = found[0]
+    ids = list(synsets) if isinstance(synsets, (list, tuple)) else read_synsets(synsets)
+    index = {w: i for i, w in enumerate(ids)}
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    if n is not None:
+        files = files[:n]
+    if not files:
+        raise FileNotFoundError(f"{images}: no .JPEG images")
+    xs, ys, bs = [], [], []
+    for f in tqdm(files, desc="ImageNet boxes", disable=not verbose):
+        xml = annotations / f"{f.stem}.xml"
+        if not xml.is_file():
+            raise FileNotFoundError(f"{xml}: missing annotation for {f.name}")
+        (w, h), objs = read_voc_boxes(xml)
+        wnid = objs[0][0]
+        if wnid not in index:
+            raise ValueError(f"{xml}: class {wnid} is not in the class list")
+        box = max((b for o, b in objs if o == wnid), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        img = load_image(f).resize((size, size), Image.BILINEAR)
+        xs.append(torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1))
+        ys.append(index[wnid])
+        sx, sy = size / w, size / h
+        bs.append([round(box[0] * sx), round(box[1] * sy), max(round(box[2] * sx), round(box[0] * sx) + 1),
+                   max(round(box[3] * sy), round(box[1] * sy) + 1)])
+    return LocalisationSet(torch.stack(xs), torch.tensor(ys), torch.tensor(bs, dtype=torch.int64),
+                           tuple(f.stem for f in files))

@@ -227,7 +227,10 @@ def explain(
     r"""Guided Feature Inversion: optimise channel weights so the mask keeps the class.
 
     Stage 1 (``stage1_iterations``) minimises the inversion loss (Eq. 2) at ``layer``;
-    stage 2 minimises the class-discriminative loss (Eq. 3). The mask is Eq. 4 over
+    stage 2 minimises the class-discriminative loss (Eq. 3). When the background
+    alone keeps the class (a blurred image the network still recognises), Eq. 3
+    only rewards shrinking the weights; a step that would send all of an image's
+    weights to 0, leaving the mask undefined, is undone for that image. The mask is Eq. 4 over
     the channels of ``mask_layer``; ``free_mask=True`` optimises a pixel mask
     instead (the ablation of Eq. 4). All N images are optimised together; Adam acts
     on each weight separately, so the result equals optimising them one by one.
@@ -312,11 +315,16 @@ def explain(
                     loss = target_loss(s[:n], s[n:], reg, lam, delta, penalty)
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
+            previous = weights.detach().clone()
             opt.step()
             sched.step()
             if not free_mask:
                 with torch.no_grad():
                     weights.clamp_(0, max_weight)
+                    # A step that sends every weight of an image to 0 leaves the mask
+                    # undefined (0 / 0); that image keeps its previous weights.
+                    dead = torch.einsum("nc,nchw->nhw", weights, basis).flatten(1).amax(1) <= 0
+                    weights[dead] = previous[dead]
             losses.append(loss.mean().item())
             if it + 1 == stage1_iterations:
                 stage1_mask = _current(weights, basis, size, free_mask)
