@@ -22,8 +22,9 @@ import torchvision
 from xaihelpers import gfi, models
 
 
-def _best(fn, repeat: int) -> float:
-    fn()  # warm-up
+def _best(fn, repeat: int, warm_up: bool = True) -> float:
+    if warm_up:
+        fn()
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
@@ -44,9 +45,10 @@ def reference_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
 def measure(name: str, model: torch.nn.Module, size: int, batch: int, device: str, repeat: int) -> dict:
     model = model.to(device).eval()
     x = torch.randn(batch, 3, size, size, device=device)
-    ref = _best(lambda: reference_pass(model, x[:1]), repeat=5 * repeat)
-    one = _best(lambda: gfi.explain(model, x[:1], 0), repeat=repeat)
-    many = _best(lambda: gfi.explain(model, x, 0), repeat=repeat)
+    gfi.explain(model, x[:1], 0, iterations=2, stage1_iterations=1)  # warm-up (80 iterations warm themselves)
+    ref = _best(lambda: reference_pass(model, x[:1]), repeat=20)
+    one = _best(lambda: gfi.explain(model, x[:1], 0), repeat=repeat, warm_up=False)
+    many = _best(lambda: gfi.explain(model, x, 0), repeat=repeat, warm_up=False)
     model.zero_grad(set_to_none=True)
     return {"model": name, "input": size, "reference_ms": 1e3 * ref, "gfi_one_ratio": one / ref,
             "gfi_batch_ratio_per_image": many / batch / ref, "batch": batch, "batch_vs_n_alone": many / (batch * one)}
@@ -54,9 +56,9 @@ def measure(name: str, model: torch.nn.Module, size: int, batch: int, device: st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=1, help="timed GFI runs per setting (the fastest counts)")
     args = ap.parse_args()
     torch.manual_seed(0)
     rows = [

@@ -678,3 +678,32 @@ def imagenet_localisation(
                    max(round(box[3] * sy), round(box[1] * sy) + 1)])
     return LocalisationSet(torch.stack(xs), torch.tensor(ys), torch.tensor(bs, dtype=torch.int64),
                            tuple(f.stem for f in files))
+
+
+def side_by_side(images: Iterable[Image.Image], height: int = 224) -> Image.Image:
+    """Photos resized to a common height (aspect kept) and placed left to right.
+
+    Chapter 2 builds an image holding two objects with it.
+
+    Parameters
+    ----------
+    images : iterable of PIL images
+        The photos, left to right.
+    height : int
+        Height of the result in pixels.
+
+    Returns
+    -------
+    PIL.Image.Image
+        RGB image of the given height, as wide as the resized photos together.
+    """
+    parts = [to_rgb(im) for im in images]
+    if not parts:
+        raise ValueError("expected at least one image, got none")
+    parts = [im.resize((max(1, round(im.width * height / im.height)), height), Image.BILINEAR) for im in parts]
+    out = Image.new("RGB", (sum(p.width for p in parts), height))
+    left = 0
+    for p in parts:
+        out.paste(p, (left, 0))
+        left += p.width
+    return out

@@ -340,3 +340,52 @@ def explain(
 def _current(weights, basis, size, free_mask) -> torch.Tensor:
     with torch.no_grad():
         return torch.sigmoid(weights) if free_mask else mask_from_weights(weights, basis, size)
+
+
+def localisation_benchmark(methods: dict, model: nn.Module, x: torch.Tensor, target, boxes, batch_size: int = 64,
+                           device=None, verbose: bool = True):
+    """The poster's localisation experiment: every method's error at every threshold.
+
+    Parameters
+    ----------
+    methods : dict of str to callable
+        Name to explainer ``f(model, x, target) -> (N, h, w)`` maps.
+    model : nn.Module
+        The classifier.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W), explained in batches of ``batch_size``.
+    target : sequence of int
+        Class per image.
+    boxes : tensor, shape (N, 4)
+        Ground-truth boxes ``(x0, y0, x1, y1)``, end exclusive.
+    device : torch.device, optional
+        Where the batches go; default the model's device.
+    verbose : bool
+        Progress bar over the methods.
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.Series)
+        Mean localisation error, one row per method and one column per alpha
+        (:data:`xaihelpers.metrics.ALPHAS`); and the explainer's seconds per image.
+    """
+    import time
+
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from . import metrics
+
+    dev = device or _checks.model_device(model)
+    t = torch.as_tensor(target)
+    rows, seconds = {}, {}
+    for name, fn in tqdm(methods.items(), desc="localisation", disable=not verbose):
+        maps, spent = [], 0.0
+        for i in range(0, len(x), batch_size):
+            xb, tb = x[i : i + batch_size].to(dev), t[i : i + batch_size].to(dev)
+            start = time.perf_counter()
+            maps.append(fn(model, xb, tb).detach().float().cpu())
+            spent += time.perf_counter() - start
+        rows[name] = metrics.localisation_sweep(torch.cat(maps), boxes, size=tuple(x.shape[-2:]))
+        seconds[name] = spent / len(x)
+    return pd.DataFrame(rows).T, pd.Series(seconds, name="seconds per image")

@@ -658,6 +658,39 @@ ALPHAS = tuple(np.round(np.arange(0.0, 5.01, 0.5), 2))
 TABLE_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability")
 
 
+
+def localisation_sweep(maps: object, boxes: object, size: tuple[int, int] | None = None,
+                       alphas: Sequence[float] = ALPHAS, normalise: str | None = "max") -> "pd.Series":
+    r"""Mean localisation error for every threshold :math:`\alpha` (the GFI poster's sweep).
+
+    Maps are prepared as in :func:`evaluate` (resized to ``size``, divided by their
+    maximum, clamped) before :func:`localisation_error`.
+
+    Parameters
+    ----------
+    maps : tensor or array, shape (N, h, w)
+        Saliency maps.
+    boxes : tensor or array, shape (N, 4)
+        Ground-truth boxes ``(x0, y0, x1, y1)``, end exclusive, in image pixels.
+    size : (int, int), optional
+        Image size the boxes refer to; default the maps' own.
+    alphas : sequence of float
+        Thresholds, as multiples of the map's mean (default 0, 0.5, ..., 5).
+    normalise : {"max", "absmax", None}
+        As in :func:`prepare`.
+
+    Returns
+    -------
+    pandas.Series
+        Mean error per alpha (index ``alpha``); ``.idxmin()`` is the best threshold.
+    """
+    import pandas as pd
+
+    m = _maps(maps)
+    m = prepare(resize_maps(m, size or tuple(m.shape[-2:])), normalise)
+    errors = [float(localisation_error(m, boxes, a).mean()) for a in alphas]
+    return pd.Series(errors, index=pd.Index([float(a) for a in alphas], name="alpha"), name="loc_error")
+
 def _batches(n: int, batch_size: int):
     for i in range(0, n, batch_size):
         yield slice(i, min(n, i + batch_size))

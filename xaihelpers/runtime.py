@@ -177,3 +177,41 @@ def read_glued(notebook: str | os.PathLike) -> dict:
             except (ValueError, SyntaxError):
                 out[meta["name"]] = text
     return out
+
+
+def time_ratio(fn, reference, repeat: int = 3, reference_repeat: int = 10) -> float:
+    """How many ``reference()`` calls one ``fn()`` costs, both timed in this run.
+
+    Each is called once to warm up, then timed ``repeat`` (``reference_repeat``)
+    times; the ratio of the fastest runs is robust to a noisy machine, which is why
+    the book's speed targets are ratios, never seconds. CUDA is synchronised.
+
+    Parameters
+    ----------
+    fn, reference : callable
+        Functions without arguments, e.g. an explainer call and one
+        forward+backward pass of the same model.
+    repeat, reference_repeat : int
+        Timed calls of each.
+
+    Returns
+    -------
+    float
+        ``min time(fn) / min time(reference)``.
+    """
+    import time
+
+    def best(f, k: int) -> float:
+        f()
+        times = []
+        for _ in range(max(1, k)):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            f()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t)
+        return min(times)
+
+    return best(fn, repeat) / best(reference, reference_repeat)

@@ -1,0 +1,50 @@
+"""Claims of chapter 2 (Guided Feature Inversion), read from the glued values of its SMOKE run."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xaihelpers import metrics
+
+pytestmark = pytest.mark.notebook
+
+
+@pytest.fixture(scope="module")
+def g(glued):
+    return glued("02_guided_feature_inversion")
+
+
+def test_masks_keep_the_class_and_their_complement_loses_it(g):
+    assert 0 < g["photo_area"] < 1
+    assert g["photo_kept"] > g["photo_removed"]
+    # stage 2 optimises exactly this difference (Eq. 3), so it must end above stage 1's
+    assert g["photo_kept"] - g["photo_removed"] > g["photo_s1_kept"] - g["photo_s1_removed"]
+
+
+def test_two_objects_two_explanations(g):
+    assert g["duo_cat_points"] and g["duo_cup_points"]
+    assert g["duo_cat_left"] > 0.5 and g["duo_cup_right"] > 0.5
+    assert g["duo_corr"] < 0.5
+
+
+def test_blur_does_not_remove_the_benchmark_items(g):
+    # the reason the chapter changes the background on the benchmark
+    assert 0 < g["blur_keeps"] < g["plain_right"]
+
+
+def test_localisation_table(g):
+    table = pd.read_json(io.StringIO(g["loc_table_json"]), orient="split")
+    assert {"Grad", "GuidedBP", "LRP", "CAM", "Mask", "GFI (authors' layer and blur)", "GFI (benchmark setting)"} <= set(table.index)
+    assert table["error (%)"].between(0, 100).all() and table["best alpha"].isin(metrics.ALPHAS).all()
+    assert (table["ms per image"] > 0).all()
+    assert table.loc["GFI (authors' layer and blur)", "poster, ImageNet (%)"] == pytest.approx(38.2)
+
+
+def test_gfi_localises_better_than_the_gradient(g):
+    # the poster's first claim; the bound allows for the few images of the SMOKE run:
+    # two binomial standard errors of the gradient's error rate
+    n, grad = g["n_loc_images"], g["loc_grad"]
+    se = np.sqrt(max(grad * (1 - grad), 0.05) / n)
+    assert g["loc_gfi"] < grad + 2 * se
