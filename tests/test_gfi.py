@@ -115,3 +115,36 @@ def test_meaningful_perturbation_deletes_the_evidence(cnn):
         assert score(1 - sal).mean() < score(1 - shuffled).mean()
     with pytest.raises(ValueError, match="at least one iteration"):
         perturbation.explain(model, x, y, iterations=0)
+
+
+def test_localisation_sweep_and_benchmark():
+    from xaihelpers import metrics
+
+    boxes = torch.tensor([[8, 8, 24, 24], [0, 0, 32, 32]])
+    oracle = torch.zeros(2, 32, 32)
+    oracle[0, 8:24, 8:24] = 1
+    oracle[1] = 1
+    sweep = metrics.localisation_sweep(oracle, boxes)
+    assert list(sweep.index) == list(metrics.ALPHAS) and sweep.loc[0.5] == 0
+    # a flat map boxes the whole image: right for the full-image box, wrong for the 1/4-area one
+    flat = metrics.localisation_sweep(torch.ones(2, 32, 32), boxes, alphas=(0.5,))
+    assert flat.loc[0.5] == 0.5
+    x = torch.zeros(2, 3, 32, 32)
+    methods = {"oracle": lambda m, xb, t: oracle[: len(xb)], "flat": lambda m, xb, t: torch.ones(len(xb), 8, 8)}
+    table, seconds = gfi.localisation_benchmark(methods, torch.nn.Linear(1, 1), x, [0, 0], boxes, verbose=False)
+    assert table.loc["oracle"].min() == 0 and table.loc["flat"].min() == 0.5 and (seconds >= 0).all()
+
+
+def test_side_by_side_and_time_ratio():
+    from PIL import Image
+
+    from xaihelpers import runtime
+
+    a, b = Image.new("RGB", (100, 50), "red"), Image.new("L", (30, 60))
+    out = data.side_by_side([a, b], height=120)
+    assert out.size == (240 + 60, 120) and out.mode == "RGB" and out.getpixel((0, 0)) == (255, 0, 0)
+    with pytest.raises(ValueError, match="at least one image"):
+        data.side_by_side([])
+    calls = []
+    ratio = runtime.time_ratio(lambda: calls.append("f"), lambda: calls.append("r"), repeat=2, reference_repeat=3)
+    assert ratio > 0 and calls.count("f") == 3 and calls.count("r") == 4

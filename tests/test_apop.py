@@ -1,0 +1,46 @@
+"""APOP: the recorded pattern reproduces the logits on the original input."""
+
+import pytest
+import torch
+import torchvision
+
+from xaihelpers import apop, models
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    torch.manual_seed(0)
+    return models.BenchmarkCNN("relu").eval()
+
+
+def test_pattern_on_the_original_input_reproduces_the_logits(cnn):
+    x = torch.randn(3, 3, 64, 64)
+    logits, pattern = apop.record_pattern(cnn, x)
+    assert len(pattern) == 10  # 7 ReLUs and 3 max-pools
+    for mode in apop.MODES:
+        assert torch.allclose(apop.frozen_forward(cnn, x, pattern, mode), logits, atol=1e-5)
+
+
+def test_resnet_with_inplace_relu_and_a_changed_input():
+    m = torchvision.models.resnet18(num_classes=7).eval()
+    x = torch.randn(2, 3, 64, 64)
+    logits, pattern = apop.record_pattern(m, x)
+    assert torch.allclose(apop.frozen_forward(m, x, pattern), logits, atol=1e-4)
+    zero = apop.frozen_forward(m, torch.zeros_like(x), pattern)
+    assert zero.shape == logits.shape and not torch.allclose(zero, logits)
+    assert all(mod.inplace for mod in m.modules() if isinstance(mod, torch.nn.ReLU))
+
+
+def test_agreement_table_and_binarisation(cnn):
+    x = torch.randn(8, 3, 64, 64)
+    table = apop.agreement(cnn, x, labels=torch.zeros(8, dtype=torch.long), verbose=False)
+    assert table.loc[("image", "original"), "top1_agree"] == 1.0
+    assert len(table) == 1 + len(apop.INPUTS) * len(apop.MODES)
+    assert ((table >= 0) & (table <= 1)).all().all()
+    assert (table["top5_agree"] >= table["top1_agree"]).all()
+    out = apop.frozen_forward(cnn, x, [], binarise=0)
+    assert out.shape == (8, 10)
+    with pytest.raises(ValueError, match="ReLU-family"):
+        apop.record_pattern(models.BenchmarkCNN("gelu").eval(), x)
+    with pytest.raises(ValueError, match="input kind"):
+        apop.fill(x, "checkerboard")

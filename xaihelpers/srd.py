@@ -1,0 +1,349 @@
+"""Sharing Ratio Decomposition (Han, Kim & Kwak 2024): relevance over pointwise feature vectors.
+
+A *pointwise feature vector* (PFV) :math:`v^k_j \\in \\mathbb{R}^C` is the column of a
+feature map at position :math:`j`. Between two activation layers the network is
+affine, so the pre-activation PFV :math:`v^k_j` is a sum of *partial vectors*, one per
+PFV :math:`v^l_i` of the previous activation layer in its receptive field (Eq. 5):
+
+.. math:: v^k_j = \\sum_{i \\in RF_j} \\hat v^l_{i \\to j}, \\qquad
+          \\hat v^l_{i\\to j} = f^l_{i\\to j}(v^l_i).
+
+The *sharing ratio* of :math:`i` in :math:`j` is the share of :math:`v^k_j` along itself
+(Eq. 6), and relevance flows back by it (Eqs. 7-8):
+
+.. math:: \\mu^{l\\to k}_{i\\to j} = \\frac{\\langle \\hat v^l_{i\\to j}, v^k_j\\rangle}{\\lVert v^k_j\\rVert^2},
+          \\qquad R^l_i = \\sum_j \\mu^{l\\to k}_{i\\to j} R^k_j .
+
+It starts from the class-contrastive Grad-CAM map of the encoder output (Eq. 4).
+Activations act position by position, so a PFV's relevance is the same before and
+after its activation; their recorded on/off pattern enters through the partial
+vectors of the next layer (the point of APOP, :mod:`xaihelpers.apop`).
+
+**The fast path.** For the linear part of :math:`f`,
+:math:`\\sum_j \\langle F_{i\\to j} v^l_i, v^k_j\\rangle R^k_j/\\lVert v^k_j\\rVert^2 =
+\\langle v^l_i, [J^\\top g]_i\\rangle` with :math:`g_j = v^k_j R^k_j / \\lVert v^k_j\\rVert^2`:
+one vector-Jacobian product through the affine layers between two activations, i.e.
+the whole decomposition costs about one backward pass. Biases are split over the
+PFVs of the receptive field in proportion to their norms (Appendix B, Eq. 11); a
+batch norm that follows a convolution is treated as part of it (its bias is split
+over the convolution's window, as if folded into the convolution). Max-pooling routes
+through the recorded argmax (Eq. 12), residual additions split relevance between
+their branches by the same inner products. :func:`conv_sharing_ratios` is the slow,
+literal Eqs. 5-6 for one convolution, used by the tests and chapter 3.
+
+Chapter 3 (``notebooks/03_sharing_ratio_decomposition.ipynb``) derives and tests it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import _checks
+
+ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid,
+               nn.Softplus, nn.Mish, nn.Hardswish, nn.Hardsigmoid)
+# Leaf modules whose forward is affine given the recorded max-pool indices.
+AFFINE = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout,
+          nn.Identity, nn.Linear, nn.ZeroPad2d, nn.ConstantPad2d)
+RULES = ("contrastive", "identity")
+_EPS = 1e-12
+
+
+def _affine_by_name(module: nn.Module) -> bool:
+    # the offline EfficientNet's TensorFlow-style padding is a zero pad
+    return type(module).__name__ == "SamePad2d"
+
+
+def check_supported(model: nn.Module) -> None:
+    """Raise a ``ValueError`` naming every layer type SRD cannot decompose.
+
+    Supported leaf layers: the activations of :data:`ACTIVATIONS`, and the affine
+    layers of :data:`AFFINE` (convolution, batch norm, pooling, padding, ...).
+    Attention, layer norm, softmax and other non-affine layers are not.
+    """
+    bad = sorted({type(m).__name__ for m in model.modules()
+                  if not list(m.children()) and not isinstance(m, ACTIVATIONS + AFFINE) and not _affine_by_name(m)})
+    if bad:
+        raise ValueError(f"SRD cannot decompose layers of type {', '.join(bad)}; supported are activations "
+                         f"({', '.join(t.__name__ for t in ACTIVATIONS)}) and affine layers "
+                         f"({', '.join(t.__name__ for t in AFFINE)})")
+
+
+def encoder_layer(model: nn.Module) -> str:
+    """The encoder output where SRD starts (SRD-low): VGG's pool5, ResNet's ``layer4``, ...
+
+    The same layer as :func:`xaihelpers.gfi.default_layer`: ``features.30`` for VGG-16,
+    ``layer4`` for ResNets, ``_act_head`` for EfficientNet-Lite0 and ``features.res2``
+    for the benchmark CNNs.
+    """
+    from .gfi import default_layer
+
+    return default_layer(model)
+
+
+class _BiasShare(torch.autograd.Function):
+    """Identity on ``out``; its backward adds the bias's share of relevance to ``u``.
+
+    For each output position j the bias's relevance is :math:`\\langle b, g_j\\rangle`;
+    it is split over the window of j in proportion to the norms of the input PFVs
+    :math:`\\lVert u_i \\rVert` (Eq. 11), and handed to :math:`u_i` as the gradient
+    :math:`\\rho_i u_i / \\lVert u_i\\rVert^2`, so that :math:`\\langle u_i, \\cdot\\rangle = \\rho_i`.
+    """
+
+    @staticmethod
+    def forward(ctx, u, out, bias, kernel, stride, padding, dilation):
+        ctx.save_for_backward(u, bias)
+        ctx.geometry = (kernel, stride, padding, dilation, out.shape[-2:])
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        u, bias = ctx.saved_tensors
+        kernel, stride, padding, dilation, _ = ctx.geometry
+        beta = torch.einsum("c,nchw->nhw", bias, g)[:, None]  # bias relevance per output position
+        norm = u.norm(dim=1, keepdim=True)
+        ones = torch.ones(1, 1, *kernel, dtype=u.dtype, device=u.device)
+        total = F.conv2d(norm, ones, stride=stride, padding=padding, dilation=dilation)
+        q = torch.where(total > _EPS, beta / total.clamp(min=_EPS), torch.zeros_like(beta))
+        spread = torch.nn.grad.conv2d_input(norm.shape, ones, q, stride=stride, padding=padding, dilation=dilation)
+        share = torch.where(norm > _EPS, spread / norm.clamp(min=_EPS), torch.zeros_like(norm))
+        return share * u, g, None, None, None, None, None
+
+
+def _geometry(conv: nn.Conv2d):
+    pad = conv.padding
+    if isinstance(pad, str):
+        raise ValueError(f"SRD needs numeric padding, got padding={pad!r} in {conv}")
+    return tuple(conv.kernel_size), tuple(conv.stride), tuple(pad), tuple(conv.dilation)
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps) if bn.affine else 1 / torch.sqrt(bn.running_var + bn.eps)
+    shift = (bn.bias if bn.affine else 0) - bn.running_mean * scale
+    return scale, shift
+
+
+@dataclass
+class _Event:
+    name: str
+    pre: torch.Tensor | None  # pre-activation PFVs, in the graph of the earlier leaves
+    leaf: torch.Tensor  # post-activation, a leaf of the graph that follows
+    relevance: torch.Tensor | None = field(default=None, repr=False)
+
+
+class _Tape:
+    """Forward hooks that cut the graph at every activation and wrap biases."""
+
+    def __init__(self, model: nn.Module, marks: list[str]) -> None:
+        self.model, self.events, self.handles = model, [], []
+        self.leaves: dict[int, int] = {}  # id(leaf) -> event index
+        self.conv_out: dict[int, tuple] = {}  # id(conv output) -> (conv input, geometry)
+        self.marked: dict[str, int] = {}
+        self.start, self.past_start = marks[0], False  # layers after the start (the classifier) stay as they are
+        names = dict(model.named_modules())
+        missing = [m for m in marks if m not in names]
+        if missing:
+            raise ValueError(f"expected layer names of the model, got unknown {missing}")
+        self.inplace = []
+        for name, mod in model.named_modules():
+            if isinstance(mod, ACTIVATIONS):
+                if getattr(mod, "inplace", False):
+                    self.inplace.append(mod)
+                    mod.inplace = False
+                self.handles.append(mod.register_forward_hook(self._activation(name)))
+            elif isinstance(mod, nn.Conv2d):
+                self.handles.append(mod.register_forward_hook(self._conv))
+            elif isinstance(mod, nn.BatchNorm2d):
+                self.handles.append(mod.register_forward_hook(self._bn))
+        for name in marks:
+            self.handles.append(names[name].register_forward_hook(self._mark(name)))
+
+    def add(self, name: str, pre, out: torch.Tensor) -> torch.Tensor:
+        leaf = out.detach().requires_grad_(True)
+        self.leaves[id(leaf)] = len(self.events)
+        self.events.append(_Event(name, pre, leaf))
+        return leaf
+
+    def _activation(self, name):
+        def hook(mod, inp, out):
+            return None if self.past_start else self.add(name, inp[0], out)
+        return hook
+
+    def _mark(self, name):
+        def hook(mod, inp, out):
+            if id(out) not in self.leaves:  # not already an activation's output
+                out = self.add(name, out, out)
+            self.marked[name] = self.leaves[id(out)]
+            self.past_start = self.past_start or name == self.start
+            return out
+        return hook
+
+    def _conv(self, mod, inp, out):
+        if self.past_start:
+            return None
+        geom = _geometry(mod)
+        self.conv_out[id(out)] = (inp[0], geom)
+        if mod.bias is None:
+            return out
+        res = _BiasShare.apply(inp[0], out, mod.bias.detach(), *geom)
+        self.conv_out[id(res)] = (inp[0], geom)
+        return res
+
+    def _bn(self, mod, inp, out):
+        if self.past_start:
+            return None
+        _, shift = _bn_affine(mod)
+        u, geom = self.conv_out.get(id(inp[0]), (inp[0], ((1, 1), (1, 1), (0, 0), (1, 1))))
+        return _BiasShare.apply(u, out, shift.detach(), *geom)
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+        for mod in self.inplace:
+            mod.inplace = True
+
+
+def _start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Tensor, rule: str) -> torch.Tensor:
+    """Eq. 4: class-contrastive Grad-CAM of the encoder output, negatives cut."""
+    score = logits.gather(1, target[:, None])[:, 0]
+    if rule == "contrastive":
+        score = score - logits.mean(1)
+    elif rule != "identity":
+        raise ValueError(f"expected rule in {RULES}, got {rule!r}")
+    (grad,) = torch.autograd.grad(score.sum(), start)
+    alpha = grad.mean(dim=(2, 3), keepdim=True)
+    return (alpha * start).sum(1).clamp(min=0).detach()
+
+
+def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = "input", start: str | None = None,
+            rule: str = "contrastive") -> torch.Tensor:
+    """SRD saliency maps: relevance of the PFVs of ``layer`` for class ``target``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A CNN of convolutions, batch norms, poolings, residual additions and
+        activations (see :func:`check_supported`), in eval mode.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W), on the model's device.
+    target : int, sequence of int or None
+        Class per image; ``None`` takes the predicted class.
+    layer : str or None
+        Where to stop: ``"input"`` (SRD-input, (N, H, W)), a module name whose output
+        is a feature map (SRD-high, e.g. ``"layer2"``), or ``None`` for the encoder
+        output itself (SRD-low).
+    start : str, optional
+        Encoder output where Eq. 4 starts; default :func:`encoder_layer`.
+    rule : {"contrastive", "identity"}
+        Eq. 4 on the target's logit minus the mean logit (the paper), or on the logit.
+
+    Returns
+    -------
+    torch.Tensor
+        Maps of shape (N, h, w) at ``layer``'s resolution, detached, on ``x``'s device.
+    """
+    _checks.image_batch(x)
+    check_supported(model)
+    start = start or encoder_layer(model)
+    stop = start if layer is None else layer
+    dev = _checks.model_device(model)
+    x = x.detach().to(dev)
+    marks = [start] + ([stop] if stop not in ("input", start) else [])
+    tape = _Tape(model, marks)
+    try:
+        with torch.enable_grad():
+            x_leaf = x.clone().requires_grad_(True)
+            tape.leaves[id(x_leaf)] = -1
+            logits = model(x_leaf)
+            t = _checks.targets(target, x.shape[0], logits.detach())
+            s = tape.marked[start]
+            ev = tape.events[s]
+            ev.relevance = _start_relevance(logits, ev.leaf, t, rule)
+            if stop == start:
+                return ev.relevance
+            stop_index = -1 if stop == "input" else tape.marked[stop]
+            if stop_index > s:
+                raise ValueError(f"layer {stop!r} comes after the start {start!r}")
+            x_rel = _backward(tape.events[: s + 1], x_leaf, stop_index)
+            return x_rel if stop == "input" else tape.events[stop_index].relevance
+    finally:
+        tape.close()
+
+
+def _backward(events: list[_Event], x_leaf: torch.Tensor, stop_index: int) -> torch.Tensor | None:
+    """Push relevance from the last event down to ``stop_index`` (-1: the input)."""
+    leaves = [x_leaf] + [e.leaf for e in events]
+    x_rel = torch.zeros(x_leaf.shape[0], *x_leaf.shape[-2:], device=x_leaf.device)
+    for k in range(len(events) - 1, stop_index, -1):
+        ev = events[k]
+        if ev.relevance is None or ev.pre is None or not ev.pre.requires_grad:
+            continue
+        v = ev.pre
+        g = v * (ev.relevance / v.pow(2).sum(1).clamp(min=_EPS))[:, None]
+        sources = leaves[: k + 1]  # the input and the earlier events' leaves
+        # a pooling before a residual block feeds two pre-activations: keep the graph
+        grads = torch.autograd.grad(v, sources, g, allow_unused=True, retain_graph=True)
+        for idx, (src, gs) in enumerate(zip(sources, grads)):
+            if gs is None:
+                continue
+            r = (src * gs).sum(1).detach()
+            if idx == 0:
+                x_rel += r
+            else:
+                tgt = events[idx - 1]
+                tgt.relevance = r if tgt.relevance is None else tgt.relevance + r
+    return x_rel
+
+
+def conv_sharing_ratios(conv: nn.Conv2d, u: torch.Tensor, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:
+    """Literal Eqs. 5-6 and 11 for one convolution (optionally followed by batch norm).
+
+    Builds every partial vector :math:`\\hat v_{i\\to j} = W_{j-i} u_i + b\\,\\lVert u_i\\rVert / \\sum_{k \\in RF_j}\\lVert u_k\\rVert`
+    explicitly, with loops: slow, for small layers, to check the fast path.
+
+    Parameters
+    ----------
+    conv : nn.Conv2d
+        Without groups.
+    u : torch.Tensor
+        One input, shape (C, H, W).
+    bn : nn.BatchNorm2d, optional
+        Batch norm after the convolution (folded into it).
+
+    Returns
+    -------
+    torch.Tensor
+        :math:`\\mu`, shape (H*W, H'*W'): row i, column j.
+    """
+    if conv.groups != 1:
+        raise ValueError("the literal reference handles convolutions without groups")
+    w = conv.weight.detach()
+    b = conv.bias.detach() if conv.bias is not None else torch.zeros(w.shape[0])
+    if bn is not None:
+        scale, shift = _bn_affine(bn)
+        w, b = w * scale.detach()[:, None, None, None], b * scale.detach() + shift.detach()
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = _geometry(conv)
+    c, h, wd = u.shape
+    up = F.pad(u, (pw, pw, ph, ph))
+    ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    mu = torch.zeros(h * wd, ho * wo, dtype=u.dtype)
+    for oy in range(ho):
+        for ox in range(wo):
+            parts, where = [], []
+            for ky in range(kh):
+                for kx in range(kw):
+                    iy, ix = oy * sh + ky * dh - ph, ox * sw + kx * dw - pw
+                    vec = up[:, iy + ph, ix + pw]
+                    parts.append((w[:, :, ky, kx] @ vec, vec.norm()))
+                    where.append((iy, ix))
+            norms = sum(n for _, n in parts)
+            vecs = [p + (b * n / norms if norms > 0 else 0) for p, n in parts]
+            v = sum(vecs)
+            for (iy, ix), pv in zip(where, vecs):
+                if 0 <= iy < h and 0 <= ix < wd:
+                    mu[iy * wd + ix, oy * wo + ox] += (pv @ v) / (v @ v)
+    return mu
