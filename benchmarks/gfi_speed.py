@@ -14,41 +14,21 @@ N times one image.
 from __future__ import annotations
 
 import argparse
-import time
-
 import torch
 import torchvision
 
+from common import best, reference_pass
+
 from xaihelpers import gfi, models
-
-
-def _best(fn, repeat: int, warm_up: bool = True) -> float:
-    if warm_up:
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def reference_pass(model: torch.nn.Module, x: torch.Tensor) -> None:
-    """One forward+backward pass: input and parameter gradients of the summed logits."""
-    x = x.clone().requires_grad_(True)
-    model.zero_grad(set_to_none=True)
-    model(x).sum().backward()
 
 
 def measure(name: str, model: torch.nn.Module, size: int, batch: int, device: str, repeat: int) -> dict:
     model = model.to(device).eval()
     x = torch.randn(batch, 3, size, size, device=device)
     gfi.explain(model, x[:1], 0, iterations=2, stage1_iterations=1)  # warm-up (80 iterations warm themselves)
-    ref = _best(lambda: reference_pass(model, x[:1]), repeat=20)
-    one = _best(lambda: gfi.explain(model, x[:1], 0), repeat=repeat, warm_up=False)
-    many = _best(lambda: gfi.explain(model, x, 0), repeat=repeat, warm_up=False)
+    ref = best(lambda: reference_pass(model, x[:1]), repeat=20)
+    one = best(lambda: gfi.explain(model, x[:1], 0), repeat=repeat, warm_up=False)
+    many = best(lambda: gfi.explain(model, x, 0), repeat=repeat, warm_up=False)
     model.zero_grad(set_to_none=True)
     return {"model": name, "input": size, "reference_ms": 1e3 * ref, "gfi_one_ratio": one / ref,
             "gfi_batch_ratio_per_image": many / batch / ref, "batch": batch, "batch_vs_n_alone": many / (batch * one)}

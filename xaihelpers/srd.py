@@ -85,6 +85,24 @@ def encoder_layer(model: nn.Module) -> str:
     return default_layer(model)
 
 
+def high_layer(model: nn.Module) -> str:
+    """A middle block for SRD-high, 28 x 28 at 224 px input (the paper's resolution).
+
+    ``layer2`` for ResNets, ``features.16`` (pool3) for VGG-16, ``_blocks.4`` for
+    EfficientNet-Lite0, ``features.res1`` (16 x 16 at 64 px) for the benchmark CNNs.
+    """
+    names = dict(model.named_modules())
+    for name in ("layer2", "_blocks.4", "features.res1"):
+        if name in names:
+            return name
+    feats = names.get("features")
+    if isinstance(feats, nn.Sequential):
+        pools = [i for i, m in enumerate(feats) if isinstance(m, nn.MaxPool2d)]
+        if len(pools) >= 3:
+            return f"features.{pools[2]}"
+    raise ValueError(f"no default SRD-high layer for {type(model).__name__}; pass layer= a module name")
+
+
 class _BiasShare(torch.autograd.Function):
     """Identity on ``out``; its backward adds the bias's share of relevance to ``u``.
 

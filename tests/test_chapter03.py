@@ -1,0 +1,54 @@
+"""Claims of chapter 3 (Sharing Ratio Decomposition, APOP), read from the glued values of its SMOKE run."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xaihelpers import models
+
+pytestmark = pytest.mark.notebook
+
+
+@pytest.fixture(scope="module")
+def g(glued):
+    return glued("03_sharing_ratio_decomposition")
+
+
+def test_fast_path_is_the_literal_decomposition(g):
+    assert g["toy_max_diff"] < 1e-5 and g["toy_col_sum"] < 1e-5  # Eq. 6: the ratios of one output sum to 1
+
+
+def test_class_contrastive_maps_point_at_their_object(g):
+    assert g["duo_cat_share"] > 0.5 and g["duo_cup_share"] > 0.5
+
+
+def test_apop(g):
+    table = pd.read_json(io.StringIO(g["apop_table_json"]), orient="split").set_index(["input", "mode"])
+    assert table.loc[("image", "original"), "top1_agree"] == 1.0
+    n = g["n_apop"]
+    # the paper's claim: from an empty input with the pattern frozen, far above chance (10 classes)
+    chance = 0.1 + 3 * np.sqrt(0.1 * 0.9 / n)
+    assert g["apop_zeros_apop_top1"] > chance and g["apop_zeros_apop_relu_top1"] > chance
+    assert ((table >= 0) & (table <= 1)).all().all()
+    assert 0 <= g["binarise_min"] <= g["binarise_max"] <= 1
+
+
+def test_table2_and_the_pointing_game_claim(g):
+    table = pd.read_json(io.StringIO(g["table2_json"]), orient="split")
+    assert {"srd_low", "srd_high", "srd_input", "gradcam"} <= set(table.index)
+    for col in ("pointing_game", "attribution_localisation", "sparseness"):
+        assert table[col].between(0, 1).all(), col
+    assert table["fidelity"].between(-1, 1).all() and (table["stability"] >= 0).all()
+    # SRD-high's pointing game is at least Grad-CAM's, up to two standard errors of a proportion
+    n = g["n_table2"]
+    pg = g["t2_pg_gradcam"]
+    assert g["t2_pg_srd_high"] >= pg - 2 * np.sqrt(max(pg * (1 - pg), 0.05) / n)
+
+
+def test_table4_covers_every_activation(g):
+    table = pd.read_json(io.StringIO(g["table4_json"]), orient="split")
+    assert list(table.columns) == list(models.ACTIVATIONS) and "srd_input" in table.index
+    assert table.abs().le(1).all().all()
+    assert 0 <= g["t4_srd_wins"] <= g["t4_n_acts"] == 6

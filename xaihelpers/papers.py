@@ -1,0 +1,67 @@
+"""Numbers the papers report, for the "paper" columns beside the book's own results.
+
+Each table is copied from the cited paper (see the book's references) so that a
+chapter can set its measurements next to them; nothing here is computed.
+"""
+
+from __future__ import annotations
+
+# Du et al. (2018), poster table: weakly supervised localisation error (%) on ImageNet
+# validation images with VGG-19, each method at its best threshold alpha.
+GFI_LOCALISATION_ERROR = {"Grad": 41.7, "GuidedBP": 42.0, "LRP": 57.8, "CAM": 48.1, "Mask": 43.2, "GFI": 38.2}
+
+# Han et al. (2024), Table 1 / Table 3: ImageNet validation top-1 and top-5 accuracy of the
+# original model and of APOP (zeros input), and Table 3's other inputs and "APOP & relu".
+# (model, input) -> {"top1": {...}, "top5": {...}} with keys "original", "apop", "apop_relu".
+SRD_APOP = {
+    ("ResNet18", "zeros"): {"top1": {"original": .6707, "apop": .4871, "apop_relu": .6404},
+                            "top5": {"original": .8769, "apop": .7340, "apop_relu": .8595}},
+    ("ResNet18", "ones"): {"top1": {"apop": .4813, "apop_relu": .6408}, "top5": {"apop": .6750, "apop_relu": .8593}},
+    ("ResNet18", "normal"): {"top1": {"apop": .2518, "apop_relu": .6375}, "top5": {"apop": .4594, "apop_relu": .8598}},
+    ("VGG16", "zeros"): {"top1": {"original": .6980, "apop": .5754, "apop_relu": .6847},
+                         "top5": {"original": .8940, "apop": .8094, "apop_relu": .8875}},
+    ("VGG16", "ones"): {"top1": {"apop": .5268, "apop_relu": .6837}, "top5": {"apop": .7665, "apop_relu": .8870}},
+    ("VGG16", "normal"): {"top1": {"apop": .2903, "apop_relu": .6854}, "top5": {"apop": .4979, "apop_relu": .8871}},
+    ("ResNet50", "zeros"): {"top1": {"original": .7446, "apop": .5690, "apop_relu": .7328},
+                            "top5": {"original": .9183, "apop": .7943, "apop_relu": .9148}},
+    ("ResNet50", "ones"): {"top1": {"apop": .5198, "apop_relu": .7334}, "top5": {"apop": .7527, "apop_relu": .9141}},
+    ("ResNet50", "normal"): {"top1": {"apop": .3035, "apop_relu": .7366}, "top5": {"apop": .5066, "apop_relu": .9168}},
+}
+
+# Han et al. (2024), Table 2, ResNet-50 on ImageNet-S50 (752 images): pointing game,
+# attribution localisation, sparseness, fidelity, stability. Keys are the book's method names.
+SRD_TABLE2_RESNET50 = {
+    "saliency": (.654, .370, .488, .063, .172),
+    "guided_backprop": (.871, .498, .741, .022, .112),
+    "input_x_gradient": (.639, .361, .626, -.018, .178),
+    "integrated_gradients": (.759, .382, .614, -.016, .171),
+    "lrp_epsilon_plus": (.543, .332, .572, .012, .105),
+    "smoothgrad": (.888, .396, .556, -.002, .166),
+    "fullgrad": (.938, .387, .262, .123, .689),
+    "gradcam": (.946, .424, .411, .128, .757),
+    "gradcam_pp": (.945, .414, .386, .129, .732),
+    "scorecam": (.916, .381, .313, .123, .827),
+    "ablationcam": (.934, .394, .329, .133, .814),
+    "xgradcam": (.946, .424, .411, .126, .753),
+    "layercam": (.934, .411, .379, .128, .734),
+    "srd_low": (.946, .544, .682, .130, .600),
+    "srd_high": (.952, .579, .628, .142, .375),
+    "srd_input": (.953, .576, .724, .082, .104),
+}
+SRD_TABLE2_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability")
+
+# Han et al. (2024), Table 4: fidelity of ResNet-50 on CIFAR-100 per activation function.
+SRD_TABLE4_FIDELITY = {
+    "guided_backprop": (0.064, 0.025, 0.001, 0.015, 0.030, 0.028),
+    "input_x_gradient": (-0.010, -0.007, -0.005, -0.024, -0.004, -0.006),
+    "integrated_gradients": (0.006, 0.015, -0.001, -0.008, -0.007, 0.014),
+    "smoothgrad": (-0.012, 0.026, -0.014, -0.023, -0.009, -0.017),
+    "fullgrad": (0.038, 0.209, 0.029, 0.171, 0.095, 0.107),
+    "gradcam": (0.005, -0.014, -0.004, 0.042, -0.001, 0.002),
+    "scorecam": (0.013, 0.052, 0.031, 0.061, 0.010, 0.017),
+    "ablationcam": (0.020, 0.024, 0.003, 0.015, 0.033, 0.012),
+    "xgradcam": (0.007, 0.011, 0.018, 0.028, 0.012, 0.017),
+    "layercam": (0.021, 0.042, 0.012, 0.018, 0.007, -0.001),
+    "srd": (0.078, 0.214, 0.065, 0.194, 0.128, 0.115),  # resolution not stated
+}
+SRD_TABLE4_ACTIVATIONS = ("relu", "elu", "leaky_relu", "silu", "gelu", "tanh")
