@@ -52,3 +52,8 @@ def test_table4_covers_every_activation(g):
     assert list(table.columns) == list(models.ACTIVATIONS) and "srd_input" in table.index
     assert table.abs().le(1).all().all()
     assert 0 <= g["t4_srd_wins"] <= g["t4_n_acts"] == 6
+
+
+def test_ablation_variants_are_measured(g):
+    for key in ("vector", "post", "scalar"):
+        assert 0 <= g[f"abl_spa_{key}"] <= 1

@@ -97,3 +97,17 @@ def test_errors():
         srd.explain(_small(), torch.randn(1, 3, 8, 8), 0, layer="nope", start="4")
     with pytest.raises(ValueError, match="rule"):
         srd.explain(_small(), torch.randn(1, 3, 8, 8), 0, start="4", rule="other")
+
+
+def test_ablation_variants():
+    m = _small()
+    x = torch.randn(2, 3, 8, 8)
+    vec = srd.explain(m, x, [0, 1], start="4")
+    scalar = srd.explain(m, x, [0, 1], start="4", unit="scalar")
+    post = srd.explain(m, x, [0, 1], start="4", vectors="post")
+    assert scalar.shape == post.shape == vec.shape and not torch.allclose(scalar, vec)
+    low = srd.explain(m, x, [0, 1], start="4", layer=None, unit="scalar")
+    # the scalar (LRP-0-like) rule is conservative as well, neuron by neuron
+    assert torch.allclose(scalar.sum((1, 2)), low.sum((1, 2)), rtol=1e-3)
+    with pytest.raises(ValueError, match="unit"):
+        srd.explain(m, x, 0, start="4", unit="pixel")

@@ -225,8 +225,13 @@ class _Tape:
             mod.inplace = True
 
 
-def _start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Tensor, rule: str) -> torch.Tensor:
-    """Eq. 4: class-contrastive Grad-CAM of the encoder output, negatives cut."""
+def _start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Tensor, rule: str,
+                     unit: str = "vector") -> torch.Tensor:
+    """Eq. 4: class-contrastive Grad-CAM of the encoder output, negatives cut.
+
+    ``unit="scalar"`` keeps one relevance per neuron, :math:`\alpha_{ch} A^{ch}_i`, with the
+    negative neurons cut (the ablation's neuron-level start); shape (N, C, h, w).
+    """
     score = logits.gather(1, target[:, None])[:, 0]
     if rule == "contrastive":
         score = score - logits.mean(1)
@@ -234,11 +239,17 @@ def _start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Te
         raise ValueError(f"expected rule in {RULES}, got {rule!r}")
     (grad,) = torch.autograd.grad(score.sum(), start)
     alpha = grad.mean(dim=(2, 3), keepdim=True)
+    if unit == "scalar":
+        return (alpha * start).clamp(min=0).detach()
     return (alpha * start).sum(1).clamp(min=0).detach()
 
 
+UNITS = ("vector", "scalar")
+VECTORS = ("pre", "post")
+
+
 def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = "input", start: str | None = None,
-            rule: str = "contrastive") -> torch.Tensor:
+            rule: str = "contrastive", unit: str = "vector", vectors: str = "pre") -> torch.Tensor:
     """SRD saliency maps: relevance of the PFVs of ``layer`` for class ``target``.
 
     Parameters
@@ -258,6 +269,11 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
         Encoder output where Eq. 4 starts; default :func:`encoder_layer`.
     rule : {"contrastive", "identity"}
         Eq. 4 on the target's logit minus the mean logit (the paper), or on the logit.
+    unit, vectors : str
+        The paper's ablation (Appendix F): ``unit="scalar"`` shares relevance per
+        neuron, :math:`z_{i\to j} / z_j` (LRP-0 through the same layers), instead of per
+        PFV; ``vectors="post"`` takes the sharing ratio against the post-activation
+        vector instead of the pre-activation one (no longer conservative).
 
     Returns
     -------
@@ -266,6 +282,8 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
     """
     _checks.image_batch(x)
     check_supported(model)
+    if unit not in UNITS or vectors not in VECTORS:
+        raise ValueError(f"expected unit in {UNITS} and vectors in {VECTORS}, got {unit!r} and {vectors!r}")
     start = start or encoder_layer(model)
     stop = start if layer is None else layer
     dev = _checks.model_device(model)
@@ -280,35 +298,44 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
             t = _checks.targets(target, x.shape[0], logits.detach())
             s = tape.marked[start]
             ev = tape.events[s]
-            ev.relevance = _start_relevance(logits, ev.leaf, t, rule)
+            ev.relevance = _start_relevance(logits, ev.leaf, t, rule, unit)
             if stop == start:
-                return ev.relevance
+                return ev.relevance.sum(1) if unit == "scalar" else ev.relevance
             stop_index = -1 if stop == "input" else tape.marked[stop]
             if stop_index > s:
                 raise ValueError(f"layer {stop!r} comes after the start {start!r}")
-            x_rel = _backward(tape.events[: s + 1], x_leaf, stop_index)
-            return x_rel if stop == "input" else tape.events[stop_index].relevance
+            x_rel = _backward(tape.events[: s + 1], x_leaf, stop_index, unit, vectors)
+            out = x_rel if stop == "input" else tape.events[stop_index].relevance
+            return out.sum(1) if unit == "scalar" else out
     finally:
         tape.close()
 
 
-def _backward(events: list[_Event], x_leaf: torch.Tensor, stop_index: int) -> torch.Tensor | None:
+def _backward(events: list[_Event], x_leaf: torch.Tensor, stop_index: int, unit: str = "vector",
+              vectors: str = "pre") -> torch.Tensor:
     """Push relevance from the last event down to ``stop_index`` (-1: the input)."""
     leaves = [x_leaf] + [e.leaf for e in events]
-    x_rel = torch.zeros(x_leaf.shape[0], *x_leaf.shape[-2:], device=x_leaf.device)
+    shape = x_leaf.shape if unit == "scalar" else (x_leaf.shape[0], *x_leaf.shape[-2:])
+    x_rel = torch.zeros(shape, device=x_leaf.device)
     for k in range(len(events) - 1, stop_index, -1):
         ev = events[k]
         if ev.relevance is None or ev.pre is None or not ev.pre.requires_grad:
             continue
         v = ev.pre
-        g = v * (ev.relevance / v.pow(2).sum(1).clamp(min=_EPS))[:, None]
+        if unit == "scalar":  # per neuron: z_ij / z_j
+            z = v.detach()
+            g = torch.where(z.abs() > _EPS, ev.relevance / z.where(z.abs() > _EPS, torch.ones_like(z)), torch.zeros_like(z))
+        else:
+            w = v if vectors == "pre" else ev.leaf
+            g = w.detach() * (ev.relevance / w.detach().pow(2).sum(1).clamp(min=_EPS))[:, None]
         sources = leaves[: k + 1]  # the input and the earlier events' leaves
         # a pooling before a residual block feeds two pre-activations: keep the graph
         grads = torch.autograd.grad(v, sources, g, allow_unused=True, retain_graph=True)
         for idx, (src, gs) in enumerate(zip(sources, grads)):
             if gs is None:
                 continue
-            r = (src * gs).sum(1).detach()
+            r = (src * gs).detach()
+            r = r if unit == "scalar" else r.sum(1)
             if idx == 0:
                 x_rel += r
             else:
