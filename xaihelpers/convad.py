@@ -191,3 +191,88 @@ class ConvAD(nn.Module):
 def wrap(model: nn.Module, rule: str = "strict", deactivate: str = "all") -> ConvAD:
     """Wrap ``model`` so that its forward takes ``(x, mask)``; see :class:`ConvAD`."""
     return ConvAD(model, rule, deactivate)
+
+
+MASKING = ("zero", "min", "max", "mean", "blur", "noise")
+
+
+def paint(x: torch.Tensor, mask: torch.Tensor, value: str = "zero", seed: int = 0) -> torch.Tensor:
+    """Occlusion the usual way: paint a masking value where ``mask`` is 0.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    mask : torch.Tensor
+        (N, H, W) or (N, 1, H, W), 1 = visible.
+    value : {"zero", "min", "max", "mean", "blur", "noise"}
+        0 in normalised space (the data set's mean colour, ReX's default), each image's
+        minimum, maximum or mean, a Gaussian blur of the image, or Gaussian noise with
+        the image's mean and standard deviation.
+
+    Returns
+    -------
+    torch.Tensor
+        The occluded images, shape (N, 3, H, W).
+    """
+    from .gfi import background, blend
+
+    if value not in MASKING:
+        raise ValueError(f"expected a masking value in {MASKING}, got {value!r}")
+    flat = x.flatten(1)
+    fills = {
+        "zero": lambda: torch.zeros_like(x),
+        "min": lambda: flat.amin(1)[:, None, None, None].expand_as(x),
+        "max": lambda: flat.amax(1)[:, None, None, None].expand_as(x),
+        "mean": lambda: background(x, "mean"),
+        "blur": lambda: background(x, "blur"),
+        "noise": lambda: background(x, "noise", seed=seed),
+    }
+    m = mask if mask.ndim == 3 else mask[:, 0]
+    return blend(x, m.to(x.dtype), fills[value]())
+
+
+def predict_masked(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, how: str = "convad", rule: str = "strict",
+                   batch_size: int = 64) -> torch.Tensor:
+    """Logits of one image seen through M masks, by ConvAD or by a painted masking value.
+
+    The query a causal explainer makes for its mutants; both kinds of occlusion go
+    through the same call so that they are compared on the same footing.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode.
+    x : torch.Tensor
+        One normalised image, shape (1, 3, H, W).
+    masks : torch.Tensor
+        (M, H, W), 1 = visible.
+    how : str
+        ``"convad"`` or one of :data:`MASKING`.
+    rule : str
+        ConvAD's rule (see :class:`ConvAD`).
+    batch_size : int
+        Masks per forward pass.
+
+    Returns
+    -------
+    torch.Tensor
+        Logits, shape (M, K).
+    """
+    _checks.image_batch(x)
+    if x.shape[0] != 1:
+        raise ValueError(f"expected one image, shape (1, 3, H, W), got {tuple(x.shape)}")
+    if how != "convad" and how not in MASKING:
+        raise ValueError(f"expected how='convad' or one of {MASKING}, got {how!r}")
+    dev = _checks.model_device(model)
+    x = x.to(dev)
+    ad = ConvAD(model, rule) if how == "convad" else None
+    out = []
+    with torch.no_grad():
+        for part in torch.as_tensor(masks).split(batch_size):
+            part = part.to(dev, x.dtype)
+            if ad is not None:
+                out.append(ad(x, part))
+            else:
+                out.append(model(paint(x.expand(len(part), -1, -1, -1), part, how)))
+    return torch.cat(out)
