@@ -57,3 +57,8 @@ def test_table4_covers_every_activation(g):
 def test_ablation_variants_are_measured(g):
     for key in ("vector", "post", "scalar"):
         assert 0 <= g[f"abl_spa_{key}"] <= 1
+
+
+def test_global_view_neighbours_share_the_class(g):
+    # nearest PFVs of the most relevant one come from same-class images more often than chance
+    assert g["nn_same_class"] > 0.1

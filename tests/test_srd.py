@@ -111,3 +111,16 @@ def test_ablation_variants():
     assert torch.allclose(scalar.sum((1, 2)), low.sum((1, 2)), rtol=1e-3)
     with pytest.raises(ValueError, match="unit"):
         srd.explain(m, x, 0, start="4", unit="pixel")
+
+
+def test_effective_receptive_field():
+    m = models.BenchmarkCNN("relu").eval()
+    x = torch.randn(2, 3, 64, 64)
+    e = srd.erf(m, x, "features.res2", (3, 4))
+    assert e.shape == (2, 64, 64)
+    assert torch.allclose(e.sum((1, 2)), torch.ones(2), atol=1e-3)
+    # the PFV at (3, 4) of the 8 x 8 map sits over pixels 24-31 x 32-39: its ERF is centred there
+    w = e.clamp(min=0)
+    rows = (w.sum(2) * torch.arange(64)).sum(1) / w.sum((1, 2))
+    cols = (w.sum(1) * torch.arange(64)).sum(1) / w.sum((1, 2))
+    assert ((rows - 27.5).abs() < 8).all() and ((cols - 35.5).abs() < 8).all()

@@ -285,7 +285,16 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
     if unit not in UNITS or vectors not in VECTORS:
         raise ValueError(f"expected unit in {UNITS} and vectors in {VECTORS}, got {unit!r} and {vectors!r}")
     start = start or encoder_layer(model)
-    stop = start if layer is None else layer
+
+    def eq4(logits, leaf):
+        t = _checks.targets(target, x.shape[0], logits.detach())
+        return _start_relevance(logits, leaf, t, rule, unit)
+
+    return _decompose(model, x, start, start if layer is None else layer, eq4, unit, vectors)
+
+
+def _decompose(model, x, start, stop, relevance_fn, unit="vector", vectors="pre") -> torch.Tensor:
+    """Forward with the tape, relevance at ``start`` from ``relevance_fn(logits, leaf)``, then down to ``stop``."""
     dev = _checks.model_device(model)
     x = x.detach().to(dev)
     marks = [start] + ([stop] if stop not in ("input", start) else [])
@@ -295,10 +304,9 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
             x_leaf = x.clone().requires_grad_(True)
             tape.leaves[id(x_leaf)] = -1
             logits = model(x_leaf)
-            t = _checks.targets(target, x.shape[0], logits.detach())
             s = tape.marked[start]
             ev = tape.events[s]
-            ev.relevance = _start_relevance(logits, ev.leaf, t, rule, unit)
+            ev.relevance = relevance_fn(logits, ev.leaf)
             if stop == start:
                 return ev.relevance.sum(1) if unit == "scalar" else ev.relevance
             stop_index = -1 if stop == "input" else tape.marked[stop]
@@ -309,6 +317,39 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
             return out.sum(1) if unit == "scalar" else out
     finally:
         tape.close()
+
+
+def erf(model: nn.Module, x: torch.Tensor, layer: str, position: tuple[int, int], stop: str = "input") -> torch.Tensor:
+    """Effective receptive field of one PFV (Eqs. 1-3): its unit relevance decomposed down to ``stop``.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A supported CNN in eval mode.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    layer : str
+        Module whose output holds the PFV.
+    position : (int, int)
+        Row and column of the PFV in that layer's feature map.
+    stop : str
+        ``"input"`` or an earlier layer.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (N, h, w) at ``stop``'s resolution; sums to 1 per image (conservation),
+        up to PFVs of zero norm.
+    """
+    _checks.image_batch(x)
+    check_supported(model)
+
+    def one_hot(logits, leaf):
+        r = torch.zeros(leaf.shape[0], *leaf.shape[-2:], device=leaf.device)
+        r[:, position[0], position[1]] = 1.0
+        return r
+
+    return _decompose(model, x, layer, stop, one_hot)
 
 
 def _backward(events: list[_Event], x_leaf: torch.Tensor, stop_index: int, unit: str = "vector",
