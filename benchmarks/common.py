@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import time
-
 import torch
 
+from xaihelpers.runtime import best_time
 
-def best(fn, repeat: int, warm_up: bool = True) -> float:
-    """Fastest of ``repeat`` timed calls of ``fn`` (seconds), after one untimed call."""
-    if warm_up:
-        fn()
-    times = []
-    for _ in range(max(1, repeat)):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return min(times)
+
+best = best_time  # fastest of a few timed calls, after a warm-up
 
 
 def reference_pass(model: torch.nn.Module, x: torch.Tensor) -> None:

@@ -179,6 +179,24 @@ def read_glued(notebook: str | os.PathLike) -> dict:
     return out
 
 
+def best_time(fn, repeat: int = 3, warm_up: bool = True) -> float:
+    """Fastest of ``repeat`` timed calls of ``fn`` in seconds, after one untimed call (CUDA synchronised)."""
+    import time
+
+    if warm_up:
+        fn()
+    times = []
+    for _ in range(max(1, repeat)):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
 def time_ratio(fn, reference, repeat: int = 3, reference_repeat: int = 10) -> float:
     """How many ``reference()`` calls one ``fn()`` costs, both timed in this run.
 
@@ -199,19 +217,4 @@ def time_ratio(fn, reference, repeat: int = 3, reference_repeat: int = 10) -> fl
     float
         ``min time(fn) / min time(reference)``.
     """
-    import time
-
-    def best(f, k: int) -> float:
-        f()
-        times = []
-        for _ in range(max(1, k)):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            t = time.perf_counter()
-            f()
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    return best(fn, repeat) / best(reference, reference_repeat)
+    return best_time(fn, repeat) / best_time(reference, reference_repeat)
