@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
+from .hooks import no_inplace
 
 MODES = ("apop", "apop_relu")
 INPUTS = ("zeros", "ones", "normal")
@@ -39,16 +40,12 @@ def _pattern_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 @contextmanager
 def _hooked(model: nn.Module, fn):
     handles = [m.register_forward_hook(fn(n)) for n, m in _pattern_layers(model)]
-    inplace = [m for m in model.modules() if getattr(m, "inplace", False)]
-    for m in inplace:
-        m.inplace = False
     try:
-        yield
+        with no_inplace(model):
+            yield
     finally:
         for h in handles:
             h.remove()
-        for m in inplace:
-            m.inplace = True
 
 
 def record_pattern(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

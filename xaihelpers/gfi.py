@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
-from .hooks import record
+from .hooks import frozen_weights, record
 
 BACKGROUNDS = ("blur", "noise", "constant", "mean")
 
@@ -294,12 +294,9 @@ def explain(
         weights = torch.full(basis.shape[:2], init, device=dev, requires_grad=True)
     opt = torch.optim.Adam([weights], lr=lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=halve_every, gamma=0.5)
-    state = [p_.requires_grad for p_ in model.parameters()]
-    for p_ in model.parameters():
-        p_.requires_grad_(False)
     losses: list[float] = []
     stage1_mask = None
-    try:
+    with frozen_weights(model):
         for it in tqdm(range(iterations), desc="GFI", disable=not verbose):
             with torch.enable_grad():
                 mask = torch.sigmoid(weights) if free_mask else mask_from_weights(weights, basis, size)
@@ -328,9 +325,6 @@ def explain(
             losses.append(loss.mean().item())
             if it + 1 == stage1_iterations:
                 stage1_mask = _current(weights, basis, size, free_mask)
-    finally:
-        for p_, flag in zip(model.parameters(), state):
-            p_.requires_grad_(flag)
     final = _current(weights, basis, size, free_mask)
     if not return_details:
         return final

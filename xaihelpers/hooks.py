@@ -120,3 +120,37 @@ def record(
     finally:
         for h in handles:
             h.remove()
+
+
+@contextmanager
+def frozen_weights(model: nn.Module) -> Iterator[nn.Module]:
+    """Stop gradients to the model's parameters inside the block; restore the flags after.
+
+    For explainers that optimise an input-side variable (a mask, channel weights) and
+    must neither compute nor leave gradients on the network's weights.
+    """
+    state = [p.requires_grad for p in model.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in zip(model.parameters(), state):
+            p.requires_grad_(flag)
+
+
+@contextmanager
+def no_inplace(model: nn.Module) -> Iterator[nn.Module]:
+    """Switch off ``inplace`` on every module that has it (e.g. torchvision's ReLUs) inside the block.
+
+    Hooks that need a layer's input after the layer ran (pre-activations, recorded
+    patterns) would otherwise see it overwritten.
+    """
+    changed = [m for m in model.modules() if getattr(m, "inplace", False)]
+    for m in changed:
+        m.inplace = False
+    try:
+        yield model
+    finally:
+        for m in changed:
+            m.inplace = True

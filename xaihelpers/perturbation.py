@@ -25,6 +25,7 @@ from torch import nn
 
 from . import _checks
 from .gfi import background, blend
+from .hooks import frozen_weights
 
 
 def tv_norm(m: torch.Tensor, beta: float = 3.0) -> torch.Tensor:
@@ -114,10 +115,7 @@ def explain(
     m = torch.ones(n, side, side, device=dev, requires_grad=True)
     opt = torch.optim.Adam([m], lr=lr)
     gen = torch.Generator(device="cpu").manual_seed(seed)
-    state = [q.requires_grad for q in model.parameters()]
-    for q in model.parameters():
-        q.requires_grad_(False)
-    try:
+    with frozen_weights(model):
         for _ in tqdm(range(iterations), desc="Mask", disable=not verbose):
             with torch.enable_grad():
                 up = F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
@@ -133,9 +131,6 @@ def explain(
             opt.step()
             with torch.no_grad():
                 m.clamp_(0, 1)
-    finally:
-        for q, flag in zip(model.parameters(), state):
-            q.requires_grad_(flag)
     with torch.no_grad():
         up = F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
     return 1 - up.clamp(0, 1)

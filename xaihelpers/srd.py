@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
+from .hooks import no_inplace
 
 ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid,
                nn.Softplus, nn.Mish, nn.Hardswish, nn.Hardsigmoid)
@@ -166,12 +167,8 @@ class _Tape:
         missing = [m for m in marks if m not in names]
         if missing:
             raise ValueError(f"expected layer names of the model, got unknown {missing}")
-        self.inplace = []
         for name, mod in model.named_modules():
             if isinstance(mod, ACTIVATIONS):
-                if getattr(mod, "inplace", False):
-                    self.inplace.append(mod)
-                    mod.inplace = False
                 self.handles.append(mod.register_forward_hook(self._activation(name)))
             elif isinstance(mod, nn.Conv2d):
                 self.handles.append(mod.register_forward_hook(self._conv))
@@ -221,8 +218,6 @@ class _Tape:
     def close(self) -> None:
         for h in self.handles:
             h.remove()
-        for mod in self.inplace:
-            mod.inplace = True
 
 
 def _start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Tensor, rule: str,
@@ -300,7 +295,7 @@ def _decompose(model, x, start, stop, relevance_fn, unit="vector", vectors="pre"
     marks = [start] + ([stop] if stop not in ("input", start) else [])
     tape = _Tape(model, marks)
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), no_inplace(model):
             x_leaf = x.clone().requires_grad_(True)
             tape.leaves[id(x_leaf)] = -1
             logits = model(x_leaf)
