@@ -43,10 +43,11 @@ def test_all_ones_mask_gives_the_original_logits(name, rule):
     assert not any(mod._forward_hooks for mod in m.modules())
 
 
+@pytest.mark.parametrize("rule", convad.RULES)
 @pytest.mark.parametrize("name", ["benchmark_relu", "resnet18", "efficientnet_lite0"])
-def test_strict_rule_masked_pixels_have_no_influence(name):
+def test_masked_pixels_have_no_influence(name, rule):
     m = models.load_model("efficientnet_lite0").model if name == "efficientnet_lite0" else _randomise_bn(ARCHS[name])
-    ad = convad.wrap(m, "strict")
+    ad = convad.wrap(m, rule)
     side = 128 if name == "efficientnet_lite0" else 64
     x = torch.randn(1, 3, side, side)
     mask = torch.zeros(1, side, side)

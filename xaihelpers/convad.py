@@ -11,14 +11,18 @@ lies under the mask cannot reach the output.
 The choices the paper leaves open, made here and measured in chapter 4:
 
 - **which positions are occluded** (``rule``): ``"strict"`` (any masked input in the
-  receptive field; the default, and the only rule under which masked pixels provably
-  have no influence), ``"majority"`` (fraction below 0.5), ``"lenient"`` (no unmasked
-  input at all);
+  receptive field; the default: the paper's deactivation taken literally, keeping no
+  position that mixed in the zeros of occluded input), ``"majority"`` (fraction
+  below 0.5), ``"lenient"`` (no unmasked input at all);
 - **where to deactivate**: after every convolution, pooling, batch norm and
   activation, so that biases and batch-norm shifts cannot switch a deactivated
   position back on (``deactivate="all"``); ``"spatial"`` only after the layers with
   a spatial footprint, which lets batch norm re-add a constant there (the leak
   shown in the chapter);
+- **the input** is the first layer of activations: occluded pixels are set to 0
+  (the mean colour in normalised space) before the first layer, so that under every
+  rule nothing under the mask reaches the output; the rules differ only in how far
+  deactivation spreads into positions that mix visible and occluded input;
 - **padding** counts as visible (it carries nothing from the image), so that an
   all-ones mask gives fraction 1 at the border too;
 - **residual additions and other functional operations** keep the mask of the most
@@ -181,6 +185,7 @@ class ConvAD(nn.Module):
 
         handles = [m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())]
         try:
+            x = x * (mask > 0).to(x.dtype)  # the input is the first activation: occluded pixels are off
             remember(x, mask)
             return self.model(x)
         finally:

@@ -707,3 +707,106 @@ def side_by_side(images: Iterable[Image.Image], height: int = 224) -> Image.Imag
         out.paste(p, (left, 0))
         left += p.width
     return out
+
+
+# ----------------------------------------------------------------------------
+# photo folders in the layouts of ImageNet-V2, Caltech-256 and PASCAL VOC
+# ----------------------------------------------------------------------------
+
+LAYOUTS = ("imagenet_v2", "caltech256", "voc")
+_PHOTO_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+@dataclass(frozen=True)
+class PhotoFolder:
+    """Photos of a labelled folder; images are read when asked for.
+
+    Attributes
+    ----------
+    paths : tuple of Path
+        The image files.
+    labels : tuple of str
+        Each photo's label in the data set's own vocabulary: the ImageNet class index
+        (as a string) for ImageNet-V2, the category for Caltech-256, the first
+        annotated object's class for PASCAL VOC.
+    layout : str
+        One of :data:`LAYOUTS`.
+    """
+
+    paths: tuple
+    labels: tuple
+    layout: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int) -> Image.Image:
+        """Photo ``i`` as an RGB PIL image."""
+        return load_image(self.paths[i])
+
+    def batch(self, preprocess: Callable[[Image.Image], torch.Tensor], indices: Iterable[int] | None = None) -> torch.Tensor:
+        """Preprocessed photos (all, or ``indices``) stacked: (N, 3, H, W)."""
+        idx = range(len(self)) if indices is None else indices
+        return torch.stack([preprocess(self.image(i)) for i in idx])
+
+
+def photo_folder(root: str | Path, layout: str, n: int | None = None, seed: int = 0, split: str = "val") -> PhotoFolder:
+    """Read a photo folder laid out as ImageNet-V2, Caltech-256 or PASCAL VOC.
+
+    Chapter 4 explains these data sets' photos with the classifier's own predicted
+    label, as the ConvAD paper does; the folder's labels are kept for reference.
+
+    Parameters
+    ----------
+    root : path
+        ``imagenet_v2``: ``root/<class index 0-999>/<name>.jpeg`` (the
+        ``imagenetv2-*-format-val`` folders); ``caltech256``:
+        ``root/<NNN.category>/<NNN_XXXX>.jpg`` (``256_ObjectCategories``); ``voc``:
+        ``root/JPEGImages``, ``root/Annotations`` and optionally
+        ``root/ImageSets/Main/<split>.txt`` (a ``VOCdevkit/VOC2012`` folder).
+    layout : {"imagenet_v2", "caltech256", "voc"}
+        The layout.
+    n : int, optional
+        Draw ``n`` photos at random (seeded) instead of all.
+    seed : int
+        Seed of the draw.
+    split : str
+        VOC's image set, when the list exists.
+
+    Returns
+    -------
+    PhotoFolder
+    """
+    root = Path(root)
+    if layout not in LAYOUTS:
+        raise ValueError(f"expected layout in {LAYOUTS}, got {layout!r}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder; download the data set and pass its root")
+    pics = lambda d: sorted(p for p in d.iterdir() if p.suffix.lower() in _PHOTO_SUFFIXES)  # noqa: E731
+    paths, labels = [], []
+    if layout == "imagenet_v2":
+        for d in sorted((d for d in root.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name)):
+            if not 0 <= int(d.name) < 1000:
+                raise ValueError(f"{d}: ImageNet-V2 class folders are named 0 to 999")
+            for p in pics(d):
+                paths.append(p), labels.append(d.name)
+    elif layout == "caltech256":
+        for d in sorted(d for d in root.iterdir() if d.is_dir() and "." in d.name and d.name.split(".")[0].isdigit()):
+            for p in pics(d):
+                paths.append(p), labels.append(d.name.split(".", 1)[1])
+    else:
+        jpegs, notes = root / "JPEGImages", root / "Annotations"
+        if not jpegs.is_dir() or not notes.is_dir():
+            raise FileNotFoundError(f"{root}: expected JPEGImages/ and Annotations/ (a VOCdevkit/VOC20xx folder)")
+        listing = root / "ImageSets" / "Main" / f"{split}.txt"
+        stems = listing.read_text().split() if listing.is_file() else [p.stem for p in pics(jpegs)]
+        for stem in stems:
+            p = jpegs / f"{stem}.jpg"
+            if p.is_file() and (notes / f"{stem}.xml").is_file():
+                paths.append(p), labels.append(read_voc_boxes(notes / f"{stem}.xml")[1][0][0])
+    if not paths:
+        raise FileNotFoundError(f"{root}: no photos in the {layout} layout")
+    if n is not None and n < len(paths):
+        keep = sorted(np.random.default_rng(seed).choice(len(paths), n, replace=False))
+        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
+    return PhotoFolder(tuple(paths), tuple(labels), layout)

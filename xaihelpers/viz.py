@@ -317,3 +317,26 @@ def score_table(table, higher_is_better: Mapping[str, bool], title: str | None =
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def explanation(ax: plt.Axes, img, mask, title: str | None = None, dim: float = 0.15) -> plt.Axes:
+    """Show only an explanation's pixels: the rest of the picture is dimmed to ``dim``.
+
+    Chapter 4 draws causal explanations (binary masks) with it.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    img : picture
+        See :func:`to_image`.
+    mask : array or tensor (H, W)
+        1 = part of the explanation.
+    title : str, optional
+        Axes title.
+    dim : float
+        Brightness left to the pixels outside the explanation.
+    """
+    pic = to_image(img)
+    m = np.asarray(mask, dtype=np.float32)[..., None]
+    return show_image(ax, pic * (m + (1 - m) * dim), title)

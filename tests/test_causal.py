@@ -1,0 +1,138 @@
+"""Causal responsibility (ReX's algorithm), the robustness measures, and the photo-folder loaders."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xaihelpers import causal, data, models
+
+
+def _square_oracle(r0=8, r1=16, c0=40, c1=48, k=3):
+    """A 'model' that predicts class 1 exactly when the square [r0:r1, c0:c1] is fully visible."""
+
+    def predict(masks):
+        seen = masks[:, r0:r1, c0:c1].flatten(1).min(1).values > 0.5
+        logits = torch.zeros(len(masks), k)
+        logits[seen, 1] = 2.0
+        logits[~seen, 0] = 2.0
+        return logits
+
+    return predict
+
+
+def test_split_covers_the_box_exactly():
+    rng = np.random.default_rng(0)
+    kids = causal.split((0, 64, 0, 48), rng, 4)
+    m = torch.stack([causal.boxes_mask([k], (64, 48)) for k in kids]).sum(0)
+    assert len(kids) == 4 and torch.all(m == 1)
+    assert causal.split((0, 6, 0, 64), rng, 4) is None
+    assert len(causal.SUBSETS) == 14
+
+
+@pytest.mark.parametrize("style", causal.STYLES)
+def test_responsibility_finds_the_cause_and_extraction_is_minimal(style):
+    predict = _square_oracle()
+    resp, q = causal.responsibility(predict, (64, 64), 1, iters=8, style=style, verbose=False)
+    assert q > 0 and resp.max() == pytest.approx(1.0)
+    inside = resp[8:16, 40:48].mean()
+    assert inside > resp.mean() + 0.2  # the cause is where the responsibility is
+    mask, conf, _ = causal.extract(predict, resp, 1, step=0.005)
+    assert mask[8:16, 40:48].all() and conf > 0.5
+    assert mask.mean() < 0.25  # far smaller than the image
+
+
+def test_extract_returns_the_whole_image_when_nothing_suffices():
+    never = lambda m: torch.tensor([[1.0, 0.0]]).expand(len(m), 2)  # noqa: E731
+    mask, _, q = causal.extract(never, np.random.rand(16, 16), 1, step=0.1)
+    assert mask.all() and q == 10
+
+
+def test_explain_with_convad_and_painting_on_the_benchmark_cnn():
+    torch.manual_seed(0)
+    m = models.BenchmarkCNN("relu").eval()
+    x = torch.randn(2, 3, 64, 64)
+    for how in ("convad", "zero"):
+        out = causal.explain(m, x, how=how, iters=1, step=0.05, verbose=False)
+        assert len(out) == 2 and out[0].responsibility.shape == (64, 64) and out[0].mask.dtype == bool
+        assert 0 < out[0].size <= 1 and out[0].queries > 0
+    assert causal.null_class(m, x, "convad").shape == (2,)
+    with pytest.raises(ValueError, match="style"):
+        causal.responsibility(_square_oracle(), (64, 64), 1, style="max")
+
+
+def test_survival_and_the_rho_table():
+    torch.manual_seed(0)
+    m = models.BenchmarkCNN("relu").eval()
+    x = torch.randn(3, 3, 64, 64)
+    bg = causal.solid_backgrounds(4, (64, 64), lambda t: (t - 0.5) / 0.25)
+    assert bg.shape == (4, 3, 64, 64) and bg.flatten(2).std(2).max() < 1e-6  # solid colours
+    tex = causal.texture_backgrounds(3, (64, 64), lambda t: t)
+    assert tex.shape == (3, 3, 64, 64) and tex.flatten(1).std(1).min() > 0.01  # textures vary
+    full = np.ones((3, 64, 64), dtype=bool)
+    s = causal.survival(m, x, full, torch.cat([bg, tex]), gammas=(0.0, 1.0))
+    assert np.allclose(s, 1.0)  # the whole image planted anywhere is the image itself
+    s0 = causal.survival(m, x, np.zeros((3, 64, 64)), bg, gammas=(0.0, 0.5))
+    assert ((s0 >= 0) & (s0 <= 1)).all() and (s0[:, 1] <= s0[:, 0]).all()
+    table = causal.rho_table({"a": s0, "b": s[:, :1].repeat(2, 1)}, gammas=(0.0, 0.5))
+    for g in (0.0, 0.5):
+        assert (np.diff(table.loc[g, "a"].to_numpy()) <= 1e-12).all()  # robust at rho implies at smaller rho
+    assert (table["b"] == 1).all()
+    with pytest.raises(ValueError, match="masks of shape"):
+        causal.plant(x, np.ones((2, 64, 64)), bg)
+
+
+def test_typicality_scale_and_shrinkage():
+    g = torch.Generator().manual_seed(0)
+    ref, same = torch.randn(200, 16, generator=g) + 3, torch.randn(100, 16, generator=g) + 3
+    assert 0.7 < np.median(causal.typicality(ref, same)) < 1.4
+    assert np.median(causal.typicality(ref, same * 0.3)) > 2  # shrunk towards 0: off the distribution
+    with pytest.raises(ValueError, match="features"):
+        causal.typicality(ref, torch.randn(3, 8))
+
+
+def test_penultimate_features_shapes():
+    m = models.BenchmarkCNN("relu").eval()
+    x = torch.randn(3, 3, 64, 64)
+    clean = causal.penultimate_features(m, x)
+    masked = causal.penultimate_features(m, x, torch.ones(3, 64, 64), "convad")
+    assert clean.shape[0] == 3 and torch.allclose(clean, masked, atol=1e-5)  # the theorem, one layer early
+
+
+def _jpeg(path, colour=(200, 30, 30)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), colour).save(path)
+
+
+def _voc_xml(path, name):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<annotation><size><width>40</width><height>30</height></size><object><name>{name}</name>"
+                    "<bndbox><xmin>1</xmin><ymin>2</ymin><xmax>20</xmax><ymax>25</ymax></bndbox></object></annotation>")
+
+
+def test_photo_folders_in_three_layouts(tmp_path):
+    v2 = tmp_path / "v2"
+    for cls in (0, 7, 999):
+        _jpeg(v2 / str(cls) / f"a{cls}.jpeg")
+    f = data.photo_folder(v2, "imagenet_v2")
+    assert f.labels == ("0", "7", "999") and len(f) == 3
+    cal = tmp_path / "256_ObjectCategories"
+    _jpeg(cal / "001.ak47" / "001_0001.jpg"), _jpeg(cal / "002.american-flag" / "002_0001.jpg")
+    f = data.photo_folder(cal, "caltech256", n=1, seed=0)
+    assert len(f) == 1 and f.labels[0] in ("ak47", "american-flag")
+    voc = tmp_path / "VOC2012"
+    for stem, name in (("2008_000001", "dog"), ("2008_000002", "car")):
+        _jpeg(voc / "JPEGImages" / f"{stem}.jpg"), _voc_xml(voc / "Annotations" / f"{stem}.xml", name)
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("2008_000002\n")
+    f = data.photo_folder(voc, "voc")
+    assert f.labels == ("car",)
+    assert data.photo_folder(voc, "voc", split="train").labels == ("dog", "car")  # no list: every annotated photo
+    batch = f.batch(models.Preprocess(size=32, resize=36))
+    assert batch.shape == (1, 3, 32, 32)
+    with pytest.raises(ValueError, match="layout"):
+        data.photo_folder(voc, "coco")
+    with pytest.raises(FileNotFoundError, match="JPEGImages"):
+        data.photo_folder(v2, "voc")
+    with pytest.raises(FileNotFoundError, match="no photos"):
+        data.photo_folder(tmp_path / "256_ObjectCategories" / "001.ak47", "caltech256")

@@ -1,0 +1,611 @@
+r"""Causal explanations by responsibility (the ReX algorithm), with any kind of occlusion.
+
+Chapter 4 (``notebooks/04_activation_deactivation.ipynb``) explains the algorithm step
+by step. ReX (Chockler, Kelly et al.) asks which parts of an image are *causes* of the
+label. It never looks inside the model: it only queries *mutants*, copies of the image
+with some parts occluded. How a part is occluded is the question of chapter 4: by
+painting a masking value, or by switching activations off (ConvAD). Every query here
+goes through one function ``predict(masks) -> logits``, so both kinds of occlusion are
+used on the same footing.
+
+**Responsibility.** One iteration draws a random partition tree: a box (first the whole
+image) is cut at a random row and a random column into four children. Keeping some
+other boxes visible (the *static* part), the 14 mutants that show a non-empty proper
+subset of the four children are queried. A mutant that keeps the label shows that the
+visible children suffice (with the static part); each of its :math:`k` visible children
+gets responsibility :math:`1/k` (a part that must be joined by :math:`k-1` others to
+be a cause has degree of responsibility :math:`1/k`), added over its pixels. The
+smallest passing mutant's visible children become the next job, and the search
+refines them, down to ``max_depth`` levels or boxes smaller than ``min_box`` pixels a
+side. Iterations are combined multiplicatively (each map plus one, renormalised to a
+maximum of 1), ReX's default, or added.
+
+**Extraction.** Pixels are ranked by responsibility; the explanation is the smallest
+top fraction (on a grid of ``step``) that, shown alone, keeps the label: a minimal
+*sufficient* subset of the image under the same kind of occlusion.
+
+What differs from the ``rex-xai`` package, and why: the search, the responsibility
+update and the extraction follow its defaults (20 iterations, uniform split points,
+queue of one, multiplicative combination, global extraction), but all mutants of a
+round go to the model in one batch, extraction grows the explanation in steps of a
+fraction of the image (``rex-xai`` steps by 10 pixels, thousands of queries at 224 px),
+and the mutant query takes masks rather than painted images, which is what lets
+ConvAD answer it (``rex-xai``'s prediction function receives painted tensors only).
+``benchmarks/rex_crosscheck.py`` compares the two on the masking-value path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import _checks
+
+#: the 14 non-empty proper subsets of four children
+SUBSETS = tuple(c for k in (1, 2, 3) for c in combinations(range(4), k))
+STYLES = ("multiplicative", "additive")
+
+Box = tuple  # (row_start, row_stop, col_start, col_stop)
+Predict = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class CausalExplanation:
+    """What :func:`explain` returns for one image.
+
+    Attributes: ``responsibility`` (H, W) in [0, 1]; ``mask`` (H, W) bool, the minimal
+    sufficient explanation; ``target``; ``size`` (fraction of the image in the mask);
+    ``confidence`` (target probability of the explanation under the same occlusion);
+    ``queries`` (forward passes used) and ``seconds``.
+    """
+
+    responsibility: np.ndarray
+    mask: np.ndarray
+    target: int
+    size: float
+    confidence: float
+    queries: int
+    seconds: float = 0.0
+    trace: list = field(default_factory=list, repr=False)
+
+
+def split(box: Box, rng: np.random.Generator, min_box: int) -> list[Box] | None:
+    """Cut ``box`` at a uniformly drawn row and column into four children (None if too small)."""
+    r0, r1, c0, c1 = box
+    if r1 - r0 < 2 * min_box or c1 - c0 < 2 * min_box:
+        return None
+    r = int(rng.integers(r0 + min_box, r1 - min_box + 1))
+    c = int(rng.integers(c0 + min_box, c1 - min_box + 1))
+    return [(r0, r, c0, c), (r0, r, c, c1), (r, r1, c0, c), (r, r1, c, c1)]
+
+
+def boxes_mask(boxes, shape: tuple[int, int]) -> torch.Tensor:
+    """A (H, W) float mask that is 1 on the given boxes."""
+    m = torch.zeros(shape)
+    for r0, r1, c0, c1 in boxes:
+        m[r0:r1, c0:c1] = 1.0
+    return m
+
+
+def _area(boxes) -> int:
+    return sum((r1 - r0) * (c1 - c0) for r0, r1, c0, c1 in boxes)
+
+
+def _iteration(predict: Predict, shape, target: int, rng, min_box: int, max_depth: int, trace: list | None):
+    """One random partition tree: returns (additive responsibility map, queries)."""
+    local = np.zeros(shape, dtype=np.float64)
+    job, queries = [(0, shape[0], 0, shape[1])], 0
+    for depth in range(1, max_depth + 1):
+        mutants, children_of = [], []
+        for i, active in enumerate(job):
+            children = split(active, rng, min_box)
+            if children is None:
+                continue
+            static = job[:i] + job[i + 1:]
+            for subset in SUBSETS:
+                mutants.append((static, [children[j] for j in subset]))
+            children_of.append(children)
+        if not mutants:
+            break
+        masks = torch.stack([boxes_mask(s + v, shape) for s, v in mutants])
+        with torch.no_grad():
+            pred = predict(masks).argmax(1).cpu().numpy()
+        queries += len(mutants)
+        passing = [m for m, p in zip(mutants, pred) if p == target]
+        if trace is not None:
+            trace.append({"depth": depth, "mutants": mutants, "passing": pred == target})
+        for _, visible in passing:
+            for r0, r1, c0, c1 in visible:
+                local[r0:r1, c0:c1] += 1.0 / len(visible)
+        if not passing:
+            break
+        job = min(passing, key=lambda m: _area(m[1]))[1]  # ReX's queue of one, smallest area first
+    return local, queries
+
+
+def responsibility(predict: Predict, shape: tuple[int, int], target: int, iters: int = 20, min_box: int | None = None,
+                   max_depth: int = 10, style: str = "multiplicative", seed: int = 0, verbose: bool = True,
+                   trace: list | None = None) -> tuple[np.ndarray, int]:
+    """Causal responsibility map of ``target`` by ``iters`` random partition trees.
+
+    Parameters
+    ----------
+    predict : callable
+        ``predict(masks)`` with masks (M, H, W), 1 = visible, returns logits (M, K).
+    shape : (int, int)
+        Image height and width.
+    target : int
+        The class explained.
+    iters : int
+        Random partition trees (ReX: 20).
+    min_box : int, optional
+        Smallest side of a box, in pixels; default ``max(2, H // 32)``.
+    max_depth : int
+        Levels of refinement per tree (ReX: 10).
+    style : {"multiplicative", "additive"}
+        How iterations combine (ReX's default is multiplicative).
+    seed : int
+        Seed of the split points.
+    verbose : bool
+        Progress bar over iterations.
+    trace : list, optional
+        If given, receives every round's mutants and which of them passed.
+
+    Returns
+    -------
+    (numpy.ndarray, int)
+        The map (H, W), maximum 1 (all zeros if no mutant ever kept the label),
+        and the number of queries.
+    """
+    if style not in STYLES:
+        raise ValueError(f"expected style in {STYLES}, got {style!r}")
+    if iters < 1:
+        raise ValueError(f"expected iters >= 1, got {iters}")
+    min_box = max(2, shape[0] // 32) if min_box is None else int(min_box)
+    rng = np.random.default_rng(seed)
+    total = np.ones(shape) if style == "multiplicative" else np.zeros(shape)
+    queries = 0
+    for _ in tqdm(range(iters), desc="responsibility", disable=not verbose, leave=False):
+        local, q = _iteration(predict, shape, int(target), rng, min_box, max_depth, trace)
+        queries += q
+        if style == "multiplicative":
+            total = total * (1.0 + local)
+            total /= total.max()
+        else:
+            total += local
+    if style == "multiplicative":
+        total = total - total.min()  # the untouched floor is 0, as in the additive map
+    peak = total.max()
+    return (total / peak if peak > 0 else total).astype(np.float32), queries
+
+
+def extract(predict: Predict, resp: np.ndarray, target: int, step: float = 0.005, batch_size: int = 32,
+            min_confidence: float = 0.0, reference: float = 1.0) -> tuple[np.ndarray, float, int]:
+    """Smallest top fraction of the responsibility ranking that keeps the label.
+
+    Parameters
+    ----------
+    predict : callable
+        As in :func:`responsibility`.
+    resp : numpy.ndarray
+        Responsibility map (H, W).
+    target : int
+        The class explained.
+    step : float
+        Growth of the explanation per query, as a fraction of the image.
+    batch_size : int
+        Candidate explanations per query batch (the search stops at the first batch
+        holding a sufficient one).
+    min_confidence : float
+        Also require ``p_target >= min_confidence * reference`` (ReX's minimum
+        confidence threshold; 0 = label only).
+    reference : float
+        The target probability on the whole image.
+
+    Returns
+    -------
+    (numpy.ndarray, float, int)
+        Boolean mask (H, W), target probability of the explanation, queries.
+    """
+    h, w = resp.shape
+    noise = np.random.default_rng(0).random(resp.size) * 1e-6  # break ties at random, reproducibly
+    order = torch.as_tensor(np.argsort(-(resp.ravel() + noise), kind="stable"))
+    counts = np.unique(np.clip(np.round(np.arange(step, 1 + step / 2, step) * h * w), 1, h * w).astype(int))
+    queries = 0
+    for start in range(0, len(counts), batch_size):
+        part = counts[start:start + batch_size]
+        masks = torch.zeros(len(part), h * w)
+        for i, n in enumerate(part):
+            masks[i, order[:n]] = 1.0
+        with torch.no_grad():
+            prob = predict(masks.view(-1, h, w)).softmax(1).cpu()
+        queries += len(part)
+        ok = (prob.argmax(1) == target) & (prob[:, target] >= min_confidence * reference)
+        if ok.any():
+            i = int(ok.nonzero()[0, 0])
+            return masks[i].view(h, w).bool().numpy(), float(prob[i, target]), queries
+    return np.ones((h, w), dtype=bool), float(prob[-1, target]), queries
+
+
+def masked_predictor(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str = "strict",
+                     batch_size: int = 64) -> Predict:
+    """The query ``masks -> logits`` for one image (1, 3, H, W), by ConvAD or a masking value."""
+    from .convad import predict_masked
+
+    return lambda masks: predict_masked(model, x, masks, how=how, rule=rule, batch_size=batch_size)
+
+
+def explain(model: nn.Module, x: torch.Tensor, target=None, how: str = "convad", rule: str = "strict",
+            iters: int = 20, min_box: int | None = None, max_depth: int = 10, style: str = "multiplicative",
+            step: float = 0.005, seed: int = 0, batch_size: int = 64, verbose: bool = True) -> list[CausalExplanation]:
+    """Causal explanations of a batch of images, one occlusion method for every query.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode returning logits.
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    target : int, sequence or None
+        Explained classes; ``None`` takes the predicted ones.
+    how : str
+        ``"convad"`` (activations switched off, :mod:`xaihelpers.convad`) or a masking
+        value of :data:`xaihelpers.convad.MASKING` painted over the occluded pixels.
+    rule : str
+        ConvAD's occlusion rule.
+    iters, min_box, max_depth, style, seed
+        See :func:`responsibility`.
+    step : float
+        See :func:`extract`.
+    batch_size : int
+        Mutants per forward pass.
+    verbose : bool
+        Progress bar over images.
+
+    Returns
+    -------
+    list of CausalExplanation
+        One per image; ``[e.responsibility for e in out]`` are the maps (N, H, W).
+    """
+    import time
+
+    _checks.image_batch(x)
+    dev = _checks.model_device(model)
+    with torch.no_grad():
+        probs = model(x.to(dev)).softmax(1).cpu()
+    targets = probs.argmax(1) if target is None else torch.as_tensor(target).reshape(-1).expand(len(x))
+    out = []
+    for i in tqdm(range(len(x)), desc=f"causal ({how})", disable=not verbose):
+        t0 = time.perf_counter()
+        t = int(targets[i])
+        predict = masked_predictor(model, x[i:i + 1], how, rule, batch_size)
+        resp, q1 = responsibility(predict, tuple(x.shape[-2:]), t, iters, min_box, max_depth, style,
+                                  seed + i, verbose=False)
+        mask, conf, q2 = extract(predict, resp, t, step, batch_size)
+        out.append(CausalExplanation(resp, mask, t, float(mask.mean()), conf, q1 + q2, time.perf_counter() - t0))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# robustness of an explanation: plant it on backgrounds that carry no information
+# ----------------------------------------------------------------------------
+
+RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+GAMMAS = (0.0, 0.5, 0.8)
+
+
+def solid_backgrounds(n: int, size: tuple[int, int], normalize: Callable[[torch.Tensor], torch.Tensor],
+                      seed: int = 0) -> torch.Tensor:
+    """``n`` images of one random colour each, normalised as the model expects: (n, 3, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    colours = torch.rand(n, 3, 1, 1, generator=g)
+    return normalize(colours.expand(n, 3, *size).contiguous())
+
+
+def texture_backgrounds(n: int, size: tuple[int, int], normalize: Callable[[torch.Tensor], torch.Tensor],
+                        seed: int = 0) -> torch.Tensor:
+    """``n`` random crops of texture photographs (scikit-image's brick, grass, gravel), normalised.
+
+    Other images without an object in them: backgrounds that carry no class evidence.
+    Each crop covers a random 40-100 % of the texture's shorter side, resized to ``size``.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (n, 3, H, W).
+    """
+    import skimage.data
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(seed)
+    textures = [torch.from_numpy(getattr(skimage.data, t)().astype(np.float32) / 255.0)
+                for t in ("brick", "grass", "gravel")]
+    out = []
+    for i in range(n):
+        t = textures[i % len(textures)]
+        side = int(min(t.shape) * rng.uniform(0.4, 1.0))
+        r, c = (int(rng.integers(0, d - side + 1)) for d in t.shape)
+        crop = t[r:r + side, c:c + side][None, None]
+        out.append(F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0].expand(3, -1, -1))
+    return normalize(torch.stack(out))
+
+
+def plant(x: torch.Tensor, masks: object, backgrounds: torch.Tensor) -> torch.Tensor:
+    """Every explanation on every background: ``m * x + (1 - m) * b``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    masks : array or tensor
+        Explanations (N, H, W), 1 = part of the explanation.
+    backgrounds : torch.Tensor
+        Normalised backgrounds (B, 3, H, W).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (N, B, 3, H, W).
+    """
+    _checks.image_batch(x)
+    _checks.image_batch(backgrounds, "backgrounds")
+    m = torch.as_tensor(np.asarray(masks), dtype=x.dtype)
+    if m.shape != (x.shape[0], *x.shape[-2:]):
+        raise ValueError(f"expected masks of shape {(x.shape[0], *x.shape[-2:])}, got {tuple(m.shape)}")
+    if backgrounds.shape[-2:] != x.shape[-2:]:
+        raise ValueError(f"expected backgrounds of size {tuple(x.shape[-2:])}, got {tuple(backgrounds.shape[-2:])}")
+    m = m[:, None, None]
+    return m * x[:, None] + (1 - m) * backgrounds[None]
+
+
+def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torch.Tensor, target=None,
+             gammas=GAMMAS, batch_size: int = 128) -> np.ndarray:
+    r"""Share of backgrounds on which each planted explanation keeps its label.
+
+    The explanation of image :math:`x` with label :math:`t` *survives* on background
+    :math:`b` at threshold :math:`\gamma` when the plain model (no occlusion
+    machinery: the planted image is an ordinary picture) predicts :math:`t` for
+    :math:`m \odot x + (1-m) \odot b` with probability at least
+    :math:`\gamma \, p_t(x)`. Relative thresholds make models with different
+    calibration comparable; :math:`\gamma = 0` asks for the label only.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier returning logits.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    masks : array or tensor
+        Explanations (N, H, W).
+    backgrounds : torch.Tensor
+        Normalised backgrounds (B, 3, H, W). An image's own background can be among
+        them (e.g. other images of the set); it is skipped when identical to ``x``.
+    target : int, sequence or None
+        Labels; ``None`` takes the predicted ones.
+    gammas : sequence of float
+        Relative confidence thresholds.
+    batch_size : int
+        Planted images per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N, len(gammas)), in [0, 1].
+    """
+    dev = _checks.model_device(model)
+    planted = plant(x, masks, backgrounds)
+    out = np.zeros((len(x), len(gammas)))
+    with torch.no_grad():
+        p0 = model(x.to(dev)).softmax(1).cpu()
+        targets = p0.argmax(1) if target is None else torch.as_tensor(target).reshape(-1).expand(len(x))
+        for i in range(len(x)):
+            t = int(targets[i])
+            own = (backgrounds - x[i]).flatten(1).abs().amax(1) == 0
+            probs = torch.cat([model(p.to(dev)).softmax(1).cpu() for p in planted[i][~own].split(batch_size)])
+            for j, g in enumerate(gammas):
+                ok = (probs.argmax(1) == t) & (probs[:, t] >= g * p0[i, t])
+                out[i, j] = ok.double().mean().item()
+    return out
+
+
+def rho_table(surv: dict[str, np.ndarray], rhos=RHOS, gammas=GAMMAS) -> "pandas.DataFrame":  # noqa: F821
+    r"""The robustness table: share of explanations that are :math:`\rho`-robust.
+
+    An explanation is :math:`\rho`-robust when it survives on at least a share
+    :math:`\rho` of the backgrounds (for :math:`\rho = 0`: on at least one). Each
+    cell is the share of images whose explanation is, with its binomial standard
+    error over images.
+
+    Parameters
+    ----------
+    surv : dict
+        Method name -> :func:`survival` output (N, len(gammas)).
+    rhos, gammas : sequences of float
+        Rows and threshold columns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index (gamma, rho); columns per method ``<name>`` and ``<name> se``.
+    """
+    import pandas as pd
+
+    rows = []
+    for j, g in enumerate(gammas):
+        for r in rhos:
+            row = {"gamma": g, "rho": r}
+            for name, s in surv.items():
+                ok = s[:, j] > 0 if r == 0 else s[:, j] >= r - 1e-9
+                p = float(ok.mean())
+                row[name], row[f"{name} se"] = p, float(np.sqrt(p * (1 - p) / len(ok)))
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["gamma", "rho"])
+
+
+# ----------------------------------------------------------------------------
+# the study of chapter 4: every occlusion method on the same images
+# ----------------------------------------------------------------------------
+
+def null_class(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str = "strict") -> np.ndarray:
+    """Class predicted when the whole image is occluded, per image: (N,).
+
+    An image whose label is its null class has an empty causal explanation (nothing
+    needs to be seen); the study leaves such images out.
+    """
+    from .convad import predict_masked
+
+    return np.array([int(predict_masked(model, x[i:i + 1], torch.zeros(1, *x.shape[-2:]), how, rule).argmax())
+                     for i in range(len(x))])
+
+
+def method_name(how: str, rule: str = "strict") -> str:
+    """``"ConvAD (lenient)"`` or the masking value's name."""
+    return f"ConvAD ({rule})" if how == "convad" else how
+
+
+def compare(model: nn.Module, x: torch.Tensor, methods, target=None, verbose: bool = True,
+            **settings) -> dict[str, list[CausalExplanation]]:
+    """:func:`explain` once per occlusion method, on the same images and targets.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    methods : sequence of (how, rule)
+        E.g. ``[("convad", "lenient"), ("zero", None), ("blur", None)]``.
+    target : int, sequence or None
+        Explained classes; ``None`` takes the predicted ones.
+    verbose : bool
+        Progress bar over methods.
+    **settings
+        Passed to :func:`explain`.
+
+    Returns
+    -------
+    dict
+        :func:`method_name` -> list of CausalExplanation (one per image).
+    """
+    out = {}
+    for how, rule in tqdm(list(methods), desc="occlusion methods", disable=not verbose):
+        out[method_name(how, rule or "strict")] = explain(model, x, target, how=how, rule=rule or "strict",
+                                                          verbose=False, **settings)
+    return out
+
+
+def summary(explanations: dict[str, list[CausalExplanation]], objects: object = None) -> "pandas.DataFrame":  # noqa: F821
+    """Mean and standard error of size, confidence and queries per method.
+
+    Parameters
+    ----------
+    explanations : dict
+        What :func:`compare` returns.
+    objects : array (N, H, W), optional
+        Ground-truth object masks; adds ``on object``, the share of each
+        explanation's pixels that lie on the object.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method; columns ``size``, ``confidence``, ``queries`` (and
+        ``on object``), each with a ``se`` column.
+    """
+    import pandas as pd
+
+    rows = {}
+    for name, exps in explanations.items():
+        cols = {"size": [e.size for e in exps], "confidence": [e.confidence for e in exps],
+                "queries": [e.queries for e in exps]}
+        if objects is not None:
+            obj = np.asarray(objects).astype(bool)
+            cols["on object"] = [float((e.mask & obj[i]).sum() / max(e.mask.sum(), 1)) for i, e in enumerate(exps)]
+        row = {}
+        for k, v in cols.items():
+            v = np.asarray(v, dtype=float)
+            row[k], row[f"{k} se"] = v.mean(), v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else 0.0
+        rows[name] = row
+    return pd.DataFrame(rows).T
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor, masks: torch.Tensor | None = None, how: str = "plain",
+                         rule: str = "strict", batch_size: int = 64) -> torch.Tensor:
+    """The input of the model's last linear layer, for images seen through masks.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier with a final ``nn.Linear``.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    masks : torch.Tensor, optional
+        (N, H, W), 1 = visible; required unless ``how="plain"``.
+    how : str
+        ``"plain"`` (no occlusion), ``"convad"`` or a masking value.
+    rule : str
+        ConvAD's rule.
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (N, D).
+    """
+    from .convad import ConvAD, paint
+
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("expected a model with a final nn.Linear layer")
+    dev = _checks.model_device(model)
+    feats = []
+    handle = linears[-1].register_forward_pre_hook(lambda mod, inp: feats.append(inp[0].detach().flatten(1).cpu()))
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                xb = x[i:i + batch_size].to(dev)
+                if how == "plain":
+                    model(xb)
+                elif how == "convad":
+                    ConvAD(model, rule)(xb, masks[i:i + batch_size].to(dev))
+                else:
+                    model(paint(xb, masks[i:i + batch_size].to(dev), how))
+    finally:
+        handle.remove()
+    return torch.cat(feats)
+
+
+def typicality(reference: torch.Tensor, features: torch.Tensor) -> np.ndarray:
+    """How far feature vectors lie from a reference set, on the reference's own scale.
+
+    Each vector's Euclidean distance to its nearest reference vector, divided by the
+    median nearest-neighbour distance *within* the reference (leaving each vector out).
+    Vectors drawn like the reference score about 1; much larger values lie where the
+    reference (e.g. features of unoccluded images) never goes. Unlike a distance from
+    the mean, it also flags vectors that shrank towards the origin.
+
+    Parameters
+    ----------
+    reference : torch.Tensor
+        (R, D), e.g. features of clean images.
+    features : torch.Tensor
+        (N, D).
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,).
+    """
+    if reference.ndim != 2 or features.ndim != 2 or reference.shape[1] != features.shape[1] or len(reference) < 2:
+        raise ValueError(f"expected (R, D) and (N, D) features with R >= 2, got {tuple(reference.shape)} and {tuple(features.shape)}")
+    ref, feat = reference.double(), features.double()
+    within = torch.cdist(ref, ref)
+    within.fill_diagonal_(float("inf"))
+    scale = within.min(1).values.median().clamp(min=1e-12)
+    return (torch.cdist(feat, ref).min(1).values / scale).numpy()
