@@ -39,8 +39,7 @@ def test_benchmark_explanations(g):
 
 def test_rho_table_is_a_table_of_shares(g):
     for key in ("rho_table_json", "photo_rho_json"):
-        raw = _frame(g, key)
-        rho = raw.set_index(pd.MultiIndex.from_tuples([tuple(i) for i in raw.index], names=["gamma", "rho"]))
+        rho = _frame(g, key).set_index(["gamma", "rho"])
         assert ((rho >= 0) & (rho <= 1)).all().all()
         for gamma in rho.index.get_level_values(0).unique():
             part = rho.loc[gamma][[c for c in rho.columns if not c.endswith(" se")]]
