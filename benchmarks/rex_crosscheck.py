@@ -71,8 +71,9 @@ def main() -> None:
     rows = []
     for i in range(args.images):
         xi, t = x[i : i + 1], int(pred[i])
-        r1, r2 = rex_map(model, xi, t, args.iters, 1), rex_map(model, xi, t, args.iters, 2)
-        o1, o2 = ours_map(model, xi, t, args.iters, 1), ours_map(model, xi, t, args.iters, 2)
+        # rex-xai seeds tree i with seed + i: seeds far apart give independent trees
+        r1, r2 = rex_map(model, xi, t, args.iters, 1), rex_map(model, xi, t, args.iters, 1001)
+        o1, o2 = ours_map(model, xi, t, args.iters, 1), ours_map(model, xi, t, args.iters, 1001)
         predict = xh.causal.masked_predictor(model, xi, "zero")
         size = lambda m: float(xh.causal.extract(predict, m.astype(np.float32), t)[0].mean())  # noqa: E731
         rows.append({

@@ -1,0 +1,105 @@
+"""Activation Matching: each loss term on constructed masks, the straight-through mask, a short optimisation."""
+
+import numpy as np
+import pytest
+import torch
+
+from xaihelpers import actmatch, models
+from xaihelpers.hooks import record
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    torch.manual_seed(0)
+    return models.BenchmarkCNN("relu").eval()
+
+
+def test_mask_network_shapes_and_errors():
+    net = actmatch.MaskNet((4, 8), 16)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 1, 32, 32)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        net(torch.randn(1, 3, 30, 32))
+
+
+def test_straight_through_mask_is_binary_with_a_gradient():
+    z = torch.randn(1, 1, 8, 8, requires_grad=True)
+    m = actmatch.binarise(z)
+    assert set(m.unique().tolist()) <= {0.0, 1.0}
+    m.sum().backward()
+    assert z.grad.abs().sum() > 0
+
+
+def test_all_ones_mask_has_zero_activation_loss_and_full_area(cnn):
+    x = torch.randn(2, 3, 64, 64)
+    layers = actmatch.default_layers(cnn)
+    with record(cnn, list(layers)) as rec:
+        cnn(x)
+    acts_x = dict(rec.activations)
+    with record(cnn, list(layers)) as rec:
+        cnn(actmatch.apply_mask(x, torch.ones(2, 1, 64, 64)))
+    for d in actmatch.DISTANCES:
+        assert actmatch.activation_loss(acts_x, rec.activations, layers, d) == pytest.approx(0.0, abs=1e-5)
+    ones = torch.ones(2, 1, 64, 64)
+    assert actmatch.area_loss(ones) == 1 and actmatch.bin_loss(ones) == 0 and actmatch.tv_loss(ones) == 0
+    with record(cnn, list(layers)) as rec:
+        cnn(actmatch.apply_mask(x, torch.zeros(2, 1, 64, 64)))
+    assert actmatch.activation_loss(acts_x, rec.activations, layers) > 0.01
+
+
+def test_checkerboard_has_high_total_variation_and_half_mask_bin():
+    r = torch.arange(16)
+    board = ((r[:, None] + r[None]) % 2).float()[None, None]
+    half = torch.zeros(1, 1, 16, 16)
+    half[..., :8] = 1
+    assert actmatch.tv_loss(board) == pytest.approx(0.5)  # every straight neighbour differs, no diagonal one
+    assert actmatch.tv_loss(half) < 0.1
+    assert actmatch.bin_loss(torch.full((1, 1, 4, 4), 0.5)) == pytest.approx(0.25)
+
+
+def test_kl_and_ce():
+    a = torch.tensor([[2.0, 0.0, -1.0]])
+    assert actmatch.kl_loss(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert actmatch.kl_loss(a, -a) > 0
+    t = torch.tensor([0])
+    assert actmatch.ce_loss(a, torch.tensor([[10.0, 0, 0]]), t) < actmatch.ce_loss(a, torch.tensor([[0.0, 10, 0]]), t)
+
+
+def test_robustness_term_trains_the_mask_network_only_with_gradient(cnn):
+    x = torch.randn(1, 3, 64, 64)
+    t = torch.tensor([3])
+    for gradient in (True, False):
+        net = actmatch.MaskNet((4, 8), 16)
+        loss = actmatch.robustness_loss(cnn, x, actmatch.binarise(net(x)), t, gradient=gradient, seed=0)
+        grads = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
+        total = sum(g.abs().sum() for g in grads if g is not None)
+        # with the straight-through mask the term trains the mask network; detached (the reference notebook) it cannot
+        assert (total > 0) if gradient else (total == 0)
+
+
+def test_short_optimisation_keeps_the_label_and_shrinks_the_area():
+    model, prep, _ = models.load_model("fmnist_cnn_relu", device="cpu")
+    from xaihelpers import data
+
+    test = data.cluttered_fashion_mnist("test", n=1, verbose=False)
+    x = prep.normalize(test.images)
+    start = actmatch.explain(model, x, steps=1, lr=0.0, widths=(8, 16), bottleneck=32, verbose=False)
+    out = actmatch.explain(model, x, steps=60, lr=3e-3, widths=(8, 16), bottleneck=32, verbose=False)
+    assert out.kept.all()
+    assert out.area[0] < start.area[0] - 0.1
+    assert out.masks.shape == (1, 64, 64) and set(out.masks.unique().tolist()) <= {0.0, 1.0}
+    assert len(out.history[0]) == 60 and {"act", "kl", "ce", "area", "bin", "tv", "rob"} <= set(out.history[0][0])
+    with pytest.raises(ValueError, match="unknown loss weights"):
+        actmatch.explain(model, x, steps=1, sparsity=3)
+
+
+def test_amortised_and_circuit(cnn):
+    x = torch.randn(6, 3, 64, 64)
+    net, hist = actmatch.train_amortised(cnn, x, epochs=1, batch_size=3, widths=(4, 8), bottleneck=16, verbose=False)
+    assert len(hist) == 2
+    out = actmatch.amortised_explain(net, cnn, x)
+    assert out.masks.shape == (6, 64, 64) and np.all((out.area >= 0) & (out.area <= 1))
+    layers = list(actmatch.default_layers(cnn))
+    circ = actmatch.circuit(cnn, x[:1], layers, target=2, k=3)
+    assert all(len(v) == 3 for v in circ["nodes"].values())
+    assert len(circ["edges"]) == 9 * (len(layers) - 1) + 3 and all(w >= 0 for *_, w in circ["edges"])
+    assert not any(p.requires_grad is False for p in cnn.parameters())  # the flags are restored

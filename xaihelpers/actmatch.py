@@ -1,0 +1,559 @@
+r"""Activation Matching (Suhail, Anand & Sethi 2025): a learned binary mask that keeps the activations.
+
+Chapter 5 (``notebooks/05_activation_matching.ipynb``) explains it. A small U-Net
+:math:`g_\theta` maps the image :math:`x` to one mask logit per pixel; the mask is
+:math:`m = \mathrm{hard}(\sigma(g_\theta(x)))` with a straight-through threshold at 0.5,
+and the explanation is :math:`e = m \odot x` in normalised space (hidden pixels become
+the mean colour). :math:`\theta` is trained, for one image, on
+
+.. math::
+
+    \mathcal{L} = \lambda_{act}\mathcal{L}_{act} + \lambda_{KL}\mathcal{L}_{KL}
+    + \lambda_{CE}\mathcal{L}_{CE} + \lambda_{area}\mathcal{L}_{area}
+    + \lambda_{bin}\mathcal{L}_{bin} + \lambda_{tv}\mathcal{L}_{tv} + \lambda_{rob}\mathcal{L}_{rob}
+
+with the frozen classifier :math:`f`. Each term is its own function below, with its
+formula. Defaults are the authors' (``WEIGHTS``, ``LAYER_WEIGHTS``, Adam at 5e-5 for
+880 steps, U-Net widths 32-64-128-256 and a 512 bottleneck).
+
+Beyond the paper, :func:`train_amortised` trains one mask network on many images
+with the same objective, so that a new image costs one forward pass of the mask
+network (:func:`amortised_explain`); :func:`circuit` is the longer version's circuit
+readout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from . import _checks
+from .hooks import frozen_weights, no_inplace, record
+
+#: the authors' loss weights
+WEIGHTS = {"act": 10.0, "ce": 15.0, "kl": 5.0, "area": 100.0, "bin": 1.0, "tv": 500.0, "rob": 100.0}
+#: weights of the matched layers, shallow to deep (the authors' for ResNet-18: relu, layer1..layer4)
+LAYER_WEIGHTS = (1.0, 2.0, 2.0, 4.0, 8.0)
+DISTANCES = ("mse", "cosine", "std_mse")
+FILLS = ("zeros", "gaussian", "uniform")
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.ELU, nn.LeakyReLU, nn.Hardswish, nn.Tanh, nn.Sigmoid)
+
+
+# ----------------------------------------------------------------------------
+# the mask network
+# ----------------------------------------------------------------------------
+
+def _double(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
+
+
+class MaskNet(nn.Module):
+    """A small U-Net: image (N, 3, H, W) to one mask logit per pixel (N, 1, H, W).
+
+    Parameters
+    ----------
+    widths : sequence of int
+        Channels of the encoder levels; the authors use (32, 64, 128, 256).
+    bottleneck : int
+        Channels at the bottom (the authors: 512).
+
+    H and W must be divisible by ``2 ** len(widths)``.
+    """
+
+    def __init__(self, widths=(32, 64, 128, 256), bottleneck: int = 512) -> None:
+        super().__init__()
+        self.widths = tuple(widths)
+        chans = [3, *self.widths]
+        self.down = nn.ModuleList(_double(a, b) for a, b in zip(chans[:-1], chans[1:]))
+        self.bottom = _double(self.widths[-1], bottleneck)
+        ups, decs, below = [], [], bottleneck
+        for w in reversed(self.widths):
+            ups.append(nn.ConvTranspose2d(below, w, 2, stride=2))
+            decs.append(_double(2 * w, w))
+            below = w
+        self.up, self.dec = nn.ModuleList(ups), nn.ModuleList(decs)
+        self.head = nn.Conv2d(self.widths[0], 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = 2 ** len(self.widths)
+        if x.shape[-1] % k or x.shape[-2] % k:
+            raise ValueError(f"expected H and W divisible by {k}, got {tuple(x.shape[-2:])}")
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.bottom(x)
+        for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
+            x = dec(torch.cat([up(x), skip], 1))
+        return self.head(x)
+
+
+def binarise(logits: torch.Tensor) -> torch.Tensor:
+    r"""Hard mask with a straight-through gradient: :math:`m = \mathbb{1}[\sigma(z) > 0.5]` forward, :math:`\partial\sigma` backward."""
+    soft = torch.sigmoid(logits)
+    hard = (soft > 0.5).to(soft.dtype)
+    return hard + (soft - soft.detach())  # exactly the hard values forward
+
+
+def apply_mask(x: torch.Tensor, m: torch.Tensor, fill: str | torch.Tensor = "mean") -> torch.Tensor:
+    r"""The explanation :math:`e = m \odot x + (1 - m) \odot r`; ``"mean"`` is r = 0 in normalised space (the authors')."""
+    if isinstance(fill, torch.Tensor):
+        return m * x + (1 - m) * fill
+    if fill != "mean":
+        raise ValueError(f"expected fill='mean' or a tensor, got {fill!r}")
+    return m * x
+
+
+# ----------------------------------------------------------------------------
+# the loss terms
+# ----------------------------------------------------------------------------
+
+def activation_loss(acts_x: dict, acts_e: dict, layer_weights: dict, distance: str = "mse") -> torch.Tensor:
+    r"""Multi-layer activation matching.
+
+    .. math:: \mathcal{L}_{act} = \sum_l w_l\, d\big(a_l(x), a_l(e)\big)
+
+    with :math:`d` the mean squared error, one minus the cosine similarity of the
+    flattened maps, or the MSE after standardising each channel by the image's own
+    statistics (``"std_mse"``, so that every layer counts on the same scale).
+
+    Parameters
+    ----------
+    acts_x, acts_e : dict of str to torch.Tensor
+        Activations of the image (targets, no gradient) and of the explanation.
+    layer_weights : dict of str to float
+        :math:`w_l` per layer name.
+    distance : {"mse", "cosine", "std_mse"}
+        :math:`d`.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar (mean over the batch).
+    """
+    if distance not in DISTANCES:
+        raise ValueError(f"expected distance in {DISTANCES}, got {distance!r}")
+    total = 0.0
+    for name, w in layer_weights.items():
+        a, b = acts_x[name].detach(), acts_e[name]
+        if distance == "mse":
+            d = F.mse_loss(b, a)
+        elif distance == "cosine":
+            d = (1 - F.cosine_similarity(b.flatten(1), a.flatten(1), dim=1)).mean()
+        else:
+            dims = (0, 2, 3) if a.ndim == 4 else (0,)
+            mu, sd = a.mean(dims, keepdim=True), a.std(dims, keepdim=True).clamp(min=1e-6)
+            d = F.mse_loss((b - mu) / sd, (a - mu) / sd)
+        total = total + w * d
+    return total
+
+
+def kl_loss(logits_x: torch.Tensor, logits_e: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
+    r""":math:`\mathcal{L}_{KL} = T^2\,\mathrm{KL}\big(\mathrm{softmax}(f(x)/T)\,\|\,\mathrm{softmax}(f(e)/T)\big)`."""
+    t = temperature
+    return F.kl_div(F.log_softmax(logits_e / t, 1), F.log_softmax(logits_x.detach() / t, 1), log_target=True,
+                    reduction="batchmean") * t * t
+
+
+def ce_loss(logits_x: torch.Tensor, logits_e: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathcal{L}_{CE} = \mathrm{CE}(f(x), t) + \mathrm{CE}(f(e), t)`: the label for the image and for the explanation.
+
+    With the classifier frozen the first term is a constant (no gradient to the mask);
+    it is kept so that the logged loss is the paper's.
+    """
+    return F.cross_entropy(logits_x.detach(), target) + F.cross_entropy(logits_e, target)
+
+
+def area_loss(m: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathcal{L}_{area} = \frac{1}{HW}\sum_p m_p` (L1 area of the mask)."""
+    return m.mean()
+
+
+def bin_loss(m: torch.Tensor) -> torch.Tensor:
+    r""":math:`\mathcal{L}_{bin} = \frac{1}{HW}\sum_p m_p(1 - m_p)`: zero exactly when the mask is binary."""
+    return (m * (1 - m)).mean()
+
+
+def tv_loss(m: torch.Tensor) -> torch.Tensor:
+    r"""Total variation over the 8-neighbourhood.
+
+    .. math:: \mathcal{L}_{tv} = \frac{1}{4}\sum_{\delta} \operatorname{mean}_p |m_p - m_{p+\delta}|,
+       \quad \delta \in \{(0,1), (1,0), (1,1), (1,-1)\}
+
+    (each neighbour pair counted once).
+    """
+    if m.ndim == 3:
+        m = m[:, None]
+    diffs = [(m[..., :, 1:] - m[..., :, :-1]), (m[..., 1:, :] - m[..., :-1, :]),
+             (m[..., 1:, 1:] - m[..., :-1, :-1]), (m[..., 1:, :-1] - m[..., :-1, 1:])]
+    return sum(d.abs().mean() for d in diffs) / 4
+
+
+def robustness_loss(model: nn.Module, x: torch.Tensor, m: torch.Tensor, target: torch.Tensor, fills=FILLS,
+                    gradient: bool = True, seed: int | None = None) -> torch.Tensor:
+    r"""Abductive robustness: the kept pixels must give the label on any background.
+
+    .. math:: \mathcal{L}_{rob} = \frac{1}{|R|}\sum_{r \in R} \mathrm{CE}\big(f(m \odot x + (1-m)\odot r),\, t\big)
+
+    for backgrounds :math:`r` of zeros, Gaussian noise and uniform noise (in
+    normalised space). With ``gradient=False`` the mask is detached, as in the
+    reference notebook: the term is then a constant that trains nothing.
+
+    Returns
+    -------
+    torch.Tensor
+        Scalar.
+    """
+    g = torch.Generator(device="cpu")
+    if seed is not None:
+        g.manual_seed(seed)
+    mm = m if gradient else m.detach()
+    parts = []
+    for fill in fills:
+        if fill == "zeros":
+            r = torch.zeros_like(x)
+        elif fill == "gaussian":
+            r = torch.randn(x.shape, generator=g).to(x)
+        elif fill == "uniform":
+            r = (torch.rand(x.shape, generator=g) * 4 - 2).to(x)
+        else:
+            raise ValueError(f"expected fills from {FILLS}, got {fill!r}")
+        parts.append(mm * x + (1 - mm) * r)
+    logits = model(torch.cat(parts))
+    return F.cross_entropy(logits, target.repeat(len(fills)))
+
+
+# ----------------------------------------------------------------------------
+# per-image explanations
+# ----------------------------------------------------------------------------
+
+def default_layers(model: nn.Module) -> dict[str, float]:
+    """Matched layers and their weights: ResNet's relu, layer1..layer4 (1, 2, 2, 4, 8), else five activations.
+
+    For other networks, five activation modules evenly spaced from the first to the
+    last take the same weights.
+    """
+    names = dict(model.named_modules())
+    if all(k in names for k in ("relu", "layer1", "layer2", "layer3", "layer4")):
+        return dict(zip(("relu", "layer1", "layer2", "layer3", "layer4"), LAYER_WEIGHTS))
+    acts = [n for n, m in model.named_modules() if n and isinstance(m, _ACTIVATIONS)]
+    if not acts:
+        raise ValueError("found no activation modules to match; pass layers= explicitly")
+    idx = np.unique(np.linspace(0, len(acts) - 1, len(LAYER_WEIGHTS)).round().astype(int))
+    return {acts[i]: w for i, w in zip(idx, LAYER_WEIGHTS[-len(idx):])}
+
+
+@dataclass
+class Explanation:
+    """What :func:`explain` returns.
+
+    Attributes: ``masks`` (N, H, W) binary; ``soft`` (N, H, W) sigmoid before the
+    threshold; ``target`` (N,); ``area`` (N,) share of pixels kept; ``kept`` (N,) whether
+    the explanation's top-1 is the target; ``p_image``, ``p_explanation`` (N,) target
+    probabilities; ``history`` per-image list of dicts of loss terms; ``nets`` the trained
+    mask networks (per-image mode).
+    """
+
+    masks: torch.Tensor
+    soft: torch.Tensor
+    target: torch.Tensor
+    area: np.ndarray
+    kept: np.ndarray
+    p_image: np.ndarray
+    p_explanation: np.ndarray
+    history: list = field(default_factory=list, repr=False)
+    nets: list = field(default_factory=list, repr=False)
+
+
+def objective(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, acts_x: dict,
+              layers: dict, weights: dict, distance: str = "mse", temperature: float = 2.0,
+              rob_gradient: bool = True, fill="mean", seed: int | None = None) -> tuple[torch.Tensor, dict]:
+    """The full loss for a batch of mask logits; returns (total, dict of the weighted terms' values).
+
+    ``acts_x`` and ``logits_x`` of the images are computed once by the caller.
+    """
+    m = binarise(logits)
+    e = apply_mask(x, m, fill)
+    with record(model, list(layers), detach=False) as rec:
+        logits_e = model(e)
+    logits_x = acts_x["__logits__"]
+    terms = {
+        "act": activation_loss(acts_x, rec.activations, layers, distance) if weights.get("act", 0) else None,
+        "kl": kl_loss(logits_x, logits_e, temperature),
+        "ce": ce_loss(logits_x, logits_e, target),
+        "area": area_loss(torch.sigmoid(logits)),
+        "bin": bin_loss(torch.sigmoid(logits)),
+        "tv": tv_loss(torch.sigmoid(logits)),
+        "rob": robustness_loss(model, x, m, target, gradient=rob_gradient, seed=seed) if weights.get("rob", 0) else None,
+    }
+    total = sum(weights.get(k, 0.0) * v for k, v in terms.items() if v is not None)
+    return total, {k: float(v.detach()) for k, v in terms.items() if v is not None}
+
+
+def _image_targets(model: nn.Module, x: torch.Tensor, layers: dict) -> dict:
+    with torch.no_grad(), record(model, list(layers)) as rec:
+        logits = model(x)
+    out = dict(rec.activations)
+    out["__logits__"] = logits
+    return out
+
+
+def _finish(model, x, logits, target, history, nets) -> Explanation:
+    with torch.no_grad():
+        soft = torch.sigmoid(logits)
+        masks = (soft > 0.5).to(x.dtype)
+        p_x = model(x).softmax(1)
+        p_e = model(apply_mask(x, masks)).softmax(1)
+    idx = torch.arange(len(x))
+    return Explanation(masks[:, 0].cpu(), soft[:, 0].cpu(), target.cpu(), masks.flatten(1).mean(1).cpu().numpy(),
+                       (p_e.argmax(1) == target).cpu().numpy(), p_x[idx, target].cpu().numpy(),
+                       p_e[idx, target].cpu().numpy(), history, nets)
+
+
+def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: float = 5e-5,
+            layers: dict | None = None, distance: str = "mse", temperature: float = 2.0, rob_gradient: bool = True,
+            widths=(32, 64, 128, 256), bottleneck: int = 512, seed: int = 0, verbose: bool = True,
+            **weights) -> Explanation:
+    """Train one mask network per image; return the binary masks and how well they keep the decision.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Frozen classifier in eval mode (its weights get no gradient).
+    x : torch.Tensor
+        Normalised images (N, 3, H, W); H, W divisible by ``2 ** len(widths)``.
+    target : int, sequence or None
+        Classes to keep; ``None`` takes the predicted ones.
+    steps, lr : int, float
+        Adam steps and learning rate per image (the authors: 880, 5e-5).
+    layers : dict of str to float, optional
+        Matched layers and weights; default :func:`default_layers`.
+    distance : {"mse", "cosine", "std_mse"}
+        Distance of :func:`activation_loss`.
+    temperature : float
+        Of :func:`kl_loss`.
+    rob_gradient : bool
+        Let :func:`robustness_loss` train the mask (``False``: the reference notebook's
+        detached version).
+    widths, bottleneck
+        Size of the :class:`MaskNet`.
+    seed : int
+        Seed of the mask network's initialisation and of the noise backgrounds.
+    verbose : bool
+        Progress bar over steps.
+    **weights
+        Loss weights overriding :data:`WEIGHTS`, e.g. ``area=200, tv=0``.
+
+    Returns
+    -------
+    Explanation
+    """
+    _checks.image_batch(x)
+    unknown = set(weights) - set(WEIGHTS)
+    if unknown:
+        raise ValueError(f"unknown loss weights {sorted(unknown)}; expected some of {sorted(WEIGHTS)}")
+    w = {**WEIGHTS, **weights}
+    dev = _checks.model_device(model)
+    x = x.to(dev)
+    layers = layers or default_layers(model)
+    with frozen_weights(model), no_inplace(model):
+        base = _image_targets(model, x, layers)
+        t = _checks.targets(target, len(x), base["__logits__"]).to(dev)
+        all_logits, history, nets = [], [], []
+        bar = tqdm(total=steps * len(x), desc="activation matching", disable=not verbose)
+        for i in range(len(x)):
+            torch.manual_seed(seed + i)
+            net = MaskNet(widths, bottleneck).to(dev)
+            opt = torch.optim.Adam(net.parameters(), lr=lr)
+            xi = x[i:i + 1]
+            ai = {k: v[i:i + 1] for k, v in base.items()}
+            hist = []
+            for step in range(steps):
+                loss, terms = objective(model, xi, net(xi), t[i:i + 1], ai, layers, w, distance, temperature,
+                                        rob_gradient, seed=seed + step)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                hist.append({"loss": float(loss), **terms})
+                bar.update()
+            with torch.no_grad():  # train-mode batch norm, as in every step (batch of one image)
+                all_logits.append(net(xi))
+            history.append(hist)
+            nets.append(net)
+        bar.close()
+        return _finish(model, x, torch.cat(all_logits), t, history, nets)
+
+
+# ----------------------------------------------------------------------------
+# beyond the paper: one mask network for many images
+# ----------------------------------------------------------------------------
+
+def train_amortised(model: nn.Module, x: torch.Tensor, target=None, epochs: int = 10, batch_size: int = 32,
+                    lr: float = 1e-3, layers: dict | None = None, distance: str = "mse", temperature: float = 2.0,
+                    widths=(32, 64, 128, 256), bottleneck: int = 512, seed: int = 0, verbose: bool = True,
+                    **weights) -> tuple[MaskNet, list]:
+    """Train one :class:`MaskNet` on many images with the per-image objective (amortised explanations).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Frozen classifier in eval mode.
+    x : torch.Tensor
+        Normalised training images (N, 3, H, W).
+    target : sequence or None
+        Classes to keep; ``None`` takes the predicted ones.
+    epochs, batch_size, lr
+        Adam schedule over the images (shuffled each epoch).
+    layers, distance, temperature, widths, bottleneck, seed, **weights
+        As in :func:`explain`.
+    verbose : bool
+        Progress bar over batches.
+
+    Returns
+    -------
+    (MaskNet, list)
+        The trained network (eval mode) and the per-batch loss history.
+    """
+    _checks.image_batch(x)
+    w = {**WEIGHTS, **weights}
+    dev = _checks.model_device(model)
+    layers = layers or default_layers(model)
+    torch.manual_seed(seed)
+    net = MaskNet(widths, bottleneck).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    history = []
+    with frozen_weights(model), no_inplace(model):
+        with torch.no_grad():
+            logits_all = torch.cat([model(x[i:i + 256].to(dev)).cpu() for i in range(0, len(x), 256)])
+        t_all = _checks.targets(target, len(x), logits_all)
+        g = torch.Generator().manual_seed(seed)
+        n_batches = (len(x) + batch_size - 1) // batch_size
+        bar = tqdm(total=epochs * n_batches, desc="amortised mask network", disable=not verbose)
+        for epoch in range(epochs):
+            for b, idx in enumerate(torch.randperm(len(x), generator=g).split(batch_size)):
+                xb, tb = x[idx].to(dev), t_all[idx].to(dev)
+                base = _image_targets(model, xb, layers)
+                loss, terms = objective(model, xb, net(xb), tb, base, layers, w, distance, temperature,
+                                        seed=seed + epoch * n_batches + b)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                history.append({"loss": float(loss.detach()), **terms})
+                bar.update()
+        bar.close()
+    return net.eval(), history
+
+
+def amortised_explain(net: MaskNet, model: nn.Module, x: torch.Tensor, target=None, batch_size: int = 64) -> Explanation:
+    """Masks of new images from a trained amortised network: one forward pass of ``net`` each.
+
+    Returns
+    -------
+    Explanation
+        As :func:`explain`, without history or networks.
+    """
+    _checks.image_batch(x)
+    dev = _checks.model_device(model)
+    x = x.to(dev)
+    with torch.no_grad():
+        logits = torch.cat([net(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        t = _checks.targets(target, len(x), model(x)).to(dev)
+    return _finish(model, x, logits, t, [], [])
+
+
+# ----------------------------------------------------------------------------
+# the circuit readout of the longer version
+# ----------------------------------------------------------------------------
+
+def circuit(model: nn.Module, x: torch.Tensor, layers: list[str], target: int, k: int = 4) -> dict:
+    r"""The most energetic channels per layer and the edges between them, for one image.
+
+    Nodes: per layer, the ``k`` channels with the largest energy (mean squared
+    activation). Edges between consecutive layers: source channel :math:`i` to target
+    channel :math:`j` weighs :math:`\operatorname{mean}_p |\partial E_j / \partial a_i| \cdot a_i`
+    (for a linear map the gradient is the weight, so this is the longer version's
+    :math:`|w| \times` activation, extended to the residual blocks in between). The last
+    layer links to the class by :math:`|W_{fc}[t, c]| \times` the pooled activation of
+    channel :math:`c`.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier with a final ``nn.Linear``.
+    x : torch.Tensor
+        One normalised image (1, 3, H, W) (or its explanation).
+    layers : list of str
+        Layer names, shallow to deep.
+    target : int
+        The class.
+    k : int
+        Channels per layer.
+
+    Returns
+    -------
+    dict
+        ``nodes``: {layer: [(channel, energy), ...]}, ``edges``: [((layer, i), (layer', j), weight)],
+        with the class node named ``("class", target)``.
+    """
+    _checks.image_batch(x)
+    if len(x) != 1:
+        raise ValueError(f"expected one image, got {len(x)}")
+    fc = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not fc:
+        raise ValueError("expected a model with a final nn.Linear layer")
+    dev = _checks.model_device(model)
+    with frozen_weights(model), no_inplace(model), record(model, layers, detach=False) as rec:
+        model(x.to(dev).clone().requires_grad_(True))  # a graph from the input, with the weights frozen
+        acts = [rec.activations[n] for n in layers]
+        nodes, edges = {}, []
+        for name, a in zip(layers, acts):
+            energy = (a.detach() ** 2).mean((0, 2, 3))
+            top = energy.topk(min(k, len(energy))).indices.tolist()
+            nodes[name] = [(c, float(energy[c])) for c in top]
+        for (src, a_src), (dst, a_dst) in zip(zip(layers, acts), zip(layers[1:], acts[1:])):
+            for j, _ in nodes[dst]:
+                grad = torch.autograd.grad((a_dst[0, j] ** 2).mean(), a_src, retain_graph=True)[0]
+                contrib = (grad.abs() * a_src.detach().abs()).mean((0, 2, 3))
+                edges += [((src, i), (dst, j), float(contrib[i])) for i, _ in nodes[src]]
+        pooled = acts[-1].detach().mean((2, 3))[0]
+        w_fc = fc[-1].weight.detach()
+        if w_fc.shape[1] == len(pooled):
+            edges += [((layers[-1], c), ("class", target), float(w_fc[target, c].abs() * pooled[c].abs()))
+                      for c, _ in nodes[layers[-1]]]
+    return {"nodes": nodes, "edges": edges}
+
+
+def draw_circuit(ax, circ: dict, title: str | None = None, class_name: str | None = None):
+    """Draw :func:`circuit`'s graph in layers, left to right, edge width by weight (networkx)."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    pos = {}
+    for col, (layer, chans) in enumerate(circ["nodes"].items()):
+        for row, (c, _) in enumerate(chans):
+            g.add_node((layer, c))
+            pos[(layer, c)] = (col, -row)
+    cls = [e[1] for e in circ["edges"] if e[1][0] == "class"]
+    if cls:
+        g.add_node(cls[0])
+        pos[cls[0]] = (len(circ["nodes"]), -(len(next(iter(circ["nodes"].values()))) - 1) / 2)
+    for s, d, wgt in circ["edges"]:
+        g.add_edge(s, d, weight=wgt)
+    ws = np.array([d["weight"] for *_, d in g.edges(data=True)]) if g.number_of_edges() else np.ones(1)
+    nx.draw_networkx_edges(g, pos, ax=ax, width=0.3 + 4 * ws / ws.max(), alpha=0.6, arrows=False)
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=260, node_color="#8ecae6")
+    labels = {n: (class_name or "class") if n[0] == "class" else str(n[1]) for n in g.nodes}
+    nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=7)
+    for col, layer in enumerate(circ["nodes"]):
+        ax.text(col, 0.7, layer, ha="center", fontsize=7, rotation=20)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
