@@ -381,7 +381,7 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                hist.append({"loss": float(loss), **terms})
+                hist.append({"loss": float(loss.detach()), **terms})
                 bar.update()
             with torch.no_grad():  # train-mode batch norm, as in every step (batch of one image)
                 all_logits.append(net(xi))
@@ -557,3 +557,16 @@ def draw_circuit(ax, circ: dict, title: str | None = None, class_name: str | Non
     if title:
         ax.set_title(title)
     return ax
+
+
+def activation_distance(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, layers: dict | None = None,
+                        distance: str = "mse") -> float:
+    r""":math:`\mathcal{L}_{act}` between images and their explanations ``masks * x`` (masks (N, H, W), 1 = kept)."""
+    dev = _checks.model_device(model)
+    x = x.to(dev)
+    layers = layers or default_layers(model)
+    m = torch.as_tensor(masks, dtype=x.dtype).to(dev)
+    with torch.no_grad(), no_inplace(model):
+        a = _image_targets(model, x, layers)
+        b = _image_targets(model, apply_mask(x, m[:, None]), layers)
+    return float(activation_loss(a, b, layers, distance))
