@@ -10,7 +10,7 @@ SYSTAMP := $(VENV)/.system-packages-installed
 DEBIAN_PACKAGES := dataset-fashion-mnist chromium chromium-driver
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install system book test clean student
+.PHONY: install system book test clean student speed
 
 install: $(STAMP)
 
@@ -39,3 +39,7 @@ test: $(STAMP) $(SYSTAMP)
 
 clean:
 	rm -rf _build
+
+# The speed table of every method and the reference libraries (benchmarks/results/speed.md).
+speed: $(STAMP)
+	$(PY) -m benchmarks

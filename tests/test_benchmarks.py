@@ -1,0 +1,23 @@
+"""The speed-table entry point: one case runs in its own process and reports a ratio and peak memory."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_one_case_reports_time_ratio_and_memory():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "_case.py"), "SRD (input)", "fmnist_cnn_relu", "cpu"],
+                         capture_output=True, text=True, check=True)
+    row = json.loads([l for l in out.stdout.splitlines() if l.startswith("{")][-1])
+    assert row["seconds per image"] > 0 and row["/ forward+backward"] > 0
+    assert row["peak MB"] >= row["model fwd+bwd peak MB"] > 0
+
+
+def test_entry_point_writes_the_table(tmp_path):
+    subprocess.run([sys.executable, "-m", "benchmarks", "--models", "fmnist_cnn_relu", "--methods",
+                    "pytorch-grad-cam Grad-CAM", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, check=True)
+    md = (tmp_path / "speed.md").read_text()
+    assert "Grad-CAM" in md and (tmp_path / "speed.csv").is_file()
