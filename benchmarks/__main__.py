@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=list(CASES), help="subset of the cases")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--update", action="store_true", help="replace only the measured rows of an existing table")
     args = ap.parse_args()
     rows = []
     for model in args.models:
@@ -53,6 +54,14 @@ def main() -> None:
     table = pd.DataFrame(rows)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.update and (out / "speed.csv").is_file():
+        old = pd.read_csv(out / "speed.csv")
+        new_keys = set(zip(table["method"], table["model"]))
+        old = old[[k not in new_keys for k in zip(old["method"], old["model"])]]
+        order = {m: i for i, m in enumerate(CASES)}
+        table = pd.concat([old, table], ignore_index=True)
+        table = table.sort_values(["model", "method"], key=lambda c: c.map(order) if c.name == "method" else c,
+                                  kind="stable", ascending=[False, True]).reset_index(drop=True)
     table.to_csv(out / "speed.csv", index=False)
     md = table.astype(object).where(table.notna(), "").to_markdown(index=False, floatfmt=".3g")
     header = f"device: {args.device}; seconds per image and peak memory measured in one process per row\n\n"

@@ -27,7 +27,9 @@ CASES = {
     "causal, ConvAD (20 trees)": (lambda m, x, t: xh.causal.explain(m, x, t, how="convad", rule="lenient", verbose=False), 1, 1),
     "causal, masking 0 (20 trees)": (lambda m, x, t: xh.causal.explain(m, x, t, how="zero", verbose=False), 1, 1),
     "Activation Matching, per image (880 steps)": (lambda m, x, t: xh.actmatch.explain(m, x, t, steps=88, verbose=False), 1, 10),
-    "Activation Matching, amortised": (lambda m, x, t: xh.actmatch.amortised_explain(xh.actmatch.MaskNet().to(x.device).eval(), m, x, t), 64, 1),
+    "Activation Matching, amortised": (lambda m, x, t: xh.actmatch.amortised_masks(xh.actmatch.MaskNet().to(x.device).eval(), x), 64, 1),
+    "Activation Matching, amortised, narrow U-Net (8-64)": (
+        lambda m, x, t: xh.actmatch.amortised_masks(xh.actmatch.MaskNet((8, 16, 32, 64), 128).to(x.device).eval(), x), 64, 1),
     "captum Integrated Gradients (32 steps)": (lambda m, x, t: xh.baselines.explain(m, x, t, "integrated_gradients"), 4, 1),
     "captum LRP": (_captum_lrp, 4, 1),
     "zennit LRP epsilon-plus": (lambda m, x, t: xh.baselines.explain(m, x, t, "lrp_epsilon_plus"), 4, 1),

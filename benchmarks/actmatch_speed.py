@@ -4,7 +4,8 @@ Per-image training (``xh.actmatch.explain`` with the authors' U-Net and ``--step
 steps) is given in forward+backward passes of the classifier on one image; an
 amortised explanation (``xh.actmatch.amortised_explain`` with a mask network of the
 same size, its weights do not change the cost) in forward passes of the classifier per
-image, at batch ``--batch``. All timings come from the same run.
+image, at batch ``--batch``: the explanation is the mask network's forward pass
+(``xh.actmatch.amortised_masks``), for the authors' U-Net and a narrow one (8-64, 128). All timings come from the same run.
 
 Run: ``.venv/bin/python benchmarks/actmatch_speed.py [--model fmnist_cnn_relu] [--steps 880] [--device cpu]``.
 Target (chapter 5): the amortised path costs at most 3 forward passes of the classifier per image.
@@ -41,11 +42,15 @@ def main() -> None:
     t0 = time.perf_counter()
     xh.actmatch.explain(model, x[:1], steps=args.steps, verbose=False)
     per_image = time.perf_counter() - t0
-    net = xh.actmatch.MaskNet().to(args.device).eval()
-    amortised = best(lambda: xh.actmatch.amortised_explain(net, model, x), args.repeat) / args.batch
+    rows = []
+    for widths, bottleneck in (((32, 64, 128, 256), 512), ((8, 16, 32, 64), 128)):
+        net = xh.actmatch.MaskNet(widths, bottleneck).to(args.device).eval()
+        rows.append((widths, bottleneck, best(lambda: xh.actmatch.amortised_masks(net, x), args.repeat) / args.batch))
     print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, model {args.model} at {side} px")
     print(f"per-image training, {args.steps} steps: {per_image:8.1f} s = {per_image / fwd_bwd:8.0f} forward+backward passes")
-    print(f"amortised explanation, batch {args.batch}: {1000 * amortised:8.2f} ms = {amortised / fwd:8.2f} forward passes per image (target <= 3)")
+    for widths, bottleneck, amortised in rows:
+        print(f"amortised explanation (U-Net {widths}, {bottleneck}), batch {args.batch}: {1000 * amortised:8.2f} ms "
+              f"= {amortised / fwd:8.2f} forward passes of the classifier per image (target <= 3)")
 
 
 if __name__ == "__main__":

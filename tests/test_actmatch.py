@@ -97,6 +97,7 @@ def test_amortised_and_circuit(cnn):
     net, hist = actmatch.train_amortised(cnn, x, epochs=1, batch_size=3, widths=(4, 8), bottleneck=16, verbose=False)
     assert len(hist) == 2
     out = actmatch.amortised_explain(net, cnn, x)
+    assert torch.equal(actmatch.amortised_masks(net, x), out.masks)  # the explanation is the mask network's pass alone
     assert out.masks.shape == (6, 64, 64) and np.all((out.area >= 0) & (out.area <= 1))
     layers = list(actmatch.default_layers(cnn))
     circ = actmatch.circuit(cnn, x[:1], layers, target=2, k=3)

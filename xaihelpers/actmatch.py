@@ -451,8 +451,19 @@ def train_amortised(model: nn.Module, x: torch.Tensor, target=None, epochs: int 
     return net.eval(), history
 
 
+def amortised_masks(net: MaskNet, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Binary masks (N, H, W) of new images from a trained amortised network: one forward pass of ``net``, nothing else."""
+    _checks.image_batch(x)
+    dev = next(net.parameters()).device
+    with torch.no_grad():
+        return torch.cat([(net(x[i:i + batch_size].to(dev)) > 0).to(x.dtype)[:, 0] for i in range(0, len(x), batch_size)])
+
+
 def amortised_explain(net: MaskNet, model: nn.Module, x: torch.Tensor, target=None, batch_size: int = 64) -> Explanation:
-    """Masks of new images from a trained amortised network: one forward pass of ``net`` each.
+    """Masks of new images from a trained amortised network, with the classifier's verdict on them.
+
+    The explanation itself is :func:`amortised_masks` (one pass of ``net``); this adds
+    two classifier passes (image and explanation) to report the label kept.
 
     Returns
     -------
