@@ -104,3 +104,14 @@ def test_amortised_and_circuit(cnn):
     assert all(len(v) == 3 for v in circ["nodes"].values())
     assert len(circ["edges"]) == 9 * (len(layers) - 1) + 3 and all(w >= 0 for *_, w in circ["edges"])
     assert not any(p.requires_grad is False for p in cnn.parameters())  # the flags are restored
+
+
+def test_torchvision_resnet18_layers_and_a_step():
+    import torchvision
+
+    torch.manual_seed(0)
+    m = torchvision.models.resnet18(num_classes=10).eval()
+    assert actmatch.default_layers(m) == {"relu": 1.0, "layer1": 2.0, "layer2": 2.0, "layer3": 4.0, "layer4": 8.0}
+    out = actmatch.explain(m, torch.randn(1, 3, 64, 64), steps=2, widths=(4, 8), bottleneck=8, verbose=False)
+    assert out.masks.shape == (1, 64, 64) and len(out.history[0]) == 2
+    assert all(r.inplace for r in m.modules() if isinstance(r, torch.nn.ReLU))  # torchvision's in-place ReLUs restored
