@@ -43,3 +43,7 @@ clean:
 # The speed table of every method and the reference libraries (benchmarks/results/speed.md).
 speed: $(STAMP)
 	$(PY) -m benchmarks
+
+# Student versions of the chapters, without the exercise solutions (student/, not in the site).
+student:
+	$(PYTHON) scripts/student_notebooks.py
