@@ -80,6 +80,19 @@ def test_survival_and_the_rho_table():
     assert (table["b"] == 1).all()
     with pytest.raises(ValueError, match="masks of shape"):
         causal.plant(x, np.ones((2, 64, 64)), bg)
+    with pytest.raises(ValueError, match="masks of shape"):
+        causal.survival(m, x, np.ones((2, 64, 64)), bg)
+
+
+@pytest.mark.parametrize("how", ["convad", "zero", "blur"])
+def test_null_class_in_one_batch_equals_one_query_per_image(how):
+    from xaihelpers import convad
+
+    torch.manual_seed(0)
+    m = models.BenchmarkCNN("relu").eval()
+    x = torch.randn(3, 3, 64, 64)
+    per_image = [int(convad.predict_masked(m, x[i:i + 1], torch.zeros(1, 64, 64), how).argmax()) for i in range(3)]
+    assert causal.null_class(m, x, how).tolist() == per_image
 
 
 def test_typicality_scale_and_shrinkage():

@@ -279,7 +279,7 @@ def objective(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, target: t
 
     ``acts_x`` and ``logits_x`` of the images are computed once by the caller.
     """
-    m = binarise(logits)
+    m, soft = binarise(logits), torch.sigmoid(logits)
     e = apply_mask(x, m, fill)
     with record(model, list(layers), detach=False) as rec:
         logits_e = model(e)
@@ -288,9 +288,9 @@ def objective(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, target: t
         "act": activation_loss(acts_x, rec.activations, layers, distance) if weights.get("act", 0) else None,
         "kl": kl_loss(logits_x, logits_e, temperature),
         "ce": ce_loss(logits_x, logits_e, target),
-        "area": area_loss(torch.sigmoid(logits)),
-        "bin": bin_loss(torch.sigmoid(logits)),
-        "tv": tv_loss(torch.sigmoid(logits)),
+        "area": area_loss(soft),
+        "bin": bin_loss(soft),
+        "tv": tv_loss(soft),
         "rob": robustness_loss(model, x, m, target, gradient=rob_gradient, seed=seed) if weights.get("rob", 0) else None,
     }
     total = sum(weights.get(k, 0.0) * v for k, v in terms.items() if v is not None)
@@ -305,11 +305,12 @@ def _image_targets(model: nn.Module, x: torch.Tensor, layers: dict) -> dict:
     return out
 
 
-def _finish(model, x, logits, target, history, nets) -> Explanation:
+def _finish(model, x, logits, logits_x, target, history, nets) -> Explanation:
+    """Masks from the mask logits, and the classifier's verdict (``logits_x``: the images' logits, computed once)."""
     with torch.no_grad():
         soft = torch.sigmoid(logits)
         masks = (soft > 0.5).to(x.dtype)
-        p_x = model(x).softmax(1)
+        p_x = logits_x.softmax(1)
         p_e = model(apply_mask(x, masks)).softmax(1)
     idx = torch.arange(len(x))
     return Explanation(masks[:, 0].cpu(), soft[:, 0].cpu(), target.cpu(), masks.flatten(1).mean(1).cpu().numpy(),
@@ -388,7 +389,7 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr
             history.append(hist)
             nets.append(net)
         bar.close()
-        return _finish(model, x, torch.cat(all_logits), t, history, nets)
+        return _finish(model, x, torch.cat(all_logits), base["__logits__"], t, history, nets)
 
 
 # ----------------------------------------------------------------------------
@@ -475,8 +476,9 @@ def amortised_explain(net: MaskNet, model: nn.Module, x: torch.Tensor, target=No
     x = x.to(dev)
     with torch.no_grad():
         logits = torch.cat([net(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-        t = _checks.targets(target, len(x), model(x)).to(dev)
-    return _finish(model, x, logits, t, [], [])
+        logits_x = model(x)
+        t = _checks.targets(target, len(x), logits_x).to(dev)
+    return _finish(model, x, logits, logits_x, t, [], [])
 
 
 # ----------------------------------------------------------------------------

@@ -399,7 +399,9 @@ def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torc
         Shape (N, len(gammas)), in [0, 1].
     """
     dev = _checks.model_device(model)
-    planted = plant(x, masks, backgrounds)
+    masks = np.asarray(masks)
+    if masks.shape != (x.shape[0], *x.shape[-2:]):
+        raise ValueError(f"expected masks of shape {(x.shape[0], *x.shape[-2:])}, got {masks.shape}")
     out = np.zeros((len(x), len(gammas)))
     with torch.no_grad():
         p0 = model(x.to(dev)).softmax(1).cpu()
@@ -407,7 +409,8 @@ def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torc
         for i in range(len(x)):
             t = int(targets[i])
             own = (backgrounds - x[i]).flatten(1).abs().amax(1) == 0
-            probs = torch.cat([model(p.to(dev)).softmax(1).cpu() for p in planted[i][~own].split(batch_size)])
+            planted = plant(x[i:i + 1], masks[i:i + 1], backgrounds[~own])[0]  # one image at a time: B copies in memory, not N x B
+            probs = torch.cat([model(p.to(dev)).softmax(1).cpu() for p in planted.split(batch_size)])
             for j, g in enumerate(gammas):
                 ok = (probs.argmax(1) == t) & (probs[:, t] >= g * p0[i, t])
                 out[i, j] = ok.double().mean().item()
@@ -458,10 +461,16 @@ def null_class(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str
     An image whose label is its null class has an empty causal explanation (nothing
     needs to be seen); the study leaves such images out.
     """
-    from .convad import predict_masked
+    from .convad import MASKING, ConvAD, paint
 
-    return np.array([int(predict_masked(model, x[i:i + 1], torch.zeros(1, *x.shape[-2:]), how, rule).argmax())
-                     for i in range(len(x))])
+    if how != "convad" and how not in MASKING:
+        raise ValueError(f"expected how='convad' or one of {MASKING}, got {how!r}")
+    dev = _checks.model_device(model)
+    x = x.to(dev)
+    empty = torch.zeros(len(x), *x.shape[-2:], device=dev, dtype=x.dtype)
+    with torch.no_grad():  # one batched pass: every image with everything hidden
+        logits = ConvAD(model, rule)(x, empty) if how == "convad" else model(paint(x, empty, how))
+    return logits.argmax(1).cpu().numpy()
 
 
 def method_name(how: str, rule: str = "strict") -> str:

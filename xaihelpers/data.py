@@ -788,12 +788,12 @@ def photo_folder(root: str | Path, layout: str, n: int | None = None, seed: int 
         for d in sorted((d for d in root.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name)):
             if not 0 <= int(d.name) < 1000:
                 raise ValueError(f"{d}: ImageNet-V2 class folders are named 0 to 999")
-            for p in pics(d):
-                paths.append(p), labels.append(d.name)
+            paths += pics(d)
+            labels += [d.name] * (len(paths) - len(labels))
     elif layout == "caltech256":
         for d in sorted(d for d in root.iterdir() if d.is_dir() and "." in d.name and d.name.split(".")[0].isdigit()):
-            for p in pics(d):
-                paths.append(p), labels.append(d.name.split(".", 1)[1])
+            paths += pics(d)
+            labels += [d.name.split(".", 1)[1]] * (len(paths) - len(labels))
     else:
         jpegs, notes = root / "JPEGImages", root / "Annotations"
         if not jpegs.is_dir() or not notes.is_dir():
@@ -803,7 +803,8 @@ def photo_folder(root: str | Path, layout: str, n: int | None = None, seed: int 
         for stem in stems:
             p = jpegs / f"{stem}.jpg"
             if p.is_file() and (notes / f"{stem}.xml").is_file():
-                paths.append(p), labels.append(read_voc_boxes(notes / f"{stem}.xml")[1][0][0])
+                paths.append(p)
+                labels.append(read_voc_boxes(notes / f"{stem}.xml")[1][0][0])
     if not paths:
         raise FileNotFoundError(f"{root}: no photos in the {layout} layout")
     if n is not None and n < len(paths):
