@@ -108,3 +108,14 @@ def test_chapter_page_shows_executed_figures_in_chromium(site, nb, tmp_path):
     assert state["n"] >= 1, "no figure from the notebook's outputs on the page"
     assert state["loaded"] == state["n"], state
     assert shot.stat().st_size > 10_000
+
+
+def test_every_chapter_opens_with_badges_and_its_run_times():
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text())["cells"]
+        opening = "".join(cells[0]["source"])
+        assert "colab-badge.svg" in opening and "badge/source" in opening, nb.stem
+        for key in ("run_time_smoke", "run_time_default"):
+            assert f"{{glue:text}}`{key}`" in opening, (nb.stem, key)
+        code = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        assert f'glue_run_times("{nb.stem}")' in code, nb.stem

@@ -59,3 +59,24 @@ def test_plain_turns_numpy_and_torch_into_python():
     value = runtime._plain({"a": np.float32(0.5), "b": torch.tensor([1, 2]), "c": (np.int64(3),)})
     assert value == {"a": 0.5, "b": [1, 2], "c": (3,)}
     assert type(value["a"]) is float and type(value["c"][0]) is int
+
+
+def test_duration_in_words():
+    from xaihelpers.runtime import duration
+
+    assert duration(45) == "45 s" and duration(200) == "about 3 min" and duration(4200) == "about 1 h 10 min"
+    with pytest.raises(ValueError, match="non-negative"):
+        duration(-1)
+
+
+def test_run_times_are_recorded_for_every_chapter_in_both_modes():
+    from conftest import NOTEBOOKS
+
+    from xaihelpers.runtime import run_times
+
+    df = run_times()
+    assert (df["seconds"] > 0).all() and set(df["mode"]) <= {"smoke", "default"}
+    for nb in NOTEBOOKS:
+        assert set(run_times(nb.stem)["mode"]) == {"smoke", "default"}, nb.stem
+    with pytest.raises(ValueError, match="no run time recorded"):
+        run_times("99_missing")

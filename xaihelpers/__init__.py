@@ -26,7 +26,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, baselines, causal, convad, data, gfi, hooks, metrics, models, papers, perturbation, runtime, srd, viz
+from . import actmatch, apop, baselines, causal, compare, convad, data, gfi, hooks, metrics, models, papers, perturbation, runtime, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model

@@ -65,3 +65,17 @@ SRD_TABLE4_FIDELITY = {
     "srd": (0.078, 0.214, 0.065, 0.194, 0.128, 0.115),  # resolution not stated
 }
 SRD_TABLE4_ACTIVATIONS = ("relu", "elu", "leaky_relu", "silu", "gelu", "tanh")
+
+# Each paper's headline claim that chapter 6 can test on the shared benchmark:
+# (paper, claim in words, the book's method name, metric of xaihelpers.compare).
+# A claim of "best" means rank 1 among the methods compared.
+COMPARISON_CLAIMS = (
+    ("Du et al. 2018", "lowest localisation error (poster table)", "GFI", "loc_error"),
+    ("Han et al. 2024", "best pointing game (Table 2)", "SRD-high", "pointing_game"),
+    ("Han et al. 2024", "best attribution localisation (Table 2)", "SRD-high", "attribution_localisation"),
+    ("Han et al. 2024", "best fidelity (Table 2)", "SRD-high", "fidelity"),
+    ("Han et al. 2024", "most stable (Table 2)", "SRD-input", "stability"),
+    ("Chanchal et al. 2025", "explanations that keep the label on new backgrounds", "causal (ConvAD)", "planted_survival"),
+    ("Suhail et al. 2025", "the smallest sufficient explanations", "Activation Matching", "size"),
+    ("Suhail et al. 2025", "explanations that keep the label whatever fills the rest", "Activation Matching", "planted_survival"),
+)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -218,3 +219,60 @@ def time_ratio(fn, reference, repeat: int = 3, reference_repeat: int = 10) -> fl
         ``min time(fn) / min time(reference)``.
     """
     return best_time(fn, repeat) / best_time(reference, reference_repeat)
+
+
+RUN_TIMES = Path(__file__).with_name("run_times.csv")
+
+
+def run_times(chapter: str | None = None, path: str | os.PathLike | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """Measured run times of the chapters (``scripts/run_times.py`` writes them).
+
+    Parameters
+    ----------
+    chapter : str, optional
+        A notebook's stem, e.g. ``"03_sharing_ratio_decomposition"``; default all.
+    path : path, optional
+        The CSV file; default the one shipped with the package.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``chapter``, ``mode`` (``"smoke"`` or ``"default"``), ``seconds``,
+        ``device``, ``date`` and ``source``.
+    """
+    import pandas as pd
+
+    df = pd.read_csv(path or RUN_TIMES)
+    if chapter is not None:
+        if chapter not in set(df["chapter"]):
+            raise ValueError(f"no run time recorded for chapter {chapter!r}; expected one of {sorted(set(df['chapter']))}")
+        df = df[df["chapter"] == chapter]
+    return df.reset_index(drop=True)
+
+
+def duration(seconds: float) -> str:
+    """A run time in words: ``"45 s"``, ``"about 3 min"``, ``"about 1 h 10 min"``."""
+    if not np.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"expected a non-negative number of seconds, got {seconds}")
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"about {minutes} min" if minutes < 60 else f"about {minutes // 60} h {minutes % 60} min"
+
+
+def glue_run_times(chapter: str) -> dict:
+    """Glue ``run_time_smoke``, ``run_time_default`` and ``run_time_device`` for a chapter's opening.
+
+    Each is the latest recorded run of that mode (:func:`run_times`), in words;
+    "not yet measured" where none is recorded.
+    """
+    df = run_times()
+    df = df[df["chapter"] == chapter]
+    out = {}
+    for mode in ("smoke", "default"):
+        rows = df[df["mode"] == mode]
+        out[mode] = duration(float(rows["seconds"].iloc[-1])) if len(rows) else "not yet measured"
+        glue(f"run_time_{mode}", out[mode])
+    out["device"] = str(df["device"].iloc[-1]) if len(df) else "no run recorded"
+    glue("run_time_device", out["device"])
+    return out

@@ -1,0 +1,68 @@
+"""Time every chapter under papermill and record it in xaihelpers/run_times.csv.
+
+Each chapter opens with these times (``xh.runtime.glue_run_times``). Run, from the
+repository root::
+
+    python scripts/run_times.py --mode smoke                # every chapter, SMOKE=True
+    python scripts/run_times.py --mode default 06_comparison
+
+A row per (chapter, mode) is replaced by the new measurement; ``--device`` says what
+ran it (default: the CUDA device's name, else "CPU, <n> cores").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CSV = ROOT / "xaihelpers" / "run_times.csv"
+
+
+def _device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU, {os.cpu_count()} cores"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import pandas as pd
+    import papermill as pm
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("chapters", nargs="*", help="notebook stems (default: every chapter)")
+    ap.add_argument("--mode", choices=("smoke", "default"), required=True)
+    ap.add_argument("--device", default=None, help="what ran it, for the record")
+    ap.add_argument("--source", default="scripts/run_times.py (papermill)")
+    ap.add_argument("--keep", default=None, help="folder to keep the executed notebooks in")
+    args = ap.parse_args(argv)
+    stems = args.chapters or sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
+    for stem in stems:
+        nb = ROOT / "notebooks" / f"{stem}.ipynb"
+        if not nb.exists():
+            ap.error(f"no chapter {nb}")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(args.keep or tmp) / nb.name
+            out.parent.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            pm.execute_notebook(str(nb), str(out), parameters={"SMOKE": args.mode == "smoke"},
+                                cwd=str(nb.parent), progress_bar=False)
+            seconds = time.perf_counter() - start
+        row = {"chapter": stem, "mode": args.mode, "seconds": round(seconds, 1), "device": args.device or _device(),
+               "date": dt.date.today().isoformat(), "source": args.source}
+        old = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=list(row))
+        old = old[~((old["chapter"] == stem) & (old["mode"] == args.mode))]
+        pd.concat([old, pd.DataFrame([row])]).sort_values(["chapter", "mode"]).to_csv(CSV, index=False)
+        print(f"{stem} ({args.mode}): {seconds:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Claims of chapter 6 (all methods side by side), read from the glued values of its SMOKE run."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from xaihelpers import compare, papers
+
+pytestmark = pytest.mark.notebook
+
+OURS = {"GFI", "SRD-input", "SRD-high", "SRD-low", "causal (ConvAD)", "Activation Matching", "Activation Matching (amortised)"}
+
+
+@pytest.fixture(scope="module")
+def g(glued):
+    return glued("06_comparison")
+
+
+def _frame(g, key):
+    return pd.read_json(io.StringIO(g[key]), orient="split")
+
+
+def test_every_method_is_compared_on_the_same_images(g):
+    tab = _frame(g, "comparison_json")
+    strongest = g["strongest"].split(", ")
+    assert set(tab.index) == OURS | set(strongest) and len(tab) == g["n_methods"]
+    assert (tab["n"] == g["n_images"]).all()
+    for c in ("pointing_game", "attribution_localisation", "loc_error", "deletion", "insertion", "size", "planted_survival"):
+        assert tab[c].between(0, 1).all(), c
+    assert np.allclose(tab["per_fwd_bwd"], tab["seconds"] / (g["fwd_bwd_ms"] / 1000))
+
+
+def test_glued_winners_are_the_tables(g):
+    tab = _frame(g, "comparison_json")
+    for c, higher in compare.HIGHER_IS_BETTER.items():
+        best = tab[c].max() if higher else tab[c].min()
+        assert tab.loc[g[f"best_{c}"], c] == pytest.approx(best), c
+    ranks = _frame(g, "ranks_json")
+    assert ranks.index[0] == g["best_mean_rank"] and ranks["mean rank"].is_monotonic_increasing
+
+
+def test_costs_order_as_the_methods_work(g):
+    tab = _frame(g, "comparison_json")
+    # one decomposition pass vs hundreds of queries or optimisation steps
+    for slow in ("GFI", "causal (ConvAD)", "Activation Matching"):
+        assert tab.loc[slow, "seconds"] > tab.loc["SRD-input", "seconds"], slow
+    # the amortised mask network is one forward pass; per-image training is many
+    assert tab.loc["Activation Matching (amortised)", "seconds"] < tab.loc["Activation Matching", "seconds"]
+
+
+def test_agreement_is_a_correlation_matrix(g):
+    agree = _frame(g, "agreement_json")
+    a = agree.to_numpy()
+    assert np.allclose(a, a.T, equal_nan=True) and np.allclose(np.diag(a), 1)
+    assert np.nanmin(a) >= -1 - 1e-9 and np.nanmax(a) <= 1 + 1e-9
+    assert agree.to_numpy()[~np.eye(len(a), dtype=bool)].max() == pytest.approx(g["agree_most_value"])
+
+
+def test_claims_are_checked_by_rank(g):
+    claims = _frame(g, "claims_json")
+    assert len(claims) == len(papers.COMPARISON_CLAIMS) == g["claims_total"]
+    assert claims["best here"].sum() == g["claims_held"]
+    assert (claims["best here"] == claims["rank"].str.startswith("1 of")).all()
+
+
+def test_photo_scores(g):
+    photos = _frame(g, "photo_json")
+    assert {"GFI", "SRD-input", "causal (ConvAD)", "Activation Matching"} <= set(photos.index)
+    assert photos[["deletion", "insertion"]].stack().between(0, 1).all()

@@ -1,0 +1,69 @@
+"""The comparison machinery of chapter 6: explainers behind one call, scores, ranks and agreement."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xaihelpers import compare, data, models
+
+
+@pytest.fixture(scope="module")
+def bench():
+    cnn, prep, _ = models.load_benchmark_model("relu")
+    ds = data.cluttered_fashion_mnist("test", n=3, verbose=False)
+    return cnn, prep.normalize(ds.images), ds.labels, ds.masks, ds.boxes, prep
+
+
+def test_top_masks_keep_the_requested_share_of_the_top_pixels():
+    maps = torch.arange(16.0).reshape(1, 4, 4).repeat(2, 1, 1)
+    out = compare.top_masks(maps, [0.25, 0.5], (4, 4))
+    assert out.shape == (2, 4, 4) and out[0].sum() == 4 and out[1].sum() == 8
+    assert torch.all(out[0].flatten()[-4:] == 1)  # the four largest values
+    with pytest.raises(ValueError, match="one fraction per map"):
+        compare.top_masks(maps, [0.5], (4, 4))
+
+
+def test_ranks_follow_each_metrics_direction():
+    tab = pd.DataFrame({"pointing_game": [0.9, 0.5], "loc_error": [0.2, 0.1]}, index=["a", "b"])
+    r = compare.ranks(tab)
+    assert r.loc["a", "pointing_game"] == 1 and r.loc["b", "loc_error"] == 1  # higher PG, lower error is better
+    assert r["mean rank"].tolist() == [1.5, 1.5]
+    with pytest.raises(ValueError, match="no direction"):
+        compare.ranks(tab.assign(mystery=1.0), ["mystery"])
+
+
+def test_agreement_is_symmetric_and_one_for_identical_or_monotone_maps():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(4, 8, 8, generator=g)
+    agree = compare.agreement({"a": a, "a squared": a ** 2, "noise": torch.rand(4, 8, 8, generator=g)})
+    assert np.allclose(agree.to_numpy(), agree.to_numpy().T)
+    assert agree.loc["a", "a squared"] == pytest.approx(1.0)  # a rank correlation ignores monotone rescaling
+    assert abs(agree.loc["a", "noise"]) < 0.3
+
+
+def test_srd_explainer_checks_its_resolution(bench):
+    cnn, x, y, *_ = bench
+    with pytest.raises(ValueError, match="resolution"):
+        compare.srd_explainer("middle")
+    low, high, inp = (compare.srd_explainer(r)(cnn, x, y) for r in ("low", "high", "input"))
+    assert inp.shape == (3, 64, 64) and low.shape[-1] < high.shape[-1] < inp.shape[-1]
+
+
+def test_score_gives_every_metric_in_its_range(bench):
+    cnn, x, y, masks, boxes, prep = bench
+    from xaihelpers import causal
+
+    bg = causal.solid_backgrounds(4, (64, 64), prep.normalize)
+    ex = {"SRD-input": compare.srd_explainer("input"), "gradient": compare.baseline_explainer("saliency")}
+    results, maps = compare.score(ex, cnn, x, y, masks, boxes, bg, stability_images={"gradient": 1},
+                                  stability_samples=2, fidelity_subsets=10, verbose=False)
+    assert set(results) == set(ex) and maps["SRD-input"].shape == (3, 64, 64)
+    for df in results.values():
+        for c in ("pointing_game", "attribution_localisation", "size", "planted_survival", "deletion", "insertion"):
+            assert df[c].between(0, 1).all(), c
+    assert results["SRD-input"]["stability"].isna().all() and results["gradient"]["stability"].notna().sum() == 1
+    tab = compare.table(results, fwd_bwd=0.01)
+    assert tab.loc["gradient", "per_fwd_bwd"] == pytest.approx(tab.loc["gradient", "seconds"] / 0.01)
+    shown = compare.with_errors(tab, ["pointing_game", "stability"])
+    assert " ± " in shown.loc["gradient", "pointing_game"] and shown.loc["SRD-input", "stability"].endswith("n/a")

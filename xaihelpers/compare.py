@@ -1,0 +1,377 @@
+"""Every method of the book behind one call, scored on the same images (chapter 6).
+
+Chapter 6 (``notebooks/06_comparison.ipynb``) puts the four papers' methods and the
+strongest baselines of chapter 1 side by side. Each method becomes an *explainer*, a
+callable ``(model, x, target) -> maps`` of shape (N, h, w), so one scoring loop
+(:func:`score`) treats them alike:
+
+- where they point: pointing game, attribution localisation, localisation error;
+- how faithful: fidelity, deletion and insertion AUC;
+- how robust: stability under input noise, and the planting test of chapter 4 (the
+  smallest top fraction of the map that keeps the label, pasted on backgrounds that
+  carry no information);
+- how sparse: sparseness (Gini) and the size of that smallest sufficient top fraction;
+- how fast: seconds per image of the explainer call.
+
+:func:`table` turns the per-image scores into means with standard errors,
+:func:`ranks` ranks the methods per metric, and :func:`agreement` measures how alike
+two methods' maps are (Spearman rank correlation per image, averaged).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import _checks, actmatch, baselines, causal, gfi, metrics, srd
+
+Explainer = Callable[..., torch.Tensor]
+
+#: the metrics of chapter 6, grouped by the question they answer, and whether higher is better
+QUESTIONS = {
+    "where do they point?": {"pointing_game": True, "attribution_localisation": True, "loc_error": False},
+    "how faithful?": {"fidelity": True, "deletion": False, "insertion": True},
+    "how robust?": {"stability": False, "planted_survival": True},
+    "how sparse?": {"sparseness": True, "size": False},
+    "how fast?": {"seconds": False, "per_fwd_bwd": False},
+}
+HIGHER_IS_BETTER = {k: v for group in QUESTIONS.values() for k, v in group.items()}
+
+
+def _named(fn: Explainer, name: str) -> Explainer:
+    fn.__name__ = name
+    return fn
+
+
+def gfi_explainer(**settings) -> Explainer:
+    """Guided Feature Inversion (chapter 2) as an explainer; ``settings`` go to :func:`xaihelpers.gfi.explain`."""
+    return _named(lambda model, x, target=None: gfi.explain(model, x, target, **settings), "GFI")
+
+
+def srd_explainer(resolution: str = "input", **settings) -> Explainer:
+    """SRD (chapter 3) at one of its three resolutions.
+
+    Parameters
+    ----------
+    resolution : {"input", "high", "low"}
+        SRD-input (pixels), SRD-high (:func:`xaihelpers.srd.high_layer`) or SRD-low
+        (the encoder's output).
+    **settings
+        Passed to :func:`xaihelpers.srd.explain`.
+    """
+    if resolution not in ("input", "high", "low"):
+        raise ValueError(f"expected resolution 'input', 'high' or 'low', got {resolution!r}")
+
+    def run(model, x, target=None):
+        layer = srd.high_layer(model) if resolution == "high" else ("input" if resolution == "input" else None)
+        return srd.explain(model, x, target, layer=layer, **settings).cpu()
+
+    return _named(run, f"SRD-{resolution}")
+
+
+def causal_explainer(how: str = "convad", rule: str = "lenient", **settings) -> Explainer:
+    """Causal responsibility maps (chapter 4) under ConvAD or a masking value; see :func:`xaihelpers.causal.explain`."""
+    def run(model, x, target=None):
+        out = causal.explain(model, x, target, how=how, rule=rule, verbose=False, **settings)
+        return torch.from_numpy(np.stack([e.responsibility for e in out])).float()
+
+    return _named(run, f"causal ({causal.method_name(how, rule)})")
+
+
+def actmatch_explainer(**settings) -> Explainer:
+    """Activation Matching trained per image (chapter 5); the map is the mask network's sigmoid.
+
+    The binary mask is that map above 0.5; the sigmoid also ranks the pixels, which the
+    metrics need. ``settings`` go to :func:`xaihelpers.actmatch.explain`.
+    """
+    return _named(lambda model, x, target=None: actmatch.explain(model, x, target, verbose=False, **settings).soft,
+                  "Activation Matching")
+
+
+def amortised_explainer(net: actmatch.MaskNet) -> Explainer:
+    """An amortised mask network (chapter 5) as an explainer: the sigmoid of its output."""
+    def run(model, x, target=None):
+        dev = next(net.parameters()).device
+        with torch.no_grad():
+            return torch.cat([torch.sigmoid(net(b.to(dev)))[:, 0].cpu() for b in x.split(64)])
+
+    return _named(run, "Activation Matching (amortised)")
+
+
+def baseline_explainer(method: str, **settings) -> Explainer:
+    """A baseline of chapter 1 (:func:`xaihelpers.baselines.explain`) under its own name."""
+    return _named(baselines.explainer(method, **settings), method)
+
+
+def top_masks(maps: object, fractions: object, size: tuple[int, int]) -> torch.Tensor:
+    """Binary masks keeping each map's top ``fractions[i]`` of pixels (ties broken by position).
+
+    Parameters
+    ----------
+    maps : tensor or array, shape (N, h, w)
+        Attributions, resized to ``size``.
+    fractions : sequence of float, shape (N,)
+        Share of pixels to keep per image, in [0, 1].
+    size : (int, int)
+        Output resolution (H, W).
+
+    Returns
+    -------
+    torch.Tensor
+        float32 masks of shape (N, H, W) with values 0 and 1.
+    """
+    a = metrics.resize_maps(metrics._maps(maps), size).flatten(1)
+    fractions = np.asarray(fractions, dtype=float).reshape(-1)
+    if len(fractions) != len(a):
+        raise ValueError(f"expected one fraction per map ({len(a)}), got {len(fractions)}")
+    order = a.argsort(dim=1, descending=True, stable=True)
+    out = torch.zeros_like(a)
+    for i, f in enumerate(fractions):
+        out[i, order[i, : int(round(f * a.shape[1]))]] = 1.0
+    return out.reshape(-1, *size)
+
+
+def score(
+    explainers: Mapping[str, Explainer],
+    model: nn.Module,
+    x: torch.Tensor,
+    target,
+    masks: object,
+    boxes: object,
+    backgrounds: torch.Tensor,
+    stability_images: int | Mapping[str, int] = 16,
+    stability_samples: int = 5,
+    fidelity_subsets: int = 100,
+    batch_size: int = 16,
+    verbose: bool = True,
+) -> tuple[dict, dict]:
+    """Score every explainer on the same images with every metric of chapter 6.
+
+    :func:`xaihelpers.metrics.evaluate` gives the localisation, sparseness, fidelity
+    and stability columns; added here are deletion/insertion AUC, ``size`` (the
+    smallest top fraction of the map that keeps the label,
+    :func:`xaihelpers.metrics.explanation_size`) and ``planted_survival`` (the share of
+    ``backgrounds`` on which that top fraction, pasted alone, keeps the label).
+
+    Parameters
+    ----------
+    explainers : mapping of str to callable
+        Name to ``explainer(model, x, target) -> (N, h, w)``.
+    model : nn.Module
+        Classifier returning logits.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    target : sequence of int
+        Explained classes.
+    masks, boxes
+        Ground-truth object masks (N, H, W) and boxes (N, 4).
+    backgrounds : torch.Tensor
+        Normalised backgrounds for the planting test (B, 3, H, W).
+    stability_images : int or mapping of str to int
+        Images with a stability value (the costliest metric), for all or per method.
+    stability_samples, fidelity_subsets, batch_size
+        Passed to :func:`xaihelpers.metrics.evaluate`.
+    verbose : bool
+        Progress bar over the methods.
+
+    Returns
+    -------
+    (dict of str to pandas.DataFrame, dict of str to torch.Tensor)
+        Per-image scores (one row per image) and prepared maps (N, H, W) per method.
+    """
+    from tqdm.auto import tqdm
+
+    _checks.image_batch(x)
+    t = torch.as_tensor(target).reshape(-1)
+    if len(t) != len(x):
+        raise ValueError(f"expected one target per image ({len(x)}), got {len(t)}")
+    results, maps = {}, {}
+    for name, fn in tqdm(list(explainers.items()), desc="methods", disable=not verbose):
+        k = stability_images.get(name, 0) if isinstance(stability_images, Mapping) else stability_images
+        df, m = metrics.evaluate(fn, model, x, t, masks, boxes, stability_samples=stability_samples,
+                                 stability_images=k, fidelity_subsets=fidelity_subsets, batch_size=batch_size,
+                                 verbose=False)
+        df["deletion"], df["insertion"] = metrics.deletion_insertion(model, x, m, t)
+        df["size"] = metrics.explanation_size(model, x, m, t)
+        kept = top_masks(m, df["size"].to_numpy(), tuple(x.shape[-2:]))
+        df["planted_survival"] = causal.survival(model, x, kept.numpy(), backgrounds, t, gammas=(0.0,))[:, 0]
+        results[name], maps[name] = df, m
+    return results, maps
+
+
+def table(results: Mapping[str, "pandas.DataFrame"], fwd_bwd: float | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """Mean and standard error of every column of :func:`score` per method.
+
+    The localisation error is taken at its best threshold, as
+    :func:`xaihelpers.metrics.summarise` does; ``per_fwd_bwd`` is the time per image
+    divided by ``fwd_bwd`` (seconds of one forward+backward pass of the model).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method: each metric of :data:`HIGHER_IS_BETTER`, ``<metric>_sem``,
+        ``alpha`` and ``n``.
+    """
+    import pandas as pd
+
+    base = metrics.summarise(results)
+    rows = {}
+    for name, df in results.items():
+        row = {c: base.loc[name, c] for c in ("loc_error", "loc_error_sem", "alpha", "n")}
+        for c in ("pointing_game", "attribution_localisation", "fidelity", "stability", "sparseness", "deletion",
+                  "insertion", "size", "planted_survival", "seconds"):
+            row[c], row[f"{c}_sem"] = df[c].mean(), df[c].sem()
+        if fwd_bwd:
+            row["per_fwd_bwd"], row["per_fwd_bwd_sem"] = row["seconds"] / fwd_bwd, row["seconds_sem"] / fwd_bwd
+        rows[name] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def with_errors(tab: "pandas.DataFrame", columns, digits: int = 3) -> "pandas.DataFrame":  # noqa: F821
+    """The ``columns`` of :func:`table` as strings "mean ± standard error", for display."""
+    import pandas as pd
+
+    return pd.DataFrame({c: tab[c].map(lambda v: f"{v:.{digits}g}" if abs(v) >= 100 else f"{v:.{digits}f}")
+                         + " ± " + tab[f"{c}_sem"].map(lambda v: f"{v:.{digits}f}" if np.isfinite(v) else "n/a")
+                         for c in columns})
+
+
+def ranks(tab: "pandas.DataFrame", columns=None) -> "pandas.DataFrame":  # noqa: F821
+    """Rank of each method per metric (1 is best; ties share the lower rank), and the mean rank.
+
+    Parameters
+    ----------
+    tab : pandas.DataFrame
+        Output of :func:`table`.
+    columns : sequence of str, optional
+        Metrics to rank; default every column of :data:`HIGHER_IS_BETTER` present in ``tab``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method, one column per metric and ``mean rank``, sorted by it.
+    """
+    columns = [c for c in (columns or HIGHER_IS_BETTER) if c in tab.columns]
+    unknown = [c for c in columns if c not in HIGHER_IS_BETTER]
+    if unknown:
+        raise ValueError(f"no direction known for {unknown}; expected columns of {list(HIGHER_IS_BETTER)}")
+    import pandas as pd
+
+    out = pd.DataFrame({c: tab[c].rank(ascending=not HIGHER_IS_BETTER[c], method="min") for c in columns})
+    out["mean rank"] = out.mean(axis=1)
+    return out.sort_values("mean rank")
+
+
+def agreement(maps: Mapping[str, object]) -> "pandas.DataFrame":  # noqa: F821
+    """Mean Spearman rank correlation between every two methods' maps of the same images.
+
+    Parameters
+    ----------
+    maps : mapping of str to (N, H, W) maps
+        Prepared maps per method, all of the same images and shape.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Symmetric (methods x methods), 1 on the diagonal; nan where a map is constant
+        on every image.
+    """
+    import pandas as pd
+
+    names = list(maps)
+    out = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            with np.errstate(invalid="ignore"):
+                r = float(np.nanmean(metrics.spearman(maps[a], maps[b]))) if len(maps[a]) else float("nan")
+            out.loc[a, b] = out.loc[b, a] = r
+    return out
+
+
+LABELS = {"pointing_game": "pointing game", "attribution_localisation": "attribution localisation",
+          "loc_error": "localisation error", "fidelity": "fidelity", "deletion": "deletion AUC",
+          "insertion": "insertion AUC", "stability": "stability (max-sensitivity)",
+          "planted_survival": "planted: label kept", "sparseness": "sparseness (Gini)",
+          "size": "smallest sufficient share", "seconds": "seconds per image", "per_fwd_bwd": "/ forward+backward"}
+
+
+def plot_question(tab: "pandas.DataFrame", question: str, title: str | None = None):  # noqa: F821
+    """One panel per metric of a question of :data:`QUESTIONS`: mean ± standard error per method.
+
+    The best method of each panel is drawn in a darker colour; the panel title says
+    whether higher or lower is better.
+
+    Parameters
+    ----------
+    tab : pandas.DataFrame
+        Output of :func:`table`.
+    question : str
+        A key of :data:`QUESTIONS`.
+    title : str, optional
+        Figure title (default the question).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    import matplotlib.pyplot as plt
+
+    if question not in QUESTIONS:
+        raise ValueError(f"expected a question of {list(QUESTIONS)}, got {question!r}")
+    cols = [c for c in QUESTIONS[question] if c in tab.columns]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 0.35 * len(tab) + 1.4), sharey=True, squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        vals, err = tab[c].to_numpy(float), tab[f"{c}_sem"].fillna(0).to_numpy(float)
+        finite = np.isfinite(vals)
+        best = (np.nanargmax if HIGHER_IS_BETTER[c] else np.nanargmin)(np.where(finite, vals, np.nan)) if finite.any() else -1
+        colours = ["tab:blue" if i == best else "lightsteelblue" for i in range(len(vals))]
+        ax.barh(range(len(vals)), np.nan_to_num(vals), xerr=err, color=colours, capsize=2)
+        ax.set_yticks(range(len(vals)), tab.index)
+        ax.invert_yaxis()
+        ax.set_title(f"{LABELS.get(c, c)}\n({'higher' if HIGHER_IS_BETTER[c] else 'lower'} is better)", fontsize=9)
+        if c in ("seconds", "per_fwd_bwd"):
+            ax.set_xscale("log")
+    fig.suptitle(title or question)
+    fig.tight_layout()
+    return fig
+
+
+def rank_of(tab: "pandas.DataFrame", method: str, metric: str) -> str:  # noqa: F821
+    """``"k of n"``: the rank of ``method`` on ``metric`` among the rows of ``tab`` (1 is best)."""
+    r = ranks(tab, [metric])
+    if method not in r.index:
+        raise ValueError(f"expected a method of {list(r.index)}, got {method!r}")
+    if not np.isfinite(r.loc[method, metric]):
+        return "not measured"
+    return f"{int(r.loc[method, metric])} of {int(r[metric].notna().sum())}"
+
+
+#: baselines left out on photos because they cost minutes per photo on a CPU (see the speed table)
+SLOW_ON_PHOTOS = ("scorecam", "ablationcam")
+
+
+def claims(tab: "pandas.DataFrame", claims_list=None) -> "pandas.DataFrame":  # noqa: F821
+    """Each paper's claim of :data:`xaihelpers.papers.COMPARISON_CLAIMS` checked against ``tab``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``paper``, ``claim``, ``method``, ``metric``, ``here`` (mean ±
+        standard error), ``rank`` ("k of n") and ``best here`` (rank 1).
+    """
+    import pandas as pd
+
+    from . import papers
+
+    rows = []
+    for paper, claim, method, metric in claims_list or papers.COMPARISON_CLAIMS:
+        if method not in tab.index:
+            continue
+        r = rank_of(tab, method, metric)
+        rows.append({"paper": paper, "claim": claim, "method": method, "metric": LABELS.get(metric, metric),
+                     "here": with_errors(tab.loc[[method]], [metric]).iloc[0, 0], "rank": r,
+                     "best here": r.startswith("1 of")})
+    return pd.DataFrame(rows)
