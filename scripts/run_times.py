@@ -6,8 +6,11 @@ repository root::
     python scripts/run_times.py --mode smoke                # every chapter, SMOKE=True
     python scripts/run_times.py --mode default 06_comparison
 
-A row per (chapter, mode) is replaced by the new measurement; ``--device`` says what
-ran it (default: the CUDA device's name, else "CPU, <n> cores").
+A row per (chapter, mode, device) is replaced by the new measurement; ``--device`` says
+what ran it (default: the CUDA device's name, else "CPU, <n> cores"). After each run,
+and with ``--render`` alone, the run-time tables of README.md and
+book/for_teachers.md (between ``<!-- run-times:start -->`` and ``<!-- run-times:end -->``)
+are rewritten from the CSV.
 """
 
 from __future__ import annotations
@@ -38,11 +41,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("chapters", nargs="*", help="notebook stems (default: every chapter)")
-    ap.add_argument("--mode", choices=("smoke", "default"), required=True)
+    ap.add_argument("--mode", choices=("smoke", "default"))
+    ap.add_argument("--render", action="store_true", help="only rewrite the tables from the CSV")
     ap.add_argument("--device", default=None, help="what ran it, for the record")
     ap.add_argument("--source", default="scripts/run_times.py (papermill)")
     ap.add_argument("--keep", default=None, help="folder to keep the executed notebooks in")
     args = ap.parse_args(argv)
+    if args.render:
+        render()
+        return 0
+    if args.mode is None:
+        ap.error("--mode is required unless --render")
     stems = args.chapters or sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
     for stem in stems:
         nb = ROOT / "notebooks" / f"{stem}.ipynb"
@@ -58,10 +67,41 @@ def main(argv: list[str] | None = None) -> int:
         row = {"chapter": stem, "mode": args.mode, "seconds": round(seconds, 1), "device": args.device or _device(),
                "date": dt.date.today().isoformat(), "source": args.source}
         old = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=list(row))
-        old = old[~((old["chapter"] == stem) & (old["mode"] == args.mode))]
+        old = old[~((old["chapter"] == stem) & (old["mode"] == args.mode) & (old["device"] == row["device"]))]
         pd.concat([old, pd.DataFrame([row])]).sort_values(["chapter", "mode"]).to_csv(CSV, index=False)
         print(f"{stem} ({args.mode}): {seconds:.0f} s", flush=True)
+        render()
     return 0
+
+
+def table() -> str:
+    """The markdown table of run times: one row per chapter, CPU and GPU columns."""
+    import pandas as pd
+
+    from xaihelpers.runtime import duration
+
+    df = pd.read_csv(CSV)
+    gpu = ~df["device"].str.startswith("CPU")
+    lines = ["| Chapter | SMOKE, CPU | default, CPU | default, GPU |", "|---|---|---|---|"]
+    for stem in sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")):
+        cells = []
+        for mode, on_gpu in (("smoke", False), ("default", False), ("default", True)):
+            rows = df[(df["chapter"] == stem) & (df["mode"] == mode) & (gpu == on_gpu)]
+            cells.append(f"{duration(rows['seconds'].iloc[-1])} ({rows['device'].iloc[-1]})" if on_gpu and len(rows)
+                         else duration(rows["seconds"].iloc[-1]) if len(rows) else "not measured yet")
+        lines.append(f"| {stem} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render() -> None:
+    """Rewrite the run-time tables of README.md and book/for_teachers.md from the CSV."""
+    start, end = "<!-- run-times:start -->", "<!-- run-times:end -->"
+    for path in (ROOT / "README.md", ROOT / "book" / "for_teachers.md"):
+        text = path.read_text()
+        if start not in text or end not in text:
+            raise SystemExit(f"{path} has no {start} ... {end} block")
+        head, rest = text.split(start, 1)
+        path.write_text(head + start + "\n" + table() + "\n" + end + rest.split(end, 1)[1])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,23 @@ and named after what they hold:
 ``gfi``
     Guided Feature Inversion (Du et al. 2018), Eq. 1-4 and the two-stage
     optimisation (chapter 2).
+``perturbation``
+    Fong & Vedaldi's meaningful-perturbation mask, GFI's baseline (chapter 2).
+``srd``, ``apop``
+    Sharing Ratio Decomposition (Han et al. 2024) and activation-pattern-only
+    prediction (chapter 3).
+``attack``
+    the explanation manipulation of Dombrowski et al., with a differentiable SRD
+    (chapter 3).
+``convad``, ``causal``
+    Activation-Deactivation (Chanchal et al. 2025) and causal responsibility (ReX),
+    with the planting test of robustness (chapter 4).
+``actmatch``
+    Activation Matching (Suhail et al. 2025), per image and amortised (chapter 5).
+``compare``
+    every method behind one call, scored, ranked and compared (chapter 6).
+``papers``
+    the numbers the papers report, beside ours.
 ``metrics``
     localisation, sparseness, faithfulness, robustness and similarity metrics, and
     the model-randomisation sanity check (chapter 1).
@@ -26,7 +43,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, baselines, causal, compare, convad, data, gfi, hooks, metrics, models, papers, perturbation, runtime, srd, viz
+from . import actmatch, apop, attack, baselines, causal, compare, convad, data, gfi, hooks, metrics, models, papers, perturbation, runtime, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -35,13 +52,22 @@ from .runtime import device, seed_everything, smoke
 __version__ = "0.1.0"
 
 __all__ = [
+    "actmatch",
+    "apop",
+    "attack",
     "baselines",
+    "causal",
+    "compare",
+    "convad",
     "data",
     "gfi",
     "hooks",
     "metrics",
     "models",
+    "papers",
+    "perturbation",
     "runtime",
+    "srd",
     "viz",
     "load_image",
     "sample_images",
