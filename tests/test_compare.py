@@ -67,3 +67,11 @@ def test_score_gives_every_metric_in_its_range(bench):
     assert tab.loc["gradient", "per_fwd_bwd"] == pytest.approx(tab.loc["gradient", "seconds"] / 0.01)
     shown = compare.with_errors(tab, ["pointing_game", "stability"])
     assert " ± " in shown.loc["gradient", "pointing_game"] and shown.loc["SRD-input", "stability"].endswith("n/a")
+
+
+def test_best_names_every_tied_method():
+    tab = pd.DataFrame({"pointing_game": [1.0, 1.0, 0.5], "loc_error": [0.3, 0.1, 0.2]}, index=["a", "b", "c"])
+    assert compare.best(tab, "pointing_game") == (["a", "b"], 1.0, "a and b")
+    assert compare.best(tab, "loc_error")[0] == ["b"]
+    with pytest.raises(ValueError, match="metric"):
+        compare.best(tab, "colour")

@@ -375,3 +375,21 @@ def claims(tab: "pandas.DataFrame", claims_list=None) -> "pandas.DataFrame":  # 
                      "here": with_errors(tab.loc[[method]], [metric]).iloc[0, 0], "rank": r,
                      "best here": r.startswith("1 of")})
     return pd.DataFrame(rows)
+
+
+def best(tab: "pandas.DataFrame", metric: str) -> tuple[list[str], float, str]:  # noqa: F821
+    """The methods with the best mean on ``metric`` (ties included), the value, and the names in words.
+
+    Returns
+    -------
+    (list of str, float, str)
+        The tied methods in table order, their value, and e.g. ``"occlusion"``,
+        ``"SRD-high and occlusion"`` or ``"7 methods, tied"``.
+    """
+    if metric not in HIGHER_IS_BETTER:
+        raise ValueError(f"expected a metric of {list(HIGHER_IS_BETTER)}, got {metric!r}")
+    col = tab[metric]
+    value = float(col.max() if HIGHER_IS_BETTER[metric] else col.min())
+    names = [str(m) for m in tab.index[np.isclose(col.to_numpy(float), value, rtol=0, atol=1e-12)]]
+    words = names[0] if len(names) == 1 else " and ".join(names) if len(names) == 2 else f"{len(names)} methods, tied"
+    return names, value, words
