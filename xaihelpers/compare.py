@@ -330,10 +330,10 @@ def plot_question(tab: "pandas.DataFrame", question: str, title: str | None = No
         colours = ["tab:blue" if i == best else "lightsteelblue" for i in range(len(vals))]
         ax.barh(range(len(vals)), np.nan_to_num(vals), xerr=err, color=colours, capsize=2)
         ax.set_yticks(range(len(vals)), tab.index)
-        ax.invert_yaxis()
         ax.set_title(f"{LABELS.get(c, c)}\n({'higher' if HIGHER_IS_BETTER[c] else 'lower'} is better)", fontsize=9)
         if c in ("seconds", "per_fwd_bwd"):
             ax.set_xscale("log")
+    axes[0, 0].invert_yaxis()  # the table's order from the top (the axes share y: invert once)
     fig.suptitle(title or question)
     fig.tight_layout()
     return fig
