@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from . import _checks, metrics
 from .models import ResidualBlock
+from .srd import _bn_affine
 
 METHODS = ("gradient", "input_x_gradient", "guided_backprop", "integrated_gradients", "lrp_epsilon_plus", "srd")
 _EPS = 1e-12
@@ -113,8 +114,7 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, tor
     w = conv.weight.detach()
     b = conv.bias.detach() if conv.bias is not None else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
     if bn is not None:
-        scale = (bn.weight if bn.affine else 1.0) / torch.sqrt(bn.running_var + bn.eps)
-        shift = (bn.bias if bn.affine else 0.0) - bn.running_mean * scale
+        scale, shift = _bn_affine(bn)
         w, b = w * scale.detach()[:, None, None, None], b * scale.detach() + shift.detach()
     if isinstance(conv.padding, str) or conv.groups != 1:
         raise ValueError(f"srd_map needs numeric padding and no groups, got {conv}")
