@@ -14,26 +14,54 @@ def bench():
     return cnn, prep, prep.normalize(ds.images), ds.labels
 
 
-def test_differentiable_srd_equals_the_taped_one(bench):
+def test_srd_in_the_graph_equals_the_plain_maps(bench):
     cnn, _, x, y = bench
     cnn64, x64 = cnn.double(), x.double()
     try:
-        ref = srd.explain(cnn64, x64, y).double()
-        mine = attack.srd_map(cnn64, x64, y, start="contrastive").detach()
-        assert torch.allclose(mine, ref, atol=1e-7 * ref.abs().max().item())
-        # constant top-level ratios: conservation, every encoder position hands down relevance 1
-        const = attack.srd_map(cnn64, x64).detach()
-        assert torch.allclose(const.sum((1, 2)), torch.full((len(x),), 64.0, dtype=torch.float64), atol=1e-6)
+        for rule in ("contrastive", "constant"):
+            ref = srd.explain(cnn64, x64, y, rule=rule)
+            mine = srd.explain(cnn64, x64, y, rule=rule, create_graph=True)
+            assert mine.requires_grad and torch.allclose(mine.detach(), ref, atol=1e-9 * ref.abs().max().item())
+        # constant top-level ratios: conservation, every encoder position (8 x 8) hands down relevance 1
+        assert torch.allclose(ref.sum((1, 2)), torch.full((len(x),), 64.0, dtype=torch.float64), atol=1e-6)
     finally:
         cnn.float()
 
 
-def test_differentiable_srd_has_an_input_gradient(bench):
-    cnn, _, x, y = bench
-    smooth = attack.smooth(cnn, beta=20.0)
-    xg = x[:2].clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(attack.srd_map(smooth, xg).abs().sum(), xg)
+@pytest.mark.parametrize("rule", ["constant", "contrastive"])
+def test_srd_input_gradient_matches_finite_differences(bench, rule):
+    # noise images: no ties in the max-pools, whose switches make the map jump
+    cnn = bench[0]
+    smooth = attack.smooth(cnn, beta=20.0).double()
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64, generator=g)
+    d = torch.randn(x.shape, dtype=torch.float64, generator=g)
+    xg = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(srd.explain(smooth, xg, [1, 2], rule=rule, create_graph=True).pow(2).sum(), xg)
+
+    def f(z):
+        return srd.explain(smooth, z, [1, 2], rule=rule).pow(2).sum()
+
+    eps = 1e-6
+    fd = (f(x + eps * d) - f(x - eps * d)) / (2 * eps)
+    assert torch.isclose((grad * d).sum(), fd, rtol=1e-4), ((grad * d).sum().item(), fd.item())
+
+
+def test_efficientnet_is_smoothed_and_differentiable():
+    net = models.EfficientNetLite0().eval()
+    soft = attack.smooth(net, beta=10.0)
+    assert not any(isinstance(m, (torch.nn.ReLU, torch.nn.ReLU6)) for m in soft.modules())
+    assert sum(isinstance(m, attack.SmoothReLU) and m.cap == 6.0 for m in soft.modules()) == \
+        sum(isinstance(m, torch.nn.ReLU6) for m in net.modules())
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(attack.smooth(net, None)(x), net(x), atol=1e-5)
+    xg = x.clone().requires_grad_(True)
+    e = attack.explanation(soft, xg, 3, "srd", create_graph=True)
+    (g,) = torch.autograd.grad(e.pow(2).sum(), xg)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+    plain = srd.explain(net, x, 3, rule="constant").abs()
+    assert torch.allclose(attack.explanation(attack.smooth(net, None), x, 3, "srd"), plain / plain.sum(), atol=1e-6)
 
 
 def test_smooth_copies_and_converges_to_relu(bench):
@@ -45,7 +73,7 @@ def test_smooth_copies_and_converges_to_relu(bench):
         near = (attack.smooth(cnn, 1000.0)(x) - ref).abs().max()
     assert near < far
     assert any(isinstance(m, torch.nn.ReLU) for m in cnn.modules())  # the original is untouched
-    with pytest.raises(ValueError, match="nn.ReLU"):
+    with pytest.raises(ValueError, match="nn.ReLU6"):
         attack.smooth(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh()))
 
 

@@ -64,12 +64,15 @@ def test_global_view_neighbours_share_the_class(g):
     assert g["nn_same_class"] > 0.1
 
 
-def test_manipulation_attack_table(g):
-    atk = pd.read_json(io.StringIO(g["atk_json"]), orient="split")
+@pytest.mark.parametrize("key", ["atk", "atk_photo"])
+def test_manipulation_attack_table(g, key):
+    atk = pd.read_json(io.StringIO(g[f"{key}_json"]), orient="split")
     from xaihelpers import attack
 
     assert list(atk.index) == list(attack.METHODS)
     assert atk[["SSIM", "PCC", "PCC with the target"]].stack().between(-1, 1).all()
     assert (atk["largest RGB change (/255)"] <= 8 + 1e-3).all()  # the perturbation stays within 8/255
+    assert (atk["largest RGB change (/255)"] > 0).all()  # and the attack moved every method's images
     assert atk["label kept"].mean() >= 0.5  # the logit term keeps the prediction
-    assert g["atk_best_pcc"] == atk["PCC"].idxmax()
+    assert g[f"{key}_best_pcc"] == atk["PCC"].idxmax()
+    assert g[f"{key}_srd_rank_ssim"].endswith(f"of {len(atk)}")

@@ -19,10 +19,11 @@ value and the attack stops for an image once the image MSE reaches
 SSIM and Pearson correlation between :math:`\phi(x)` and :math:`\phi(x+\delta)`, high
 when the method resists.
 
-SRD here is :func:`srd_map`, a differentiable re-implementation of
-:func:`xaihelpers.srd.explain` for the benchmark CNN family (convolution, batch norm,
-activation, max-pool and residual blocks); with ``start="constant"`` the top-level
-sharing ratios are all 1, as the paper does for the attack.
+SRD here is :func:`xaihelpers.srd.explain` with ``create_graph=True`` (maps in the
+graph of the input, for any model SRD supports) and ``rule="constant"``: the
+top-level sharing ratios are all 1, as the paper does for the attack. ReLU and
+ReLU6 are both smoothed (ReLU6 as :math:`\mathrm{softplus}_\beta(x) - \mathrm{softplus}_\beta(x - 6)`),
+so the attack runs on the benchmark CNNs and on EfficientNet-Lite0 alike.
 """
 
 from __future__ import annotations
@@ -35,9 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import _checks, metrics
-from .models import ResidualBlock
-from .srd import _bn_affine
+from . import _checks, metrics, srd
 
 METHODS = ("gradient", "input_x_gradient", "guided_backprop", "integrated_gradients", "lrp_epsilon_plus", "srd")
 _EPS = 1e-12
@@ -47,53 +46,76 @@ _EPS = 1e-12
 # smooth activations, and guided backpropagation that can be differentiated again
 # ----------------------------------------------------------------------------
 
+def _soft(x: torch.Tensor, beta: float | None, cap: float | None) -> torch.Tensor:
+    """ReLU (or ReLU capped at ``cap``) for ``beta=None``, else its softplus_beta smoothing."""
+    if not beta:
+        return F.relu(x) if cap is None else F.hardtanh(x, 0.0, cap)
+    y = F.softplus(x, beta=beta)
+    return y if cap is None else y - F.softplus(x - cap, beta=beta)
+
+
+def _slope(x: torch.Tensor, beta: float | None, cap: float | None) -> torch.Tensor:
+    if not beta:
+        on = x > 0 if cap is None else (x > 0) & (x < cap)
+        return on.to(x.dtype)
+    s = torch.sigmoid(beta * x)
+    return s if cap is None else s - torch.sigmoid(beta * (x - cap))
+
+
 class _GuidedSoftplus(torch.autograd.Function):
-    """softplus_beta forward; backward passes only positive gradients (guided backprop), differentiably."""
+    """Smoothed (capped) ReLU forward; backward passes only positive gradients (guided backprop), differentiably."""
 
     @staticmethod
-    def forward(ctx, x, beta):
+    def forward(ctx, x, beta, cap):
         ctx.save_for_backward(x)
-        ctx.beta = beta
-        return F.softplus(x, beta=beta) if beta else F.relu(x)
+        ctx.beta, ctx.cap = beta, cap
+        return _soft(x, beta, cap)
 
     @staticmethod
     def backward(ctx, g):
         (x,) = ctx.saved_tensors
-        slope = torch.sigmoid(ctx.beta * x) if ctx.beta else (x > 0).to(x.dtype)
-        return g.clamp(min=0) * slope, None
+        return g.clamp(min=0) * _slope(x, ctx.beta, ctx.cap), None, None
 
 
 class SmoothReLU(nn.Module):
-    """ReLU (``beta=None``) or softplus with slope ``beta``; ``guided=True`` adds guided backprop's gradient rule."""
+    r"""ReLU (``beta=None``) or softplus with slope ``beta``; ``guided=True`` adds guided backprop's gradient rule.
 
-    def __init__(self, beta: float | None = None, guided: bool = False) -> None:
+    ``cap=6`` makes it ReLU6, smoothed as :math:`\mathrm{softplus}_\beta(x) - \mathrm{softplus}_\beta(x-6)`.
+    """
+
+    is_activation = True  # an elementwise activation for :func:`xaihelpers.srd.is_activation`
+
+    def __init__(self, beta: float | None = None, guided: bool = False, cap: float | None = None) -> None:
         super().__init__()
-        self.beta, self.guided = beta, guided
+        self.beta, self.guided, self.cap = beta, guided, cap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.guided:
-            return _GuidedSoftplus.apply(x, self.beta)
-        return F.softplus(x, beta=self.beta) if self.beta else F.relu(x)
+            return _GuidedSoftplus.apply(x, self.beta, self.cap)
+        return _soft(x, self.beta, self.cap)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}, guided={self.guided}, cap={self.cap}"
 
 
 def smooth(model: nn.Module, beta: float | None = None, guided: bool = False) -> nn.Module:
-    """A copy of ``model`` with every ``nn.ReLU`` replaced by :class:`SmoothReLU` (frozen, eval mode).
+    """A copy of ``model`` with every ``nn.ReLU`` and ``nn.ReLU6`` replaced by :class:`SmoothReLU` (frozen, eval mode).
 
     Raises
     ------
     ValueError
-        If the model has no ``nn.ReLU`` module (its activations are already smooth or
-        written as functions, which this cannot replace).
+        If the model has no ``nn.ReLU`` or ``nn.ReLU6`` module (its activations are
+        already smooth or written as functions, which this cannot replace).
     """
     out = copy.deepcopy(model).eval()
     found = 0
     for parent in out.modules():
         for name, child in parent.named_children():
-            if isinstance(child, nn.ReLU):
-                setattr(parent, name, SmoothReLU(beta, guided))
+            if isinstance(child, (nn.ReLU, nn.ReLU6)):
+                setattr(parent, name, SmoothReLU(beta, guided, 6.0 if isinstance(child, nn.ReLU6) else None))
                 found += 1
     if not found:
-        raise ValueError(f"expected a model with nn.ReLU modules to smooth, found none in {type(model).__name__}")
+        raise ValueError(f"expected a model with nn.ReLU or nn.ReLU6 modules to smooth, found none in {type(model).__name__}")
     for p in out.parameters():
         p.requires_grad_(False)
     return out
@@ -104,142 +126,6 @@ def set_beta(model: nn.Module, beta: float | None) -> None:
     for m in model.modules():
         if isinstance(m, SmoothReLU):
             m.beta = beta
-
-
-# ----------------------------------------------------------------------------
-# SRD, differentiable
-# ----------------------------------------------------------------------------
-
-def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor, tuple]:
-    w = conv.weight.detach()
-    b = conv.bias.detach() if conv.bias is not None else torch.zeros(w.shape[0], device=w.device, dtype=w.dtype)
-    if bn is not None:
-        scale, shift = _bn_affine(bn)
-        w, b = w * scale.detach()[:, None, None, None], b * scale.detach() + shift.detach()
-    if isinstance(conv.padding, str) or conv.groups != 1:
-        raise ValueError(f"srd_map needs numeric padding and no groups, got {conv}")
-    return w, b, (conv.stride, conv.padding, conv.dilation)
-
-
-def _conv_t(g: torch.Tensor, w: torch.Tensor, geom: tuple, size: tuple[int, int]) -> torch.Tensor:
-    """The vector-Jacobian product of ``conv2d(., w)`` at output gradient ``g``, differentiable in ``g``."""
-    stride, padding, dilation = geom
-    k = w.shape[-2:]
-    extra = [size[d] - ((g.shape[-2 + d] - 1) * stride[d] - 2 * padding[d] + dilation[d] * (k[d] - 1) + 1) for d in (0, 1)]
-    return F.conv_transpose2d(g, w, stride=stride, padding=padding, output_padding=tuple(extra), dilation=dilation)
-
-
-def _norm(u: torch.Tensor) -> torch.Tensor:
-    return torch.sqrt(u.pow(2).sum(1, keepdim=True) + _EPS)
-
-
-def _through(u: torch.Tensor, w: torch.Tensor, b: torch.Tensor, geom: tuple, g: torch.Tensor) -> torch.Tensor:
-    """Gradient on ``u`` of one affine layer: the weights' part plus the bias split by input norms (Eq. 11)."""
-    beta = torch.einsum("c,nchw->nhw", b, g)[:, None]
-    norm = _norm(u)
-    ones = torch.ones(1, 1, *w.shape[-2:], dtype=u.dtype, device=u.device)
-    total = F.conv2d(norm, ones, stride=geom[0], padding=geom[1], dilation=geom[2])
-    spread = _conv_t(beta / total.clamp(min=_EPS), ones, geom, tuple(u.shape[-2:]))
-    return _conv_t(g, w, geom, tuple(u.shape[-2:])) + spread / norm * u
-
-
-def _share(v: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
-    """The gradient that hands relevance R_j to the parts of the PFV v_j by <part, v_j> / |v_j|^2."""
-    return v * (relevance / v.pow(2).sum(1).clamp(min=_EPS))[:, None]
-
-
-def srd_map(model: nn.Module, x: torch.Tensor, target=None, start: str = "constant") -> torch.Tensor:
-    """SRD-input of a benchmark-family CNN, written so that it can be differentiated with respect to ``x``.
-
-    The same decomposition as :func:`xaihelpers.srd.explain` (vector sharing ratios
-    against pre-activation PFVs, biases split by input norms, max-pool through its
-    argmax, residual sums by inner products), computed with plain tensor operations
-    instead of graph cuts.
-
-    Parameters
-    ----------
-    model : nn.Module
-        A model with ``features`` (a sequence of ``Conv2d``, ``BatchNorm2d``,
-        activations, ``MaxPool2d`` and :class:`xaihelpers.models.ResidualBlock`) followed
-        by ``pool``, ``flatten`` and ``fc``, like :class:`xaihelpers.models.BenchmarkCNN`.
-    x : torch.Tensor
-        Normalised images (N, 3, H, W); may require grad.
-    target : int, sequence or None
-        Class per image for ``start="contrastive"``; ignored for ``"constant"``.
-    start : {"constant", "contrastive"}
-        Relevance of the encoder output: 1 per position (the top-level sharing ratios
-        set to a constant, as for the attack) or Eq. 4.
-
-    Returns
-    -------
-    torch.Tensor
-        Relevance maps (N, H, W), in the graph of ``x``.
-    """
-    _checks.image_batch(x)
-    if not all(hasattr(model, a) for a in ("features", "pool", "flatten", "fc")):
-        raise ValueError(f"srd_map supports the benchmark CNN layout (features, pool, flatten, fc), got {type(model).__name__}")
-    if not x.requires_grad:  # Eq. 4 differentiates the logits with respect to the encoder output
-        x = x.detach().requires_grad_(True)
-    records, h = [], x
-    mods = list(model.features.children())
-    i = 0
-    while i < len(mods):
-        m = mods[i]
-        if isinstance(m, nn.Conv2d):
-            bn = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], nn.BatchNorm2d) else None
-            w, b, geom = _fold(m, bn)
-            records.append(("affine", h, w, b, geom))
-            h = F.conv2d(h, w, b, *geom)
-            i += 2 if bn is not None else 1
-        elif isinstance(m, nn.MaxPool2d):
-            out, idx = F.max_pool2d(h, m.kernel_size, m.stride, m.padding, m.dilation, return_indices=True)
-            records.append(("pool", h, idx, m))
-            h, i = out, i + 1
-        elif isinstance(m, ResidualBlock):
-            w1, b1, g1 = _fold(m.conv1, m.bn1)
-            w2, b2, g2 = _fold(m.conv2, m.bn2)
-            v1 = F.conv2d(h, w1, b1, *g1)
-            a1 = m.act1(v1)
-            v2 = h + F.conv2d(a1, w2, b2, *g2)
-            a2 = m.act2(v2)
-            records.append(("residual", h, (w1, b1, g1, v1, a1), (w2, b2, g2, v2, a2)))
-            h, i = a2, i + 1
-        elif len(list(m.parameters())) == 0:  # an activation
-            out = m(h)
-            records.append(("activation", h, out))
-            h, i = out, i + 1
-        else:
-            raise ValueError(f"srd_map does not support {type(m).__name__} layers")
-    if start == "constant":
-        relevance = torch.ones(x.shape[0], *h.shape[-2:], dtype=x.dtype, device=x.device)
-    elif start == "contrastive":
-        logits = model.fc(model.flatten(model.pool(h)))
-        t = _checks.targets(target, x.shape[0], logits.detach()).to(x.device)
-        score = logits.gather(1, t[:, None])[:, 0] - logits.mean(1)
-        (grad,) = torch.autograd.grad(score.sum(), h, create_graph=True)
-        relevance = (grad.mean(dim=(2, 3), keepdim=True) * h).sum(1).clamp(min=0)
-    else:
-        raise ValueError(f"expected start 'constant' or 'contrastive', got {start!r}")
-    g = None  # gradient on the current tensor; None while ``relevance`` holds its PFVs' relevance
-    for rec in reversed(records):
-        kind = rec[0]
-        if kind in ("activation", "residual") and g is not None:  # an activation's output: gradient -> relevance
-            out = rec[2] if kind == "activation" else rec[3][4]
-            relevance, g = (out * g).sum(1), None
-        if kind == "activation":
-            g = _share(rec[1], relevance)
-        elif kind == "affine":
-            _, u, w, b, geom = rec
-            g = _through(u, w, b, geom, g)
-        elif kind == "pool":
-            _, a, idx, m = rec
-            g = F.max_unpool2d(g, idx, m.kernel_size, m.stride, m.padding, output_size=a.shape[-2:])
-        else:  # residual: v2 = h + conv2(a1); a1 = act(conv1(h))
-            _, hin, (w1, b1, g1, v1, a1), (w2, b2, g2, v2, _) = rec
-            gv2 = _share(v2, relevance)
-            r_a1 = (a1 * _through(a1, w2, b2, g2, gv2)).sum(1)
-            g = gv2 + _through(hin, w1, b1, g1, _share(v1, r_a1))
-    return (x * g).sum(1)
 
 
 # ----------------------------------------------------------------------------
@@ -254,7 +140,8 @@ def explanation(model: nn.Module, x: torch.Tensor, target, method: str, create_g
     ``integrated_gradients`` (zero baseline, ``ig_steps`` midpoints), ``guided_backprop``
     (``model`` must come from :func:`smooth` with ``guided=True``), ``lrp_epsilon_plus``
     (zennit, z+ for convolutions, as :mod:`xaihelpers.baselines`) and ``srd``
-    (:func:`srd_map`, constant top-level ratios). Channel-resolved attributions are
+    (SRD-input with constant top-level ratios, :func:`xaihelpers.srd.explain` with
+    ``rule="constant"``). Channel-resolved attributions are
     summed over channels before the absolute value, except the gradient's.
     """
     if method not in METHODS:
@@ -287,7 +174,7 @@ def explanation(model: nn.Module, x: torch.Tensor, target, method: str, create_g
             _, rel = attr(x, torch.eye(n_classes, device=x.device)[t])
         m = rel.sum(1).abs()
     else:
-        m = srd_map(model, x, t).abs()
+        m = srd.explain(model, x, t, rule="constant", create_graph=create_graph).abs()
     return m / m.flatten(1).sum(1).clamp(min=_EPS)[:, None, None]
 
 
@@ -392,3 +279,64 @@ def pairs(n: int, seed: int = 0) -> np.ndarray:
         p = rng.permutation(n)
         if not np.any(p == np.arange(n)):
             return p
+
+
+def summary(results: dict, x: torch.Tensor, std=(1.0, 1.0, 1.0)):
+    """One row per method of :func:`manipulate`'s results: mean SSIM, PCC, PCC with the target, label kept, largest RGB change.
+
+    Parameters
+    ----------
+    results : dict
+        Method name -> the dict :func:`manipulate` returned for it.
+    x : torch.Tensor
+        The attacked images (normalised), to measure the perturbation.
+    std : sequence of 3 float
+        The normalisation's standard deviations; the change is given in units of 1/255.
+    """
+    import pandas as pd
+
+    scale = torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+    return pd.DataFrame({m: {"SSIM": r["ssim"].mean(), "PCC": r["pcc"].mean(), "PCC with the target": r["pcc_target"].mean(),
+                             "label kept": r["label_kept"].mean(),
+                             "largest RGB change (/255)": float(255 * ((r["x_adv"] - x.cpu()) * scale).abs().max())}
+                         for m, r in results.items()}).T
+
+
+def plot_robustness(results: dict, title: str):
+    """Box plots of SSIM and PCC between original and manipulated maps, one box per method; returns the figure."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    per_pair = pd.concat([pd.DataFrame({"method": m, "SSIM": r["ssim"], "PCC": r["pcc"]}) for m, r in results.items()])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    for ax, col in zip(axes, ("SSIM", "PCC")):
+        per_pair.boxplot(column=col, by="method", ax=ax, rot=30)
+        ax.set(title=f"{col}: original vs manipulated map (higher: harder to fool)", xlabel="")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_pair(results: dict, images: torch.Tensor, targets: torch.Tensor, denormalize, title: str, i: int = 0):
+    """Image ``i``, its attacked copy and its target image, each next to every method's map; returns the figure.
+
+    ``denormalize`` turns normalised images (N, 3, H, W) into (N, H, W, 3) arrays,
+    e.g. :meth:`xaihelpers.models.Preprocess.denormalize`. The attacked copy shown is
+    the one made for the last method of ``results``.
+    """
+    import matplotlib.pyplot as plt
+
+    last = list(results)[-1]
+    shown = {"original": images[i:i + 1], "manipulated": results[last]["x_adv"][i:i + 1], "target_maps": targets[i:i + 1]}
+    names = {"original": "image", "manipulated": f"attacked for {last}", "target_maps": "target image"}
+    fig, axes = plt.subplots(3, len(results) + 1, figsize=(1.9 * (len(results) + 1), 6))
+    for row, (key, label) in enumerate((("original", "original"), ("manipulated", "manipulated"), ("target_maps", "target"))):
+        img = denormalize(shown[key].cpu())[0]
+        axes[row, 0].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
+        axes[row, 0].set_title(names[key], fontsize=8)
+        for j, (m, r) in enumerate(results.items(), start=1):
+            axes[row, j].imshow(r[key][i], cmap="magma")
+            axes[row, j].set_title(f"{m}\n{label}" if row == 0 else label, fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig

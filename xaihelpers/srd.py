@@ -50,8 +50,17 @@ ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.ELU, nn.LeakyReLU, nn.SiLU, nn
 # Leaf modules whose forward is affine given the recorded max-pool indices.
 AFFINE = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout,
           nn.Identity, nn.Linear, nn.ZeroPad2d, nn.ConstantPad2d)
-RULES = ("contrastive", "identity")
+RULES = ("contrastive", "identity", "constant")
 _EPS = 1e-12
+
+
+def is_activation(module: nn.Module) -> bool:
+    """A module of :data:`ACTIVATIONS`, or one that declares ``is_activation = True``.
+
+    The declaration lets elementwise activations written elsewhere join the
+    decomposition, e.g. the smoothed ReLUs of :class:`xaihelpers.attack.SmoothReLU`.
+    """
+    return isinstance(module, ACTIVATIONS) or getattr(module, "is_activation", False) is True
 
 
 def _affine_by_name(module: nn.Module) -> bool:
@@ -62,12 +71,13 @@ def _affine_by_name(module: nn.Module) -> bool:
 def check_supported(model: nn.Module) -> None:
     """Raise a ``ValueError`` naming every layer type SRD cannot decompose.
 
-    Supported leaf layers: the activations of :data:`ACTIVATIONS`, and the affine
+    Supported leaf layers: activations (:func:`is_activation`), and the affine
     layers of :data:`AFFINE` (convolution, batch norm, pooling, padding, ...).
     Attention, layer norm, softmax and other non-affine layers are not.
     """
     bad = sorted({type(m).__name__ for m in model.modules()
-                  if not list(m.children()) and not isinstance(m, ACTIVATIONS + AFFINE) and not _affine_by_name(m)})
+                  if not list(m.children()) and not is_activation(m) and not isinstance(m, AFFINE)
+                  and not _affine_by_name(m)})
     if bad:
         raise ValueError(f"SRD cannot decompose layers of type {', '.join(bad)}; supported are activations "
                          f"({', '.join(t.__name__ for t in ACTIVATIONS)}) and affine layers "
@@ -111,11 +121,14 @@ class _BiasShare(torch.autograd.Function):
     it is split over the window of j in proportion to the norms of the input PFVs
     :math:`\\lVert u_i \\rVert` (Eq. 11), and handed to :math:`u_i` as the gradient
     :math:`\\rho_i u_i / \\lVert u_i\\rVert^2`, so that :math:`\\langle u_i, \\cdot\\rangle = \\rho_i`.
+    ``value``, when given, is the same tensor as ``u`` in the graph of the image: the
+    shares are computed from it, so that a map built with ``create_graph=True`` can be
+    differentiated through the norms as well.
     """
 
     @staticmethod
-    def forward(ctx, u, out, bias, kernel, stride, padding, dilation):
-        ctx.save_for_backward(u, bias)
+    def forward(ctx, u, out, bias, kernel, stride, padding, dilation, value=None):
+        ctx.save_for_backward(u if value is None else value, bias)
         ctx.geometry = (kernel, stride, padding, dilation, out.shape[-2:])
         return out.clone()
 
@@ -124,13 +137,16 @@ class _BiasShare(torch.autograd.Function):
         u, bias = ctx.saved_tensors
         kernel, stride, padding, dilation, _ = ctx.geometry
         beta = torch.einsum("c,nchw->nhw", bias, g)[:, None]  # bias relevance per output position
-        norm = u.norm(dim=1, keepdim=True)
+        sq = u.pow(2).sum(1, keepdim=True)
+        nz = sq > _EPS**2  # PFVs of zero norm get no share (and no 0/0 in a second derivative)
+        root = torch.where(nz, sq, torch.ones_like(sq)).sqrt()
+        norm = torch.where(nz, root, torch.zeros_like(root))
         ones = torch.ones(1, 1, *kernel, dtype=u.dtype, device=u.device)
         total = F.conv2d(norm, ones, stride=stride, padding=padding, dilation=dilation)
         q = torch.where(total > _EPS, beta / total.clamp(min=_EPS), torch.zeros_like(beta))
         spread = torch.nn.grad.conv2d_input(norm.shape, ones, q, stride=stride, padding=padding, dilation=dilation)
-        share = torch.where(norm > _EPS, spread / norm.clamp(min=_EPS), torch.zeros_like(norm))
-        return share * u, g, None, None, None, None, None
+        share = torch.where(nz, spread / root, torch.zeros_like(root))
+        return share * u, g, None, None, None, None, None, None
 
 
 def _geometry(conv: nn.Conv2d):
@@ -155,12 +171,18 @@ class _Event:
 
 
 class _Tape:
-    """Forward hooks that cut the graph at every activation and wrap biases."""
+    """Forward hooks that cut the graph at every activation and wrap biases.
 
-    def __init__(self, model: nn.Module, marks: list[str]) -> None:
+    ``cut=False`` records the same events without cutting anything (the values in
+    the graph of the image) and the input of every convolution and batch norm call;
+    a cutting tape given those ``inputs`` splits biases by their norms (graph mode).
+    """
+
+    def __init__(self, model: nn.Module, marks: list[str], cut: bool = True, inputs: list | None = None) -> None:
         self.model, self.events, self.handles = model, [], []
+        self.cut, self.inputs, self.calls = cut, ([] if not cut else inputs), 0
         self.leaves: dict[int, int] = {}  # id(leaf) -> event index
-        self.conv_out: dict[int, tuple] = {}  # id(conv output) -> (conv input, geometry)
+        self.conv_out: dict[int, tuple] = {}  # id(conv output) -> (conv input, geometry, its value)
         self.marked: dict[str, int] = {}
         self.start, self.past_start = marks[0], False  # layers after the start (the classifier) stay as they are
         names = dict(model.named_modules())
@@ -168,7 +190,7 @@ class _Tape:
         if missing:
             raise ValueError(f"expected layer names of the model, got unknown {missing}")
         for name, mod in model.named_modules():
-            if isinstance(mod, ACTIVATIONS):
+            if is_activation(mod):
                 self.handles.append(mod.register_forward_hook(self._activation(name)))
             elif isinstance(mod, nn.Conv2d):
                 self.handles.append(mod.register_forward_hook(self._conv))
@@ -178,7 +200,7 @@ class _Tape:
             self.handles.append(names[name].register_forward_hook(self._mark(name)))
 
     def add(self, name: str, pre, out: torch.Tensor) -> torch.Tensor:
-        leaf = out.detach().requires_grad_(True)
+        leaf = out.detach().requires_grad_(True) if self.cut else out
         self.leaves[id(leaf)] = len(self.events)
         self.events.append(_Event(name, pre, leaf))
         return leaf
@@ -197,23 +219,32 @@ class _Tape:
             return out
         return hook
 
+    def _value(self, inp: torch.Tensor):
+        """Count a convolution or batch norm call; the graph-mode value of its input, if any."""
+        self.calls += 1
+        if not self.cut:
+            self.inputs.append(inp)
+        return self.inputs[self.calls - 1] if self.cut and self.inputs is not None else None
+
     def _conv(self, mod, inp, out):
-        if self.past_start:
+        value = self._value(inp[0])
+        if self.past_start or not self.cut:
             return None
         geom = _geometry(mod)
-        self.conv_out[id(out)] = (inp[0], geom)
+        self.conv_out[id(out)] = (inp[0], geom, value)
         if mod.bias is None:
             return out
-        res = _BiasShare.apply(inp[0], out, mod.bias.detach(), *geom)
-        self.conv_out[id(res)] = (inp[0], geom)
+        res = _BiasShare.apply(inp[0], out, mod.bias.detach(), *geom, value)
+        self.conv_out[id(res)] = (inp[0], geom, value)
         return res
 
     def _bn(self, mod, inp, out):
-        if self.past_start:
+        value = self._value(inp[0])
+        if self.past_start or not self.cut:
             return None
         _, shift = _bn_affine(mod)
-        u, geom = self.conv_out.get(id(inp[0]), (inp[0], ((1, 1), (1, 1), (0, 0), (1, 1))))
-        return _BiasShare.apply(u, out, shift.detach(), *geom)
+        u, geom, value = self.conv_out.get(id(inp[0]), (inp[0], ((1, 1), (1, 1), (0, 0), (1, 1)), value))
+        return _BiasShare.apply(u, out, shift.detach(), *geom, value)
 
     def close(self) -> None:
         for h in self.handles:
@@ -221,22 +252,26 @@ class _Tape:
 
 
 def _start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Tensor, rule: str,
-                     unit: str = "vector") -> torch.Tensor:
+                     unit: str = "vector", create_graph: bool = False) -> torch.Tensor:
     """Eq. 4: class-contrastive Grad-CAM of the encoder output, negatives cut.
 
+    ``rule="constant"`` gives every encoder position relevance 1 instead (the top-level
+    sharing ratios set to a constant, as the paper does for the manipulation attack).
     ``unit="scalar"`` keeps one relevance per neuron, :math:`\alpha_{ch} A^{ch}_i`, with the
     negative neurons cut (the ablation's neuron-level start); shape (N, C, h, w).
     """
+    if rule == "constant":
+        ones = torch.ones_like(start)
+        return ones / start.shape[1] if unit == "scalar" else ones[:, 0]
     score = logits.gather(1, target[:, None])[:, 0]
     if rule == "contrastive":
         score = score - logits.mean(1)
     elif rule != "identity":
         raise ValueError(f"expected rule in {RULES}, got {rule!r}")
-    (grad,) = torch.autograd.grad(score.sum(), start)
+    (grad,) = torch.autograd.grad(score.sum(), start, create_graph=create_graph)
     alpha = grad.mean(dim=(2, 3), keepdim=True)
-    if unit == "scalar":
-        return (alpha * start).clamp(min=0).detach()
-    return (alpha * start).sum(1).clamp(min=0).detach()
+    rel = (alpha * start).clamp(min=0) if unit == "scalar" else (alpha * start).sum(1).clamp(min=0)
+    return rel if create_graph else rel.detach()
 
 
 UNITS = ("vector", "scalar")
@@ -244,7 +279,8 @@ VECTORS = ("pre", "post")
 
 
 def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = "input", start: str | None = None,
-            rule: str = "contrastive", unit: str = "vector", vectors: str = "pre") -> torch.Tensor:
+            rule: str = "contrastive", unit: str = "vector", vectors: str = "pre",
+            create_graph: bool = False) -> torch.Tensor:
     """SRD saliency maps: relevance of the PFVs of ``layer`` for class ``target``.
 
     Parameters
@@ -262,56 +298,88 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
         output itself (SRD-low).
     start : str, optional
         Encoder output where Eq. 4 starts; default :func:`encoder_layer`.
-    rule : {"contrastive", "identity"}
-        Eq. 4 on the target's logit minus the mean logit (the paper), or on the logit.
+    rule : {"contrastive", "identity", "constant"}
+        Eq. 4 on the target's logit minus the mean logit (the paper), or on the logit;
+        ``"constant"``: relevance 1 at every encoder position, whatever the class
+        (the paper's setting for the manipulation attack, Section 4.3).
     unit, vectors : str
         The paper's ablation (Appendix F): ``unit="scalar"`` shares relevance per
         neuron, :math:`z_{i\to j} / z_j` (LRP-0 through the same layers), instead of per
         PFV; ``vectors="post"`` takes the sharing ratio against the post-activation
         vector instead of the pre-activation one (no longer conservative).
+    create_graph : bool
+        Return maps in the graph of ``x``, so that they can be differentiated with
+        respect to the input (the manipulation attack, :mod:`xaihelpers.attack`).
+        The network then runs twice: once as it is, for the values, and once cut at
+        its activations, whose vector-Jacobian products are taken with
+        ``create_graph=True``. About three times the memory of the plain call.
 
     Returns
     -------
     torch.Tensor
-        Maps of shape (N, h, w) at ``layer``'s resolution, detached, on ``x``'s device.
+        Maps of shape (N, h, w) at ``layer``'s resolution, on ``x``'s device;
+        detached unless ``create_graph``.
     """
     _checks.image_batch(x)
     check_supported(model)
     if unit not in UNITS or vectors not in VECTORS:
         raise ValueError(f"expected unit in {UNITS} and vectors in {VECTORS}, got {unit!r} and {vectors!r}")
+    if rule not in RULES:
+        raise ValueError(f"expected rule in {RULES}, got {rule!r}")
     start = start or encoder_layer(model)
 
     def eq4(logits, leaf):
         t = _checks.targets(target, x.shape[0], logits.detach())
-        return _start_relevance(logits, leaf, t, rule, unit)
+        return _start_relevance(logits, leaf, t, rule, unit, create_graph)
 
-    return _decompose(model, x, start, start if layer is None else layer, eq4, unit, vectors)
+    return _decompose(model, x, start, start if layer is None else layer, eq4, unit, vectors, create_graph)
 
 
-def _decompose(model, x, start, stop, relevance_fn, unit="vector", vectors="pre") -> torch.Tensor:
-    """Forward with the tape, relevance at ``start`` from ``relevance_fn(logits, leaf)``, then down to ``stop``."""
+def _decompose(model, x, start, stop, relevance_fn, unit="vector", vectors="pre", create_graph=False) -> torch.Tensor:
+    """Forward with the tape, relevance at ``start`` from ``relevance_fn(logits, leaf)``, then down to ``stop``.
+
+    ``create_graph``: a first, uncut forward gives the values in the graph of ``x``
+    (:class:`_Tape` with ``cut=False``); the cut tape only supplies the vector-Jacobian
+    products, taken with ``create_graph=True``.
+    """
     dev = _checks.model_device(model)
-    x = x.detach().to(dev)
+    if create_graph:
+        x = x.to(dev) if x.requires_grad else x.detach().to(dev).requires_grad_(True)
+    else:
+        x = x.detach().to(dev)
     marks = [start] + ([stop] if stop not in ("input", start) else [])
-    tape = _Tape(model, marks)
+    values = _Tape(model, marks, cut=False) if create_graph else None
+    tape = None
     try:
         with torch.enable_grad(), no_inplace(model):
-            x_leaf = x.clone().requires_grad_(True)
+            if values is not None:
+                logits_v = model(x)
+                values.close()
+            tape = _Tape(model, marks, inputs=values.inputs if values is not None else None)
+            x_leaf = x.detach().clone().requires_grad_(True)
             tape.leaves[id(x_leaf)] = -1
             logits = model(x_leaf)
             s = tape.marked[start]
             ev = tape.events[s]
-            ev.relevance = relevance_fn(logits, ev.leaf)
+            if values is not None:
+                if len(values.events) != len(tape.events):
+                    raise RuntimeError("the two forward passes recorded different layers; is the model deterministic?")
+                ev.relevance = relevance_fn(logits_v, values.events[s].leaf)
+            else:
+                ev.relevance = relevance_fn(logits, ev.leaf)
             if stop == start:
                 return ev.relevance.sum(1) if unit == "scalar" else ev.relevance
             stop_index = -1 if stop == "input" else tape.marked[stop]
             if stop_index > s:
                 raise ValueError(f"layer {stop!r} comes after the start {start!r}")
-            x_rel = _backward(tape.events[: s + 1], x_leaf, stop_index, unit, vectors)
+            graph = None if values is None else (x, values.events[: s + 1])
+            x_rel = _backward(tape.events[: s + 1], x_leaf, stop_index, unit, vectors, graph)
             out = x_rel if stop == "input" else tape.events[stop_index].relevance
             return out.sum(1) if unit == "scalar" else out
     finally:
-        tape.close()
+        for t in (values, tape):
+            if t is not None:
+                t.close()
 
 
 def erf(model: nn.Module, x: torch.Tensor, layer: str, position: tuple[int, int], stop: str = "input") -> torch.Tensor:
@@ -348,32 +416,39 @@ def erf(model: nn.Module, x: torch.Tensor, layer: str, position: tuple[int, int]
 
 
 def _backward(events: list[_Event], x_leaf: torch.Tensor, stop_index: int, unit: str = "vector",
-              vectors: str = "pre") -> torch.Tensor:
-    """Push relevance from the last event down to ``stop_index`` (-1: the input)."""
+              vectors: str = "pre", graph: tuple | None = None) -> torch.Tensor:
+    """Push relevance from the last event down to ``stop_index`` (-1: the input).
+
+    ``graph = (x, value_events)``: take the PFVs from those (in the graph of ``x``)
+    and keep every step differentiable.
+    """
     leaves = [x_leaf] + [e.leaf for e in events]
+    create = graph is not None
+    vals = [graph[0]] + [e.leaf for e in graph[1]] if create else leaves
     shape = x_leaf.shape if unit == "scalar" else (x_leaf.shape[0], *x_leaf.shape[-2:])
     x_rel = torch.zeros(shape, device=x_leaf.device)
     for k in range(len(events) - 1, stop_index, -1):
         ev = events[k]
         if ev.relevance is None or ev.pre is None or not ev.pre.requires_grad:
             continue
-        v = ev.pre
+        val = graph[1][k] if create else ev
         if unit == "scalar":  # per neuron: z_ij / z_j
-            z = v.detach()
+            z = val.pre if create else val.pre.detach()
             g = torch.where(z.abs() > _EPS, ev.relevance / z.where(z.abs() > _EPS, torch.ones_like(z)), torch.zeros_like(z))
         else:
-            w = v if vectors == "pre" else ev.leaf
-            g = w.detach() * (ev.relevance / w.detach().pow(2).sum(1).clamp(min=_EPS))[:, None]
+            w = val.pre if vectors == "pre" else val.leaf
+            w = w if create else w.detach()
+            g = w * (ev.relevance / w.pow(2).sum(1).clamp(min=_EPS))[:, None]
         sources = leaves[: k + 1]  # the input and the earlier events' leaves
         # a pooling before a residual block feeds two pre-activations: keep the graph
-        grads = torch.autograd.grad(v, sources, g, allow_unused=True, retain_graph=True)
-        for idx, (src, gs) in enumerate(zip(sources, grads)):
+        grads = torch.autograd.grad(ev.pre, sources, g, allow_unused=True, retain_graph=True, create_graph=create)
+        for idx, (src, gs) in enumerate(zip(vals[: k + 1], grads)):
             if gs is None:
                 continue
-            r = (src * gs).detach()
+            r = src * gs if create else (src * gs).detach()
             r = r if unit == "scalar" else r.sum(1)
             if idx == 0:
-                x_rel += r
+                x_rel = x_rel + r
             else:
                 tgt = events[idx - 1]
                 tgt.relevance = r if tgt.relevance is None else tgt.relevance + r
