@@ -109,3 +109,20 @@ def test_attack_moves_the_map_towards_the_target_within_the_bound(bench):
     assert r["label_kept"].mean() >= 0.5
     with pytest.raises(ValueError, match="one shape"):
         attack.manipulate(cnn, x, x[:2], "gradient")
+
+
+def test_summary_and_plots_of_an_attack(bench):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    cnn, prep, x, y = bench
+    r = attack.manipulate(cnn, x[:2], x[2:4], "gradient", std=prep.std, iters=3, lr=1e-3, verbose=False)
+    tab = attack.summary({"gradient": r}, x[:2], prep.std)
+    assert list(tab.index) == ["gradient"]
+    assert tab.loc["gradient", "SSIM"] == pytest.approx(r["ssim"].mean())
+    change = 255 * ((r["x_adv"] - x[:2]) * torch.tensor(prep.std).view(1, 3, 1, 1)).abs().max().item()
+    assert tab.loc["gradient", "largest RGB change (/255)"] == pytest.approx(change) and 0 < change <= 8 + 1e-3
+    fig = attack.plot_robustness({"gradient": r}, "t")
+    assert len(fig.axes) == 2
+    fig = attack.plot_pair({"gradient": r}, x[:2], x[2:4], prep.denormalize, "t")
+    assert len(fig.axes) == 6  # 3 rows: image + one method

@@ -334,7 +334,7 @@ def plot_pair(results: dict, images: torch.Tensor, targets: torch.Tensor, denorm
         axes[row, 0].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
         axes[row, 0].set_title(names[key], fontsize=8)
         for j, (m, r) in enumerate(results.items(), start=1):
-            axes[row, j].imshow(r[key][i], cmap="magma")
+            axes[row, j].imshow(torch.as_tensor(r[key][i]).cpu().numpy(), cmap="magma")
             axes[row, j].set_title(f"{m}\n{label}" if row == 0 else label, fontsize=8)
     for ax in axes.flat:
         ax.set_axis_off()
