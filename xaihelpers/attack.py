@@ -302,6 +302,23 @@ def summary(results: dict, x: torch.Tensor, std=(1.0, 1.0, 1.0)):
                          for m, r in results.items()}).T
 
 
+def glue_summary(prefix: str, table, n: int) -> None:
+    """Glue a :func:`summary` table for chapter 3's prose and tests.
+
+    Keys: ``{prefix}_json`` (the table), ``{prefix}_best_ssim`` / ``_best_pcc`` (the method
+    whose maps changed least), ``{prefix}_srd_rank_ssim`` / ``_srd_rank_pcc`` ("k of m"),
+    ``{prefix}_n`` (attacked images, ``n``) and ``{prefix}_kept`` (share of labels kept).
+    """
+    from .runtime import glue
+
+    glue(f"{prefix}_json", table.to_json(orient="split"))
+    for col, key in (("SSIM", "ssim"), ("PCC", "pcc")):
+        glue(f"{prefix}_best_{key}", table[col].idxmax())
+        glue(f"{prefix}_srd_rank_{key}", f"{int(table[col].rank(ascending=False)['srd'])} of {len(table)}")
+    glue(f"{prefix}_n", n)
+    glue(f"{prefix}_kept", float(table["label kept"].mean()))
+
+
 def plot_robustness(results: dict, title: str):
     """Box plots of SSIM and PCC between original and manipulated maps, one box per method; returns the figure."""
     import matplotlib.pyplot as plt

@@ -266,8 +266,6 @@ def _start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Te
     score = logits.gather(1, target[:, None])[:, 0]
     if rule == "contrastive":
         score = score - logits.mean(1)
-    elif rule != "identity":
-        raise ValueError(f"expected rule in {RULES}, got {rule!r}")
     (grad,) = torch.autograd.grad(score.sum(), start, create_graph=create_graph)
     alpha = grad.mean(dim=(2, 3), keepdim=True)
     rel = (alpha * start).clamp(min=0) if unit == "scalar" else (alpha * start).sum(1).clamp(min=0)
@@ -361,12 +359,10 @@ def _decompose(model, x, start, stop, relevance_fn, unit="vector", vectors="pre"
             logits = model(x_leaf)
             s = tape.marked[start]
             ev = tape.events[s]
-            if values is not None:
-                if len(values.events) != len(tape.events):
-                    raise RuntimeError("the two forward passes recorded different layers; is the model deterministic?")
-                ev.relevance = relevance_fn(logits_v, values.events[s].leaf)
-            else:
-                ev.relevance = relevance_fn(logits, ev.leaf)
+            if values is not None and len(values.events) != len(tape.events):
+                raise RuntimeError("the two forward passes recorded different layers; is the model deterministic?")
+            # Eq. 4 on the values in the graph of x when there are any
+            ev.relevance = relevance_fn(logits, ev.leaf) if values is None else relevance_fn(logits_v, values.events[s].leaf)
             if stop == start:
                 return ev.relevance.sum(1) if unit == "scalar" else ev.relevance
             stop_index = -1 if stop == "input" else tape.marked[stop]
