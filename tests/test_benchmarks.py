@@ -21,3 +21,12 @@ def test_entry_point_writes_the_table(tmp_path):
                     "pytorch-grad-cam Grad-CAM", "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, check=True)
     md = (tmp_path / "speed.md").read_text()
     assert "Grad-CAM" in md and (tmp_path / "speed.csv").is_file()
+
+
+def test_gfi_speed_prints_both_batch_ratios():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gfi_speed.py"), "--models", "cnn", "--iterations", "4",
+                          "--batch", "2", "--rounds", "1"], capture_output=True, text=True, check=True).stdout
+    row = [l for l in out.splitlines() if l.startswith("benchmark CNN")][-1].split()
+    numbers = [float(v) for v in row[-7:]]  # input, reference ms, GFI alone, GFI batched, N, GFI batch/N, network batch/N
+    assert numbers[0] == 64 and numbers[4] == 2 and all(v > 0 for v in numbers)
+    assert "network alone" in out and "4 GFI iterations" in out

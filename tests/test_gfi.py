@@ -73,6 +73,15 @@ def test_batching_equals_one_by_one(cnn):
     assert torch.allclose(together, alone, atol=1e-4)
 
 
+@pytest.mark.parametrize("free_mask", [False, True])
+def test_explain_in_double_precision(free_mask):
+    model = models.BenchmarkCNN("relu").double().eval()
+    x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+    r = gfi.explain(model, x, [0, 1], iterations=4, stage1_iterations=2, free_mask=free_mask, return_details=True)
+    assert r.mask.dtype == r.weights.dtype == torch.float64 and r.mask.shape == (2, 64, 64)
+    assert all(isinstance(v, float) for v in r.losses) and len(r.losses) == 4
+
+
 def test_free_mask_ablation_and_default_layers(cnn):
     model, x, y = cnn
     m = gfi.explain(model, x[:2], y[:2], iterations=4, stage1_iterations=2, free_mask=True)

@@ -134,7 +134,7 @@ def mask_from_weights(weights: torch.Tensor, basis: torch.Tensor, size: tuple[in
     """
     if weights.shape != basis.shape[:2]:
         raise ValueError(f"expected one weight per channel, shape {tuple(basis.shape[:2])}, got {tuple(weights.shape)}")
-    m = torch.einsum("nc,nchw->nhw", weights, basis)[:, None]
+    m = torch.bmm(weights[:, None], basis.flatten(2)).view(basis.shape[0], 1, *basis.shape[2:])
     m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0].clamp(min=0)
     return m / (m.flatten(1).amax(1)[:, None, None] + 1e-12)
 
@@ -289,13 +289,17 @@ def explain(
     p = background(x, bg, radius)
     n = x.shape[0]
     if free_mask:
-        weights = torch.full((n, *size), -2.0, device=dev, requires_grad=True)
+        weights = torch.full((n, *size), -2.0, device=dev, dtype=x.dtype, requires_grad=True)
     else:
-        weights = torch.full(basis.shape[:2], init, device=dev, requires_grad=True)
-    opt = torch.optim.Adam([weights], lr=lr)
+        weights = torch.full(basis.shape[:2], init, device=dev, dtype=basis.dtype, requires_grad=True)
+    # the fused update is one kernel instead of a dozen: same algorithm, less per-step overhead
+    opt = torch.optim.Adam([weights], lr=lr, fused=dev.type in ("cpu", "cuda"))
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=halve_every, gamma=0.5)
-    losses: list[float] = []
+    losses: list[torch.Tensor] = []
     stage1_mask = None
+    # stage 2 passes the kept and the removed image in one batch: Eq. 1 with m and with 1 - m
+    x2, p2, t2 = torch.cat([x, x]), torch.cat([p, p]), torch.cat([t, t])[:, None]
+    basis_flat = basis.flatten(2)
     with frozen_weights(model):
         for it in tqdm(range(iterations), desc="GFI", disable=not verbose):
             with torch.enable_grad():
@@ -306,9 +310,9 @@ def explain(
                         model(blend(x, mask, p))
                     loss = inversion_loss(r.activations[layer], reference, reg, gamma, penalty)
                 else:
-                    out = model(torch.cat([blend(x, mask, p), blend(x, 1 - mask, p)]))
+                    out = model(blend(x2, torch.cat([mask, 1 - mask]), p2))
                     score = out.softmax(1) if probabilities else out
-                    s = score.gather(1, torch.cat([t, t])[:, None])[:, 0]
+                    s = score.gather(1, t2)[:, 0]
                     loss = target_loss(s[:n], s[n:], reg, lam, delta, penalty)
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
@@ -319,15 +323,17 @@ def explain(
                 with torch.no_grad():
                     weights.clamp_(0, max_weight)
                     # A step that sends every weight of an image to 0 leaves the mask
-                    # undefined (0 / 0); that image keeps its previous weights.
-                    dead = torch.einsum("nc,nchw->nhw", weights, basis).flatten(1).amax(1) <= 0
-                    weights[dead] = previous[dead]
-            losses.append(loss.mean().item())
+                    # undefined (0 / 0); that image keeps its previous weights. torch.where,
+                    # not boolean indexing, so a GPU never waits for the host.
+                    dead = torch.bmm(weights[:, None], basis_flat).amax((1, 2)) <= 0
+                    weights.copy_(torch.where(dead[:, None], previous, weights))
+            losses.append(loss.detach().mean())
             if it + 1 == stage1_iterations:
                 stage1_mask = _current(weights, basis, size, free_mask)
     final = _current(weights, basis, size, free_mask)
     if not return_details:
         return final
+    losses = torch.stack(losses).tolist() if losses else []  # one transfer at the end, not one per step
     return GFIResult(final, final if stage1_mask is None else stage1_mask, weights.detach(), losses)
 
 
