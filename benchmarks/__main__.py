@@ -8,8 +8,11 @@ Each (method, model) case runs in its own process (``benchmarks/_case.py``), so 
 peak memory is its own. A case times the method on a batch and one forward+backward
 pass of the same model on one image *in the same process*, and reports seconds per
 image, their ratio, and the process's peak resident memory (CPU) or peak allocated
-memory (CUDA) next to the model's own forward+backward peak. Slow per-image optimisers
-are timed on a tenth of their steps and scaled (said in the table). The table is
+memory (CUDA) next to the model's own forward+backward peak. The first call of a
+method pays one-time set-up (imports, the choice of convolution kernels for new
+shapes); when it takes under half a minute a second call is timed and counts, and the
+first call's time is kept in its own column. Slow per-image optimisers are timed on a
+tenth of their steps and scaled (said in the table). The table is
 written as markdown and CSV to ``--out`` (``speed.md``, ``speed.csv``) and printed.
 """
 

@@ -13,6 +13,7 @@ def test_one_case_reports_time_ratio_and_memory():
                          capture_output=True, text=True, check=True)
     row = json.loads([l for l in out.stdout.splitlines() if l.startswith("{")][-1])
     assert row["seconds per image"] > 0 and row["/ forward+backward"] > 0
+    assert row["first call, seconds per image"] > 0 and row["note"] == ""  # a fast method: its second call counts
     assert row["peak MB"] >= row["model fwd+bwd peak MB"] > 0
 
 
