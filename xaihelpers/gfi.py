@@ -316,10 +316,10 @@ def explain(
                     loss = target_loss(s[:n], s[n:], reg, lam, delta, penalty)
                 opt.zero_grad(set_to_none=True)
                 loss.sum().backward()
-            previous = weights.detach().clone()
+            previous = None if free_mask else weights.detach().clone()
             opt.step()
             sched.step()
-            if not free_mask:
+            if previous is not None:
                 with torch.no_grad():
                     weights.clamp_(0, max_weight)
                     # A step that sends every weight of an image to 0 leaves the mask
