@@ -56,9 +56,9 @@ def test_load_image_composites_transparency_on_white(tmp_path):
 
 
 def test_load_image_refuses_what_it_cannot_convert(tmp_path):
-    Image.fromarray(np.zeros((5, 5), dtype=np.uint16) + 300).save(tmp_path / "deep.png")
-    with pytest.raises(ValueError, match="mode"):
-        xh.load_image(tmp_path / "deep.png")
+    Image.fromarray(np.full((5, 5), 70000, dtype=np.int32)).save(tmp_path / "wide.tiff")  # 32-bit, beyond 16 bits
+    with pytest.raises(ValueError, match="mode 'I'.*0..65535"):
+        xh.load_image(tmp_path / "wide.tiff")
     (tmp_path / "notes.txt").write_text("not an image")
     with pytest.raises(ValueError, match="cannot read"):
         xh.load_image(tmp_path / "notes.txt")
@@ -75,5 +75,5 @@ def test_to_batch_stacks_preprocessed_images():
     assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32
     with pytest.raises(ValueError):
         data.to_batch([], pre)
-    with pytest.raises(TypeError):
-        data.to_batch([np.zeros((4, 4, 3))], pre)
+    with pytest.raises(TypeError, match="image 1: .*got object"):
+        data.to_batch([photos["coffee"], object()], pre)

@@ -6,16 +6,47 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
+
+_TO_BATCH = "turn pictures into a batch with xaihelpers.data.to_batch(images, preprocess)"
 
 
 def image_batch(x: object, name: str = "x") -> torch.Tensor:
-    """Return ``x`` if it is a float image batch of shape (N, 3, H, W), else raise."""
+    """Return ``x`` if it is a float image batch of shape (N, 3, H, W), else raise.
+
+    The explainers take model inputs: preprocessed, normalised and batched. What a
+    reader may hold instead (a picture as an array, PIL image or uint8 tensor, a
+    single (3, H, W) image, a channel-last tensor) is refused with a message that
+    says what came and how to make the batch.
+    """
     if not isinstance(x, torch.Tensor):
-        raise TypeError(f"expected {name} to be a torch.Tensor image batch of shape (N, 3, H, W), got {type(x).__name__}")
+        what = type(x).__name__
+        if isinstance(x, np.ndarray):
+            what = f"a NumPy array of shape {x.shape} and dtype {x.dtype}"
+        elif isinstance(x, str):
+            what = f"the string {x[:60]!r}"
+        elif isinstance(x, Image.Image):
+            what = f"a PIL image of mode {x.mode!r} and size {x.size}"
+        raise TypeError(f"expected {name} to be a torch.Tensor image batch of shape (N, 3, H, W), got {what}; "
+                        f"{_TO_BATCH}")
+    shape = tuple(x.shape)
+    subject = "an image batch" if name == "x" else f"{name} to be an image batch"
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"expected an image batch of shape (N, 3, H, W), got {tuple(x.shape)}")
+        if x.ndim == 3 and x.shape[0] == 3:
+            hint = f"; that is a single image: add the batch axis with {name}.unsqueeze(0)"
+        elif x.ndim in (3, 4) and x.shape[-1] == 3:
+            hint = (f"; it looks channel-last ({'H, W, 3' if x.ndim == 3 else 'N, H, W, 3'}): the explainers take "
+                    "channel-first batches, "
+                    f"e.g. {name}.permute({'2, 0, 1).unsqueeze(0' if x.ndim == 3 else '0, 3, 1, 2'}), or {_TO_BATCH}")
+        elif x.ndim == 4 and x.shape[1] in (1, 4):
+            channels = "one channel (gray)" if x.shape[1] == 1 else "four channels (RGBA?)"
+            hint = f"; {channels}: make the pictures RGB first, e.g. {_TO_BATCH}"
+        else:
+            hint = ""
+        raise ValueError(f"expected {subject} of shape (N, 3, H, W), got {shape}{hint}")
     if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point image batch, got dtype {x.dtype}")
+        raise TypeError(f"expected {subject} of a floating-point dtype, got dtype {x.dtype}; pixels must be "
+                        f"scaled and normalised as the model expects: {_TO_BATCH}")
     return x
 
 

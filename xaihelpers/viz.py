@@ -13,50 +13,68 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .data import to_rgb_array
 
-def to_image(img) -> np.ndarray:
-    """Turn a PIL image, a (3, H, W)/(H, W, 3) array or tensor in [0, 1] or 0..255 into an (H, W, 3) float array in [0, 1].
+
+def to_image(img: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
+    """Turn one picture into an (H, W, 3) float array in [0, 1] for drawing.
 
     Parameters
     ----------
     img : PIL.Image.Image, numpy.ndarray or torch.Tensor
-        The picture. Tensors are assumed channel-first; arrays are taken channel-last
-        unless their first axis has length 3 and their last does not.
+        Any PIL mode a PNG, JPEG or TIFF file opens in, or an array or tensor of shape
+        (H, W), (H, W, C) or (C, H, W) with C from 1 to 4: uint8 (divided by 255),
+        uint16 (divided by 65535), bool, or float in [0, 1] or 0..255. Tensors are
+        channel-first when their first axis has 1 or 3 entries; arrays are
+        channel-last unless their first axis has 1 or 3 entries and their last does
+        not. The full rules are :func:`xaihelpers.data.to_rgb_array`'s.
 
     Returns
     -------
     numpy.ndarray
         Shape (H, W, 3), values in [0, 1].
     """
-    if isinstance(img, Image.Image):
-        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
-        return arr
-    if isinstance(img, torch.Tensor):
-        arr = img.detach().float().cpu().numpy()
-        if arr.ndim == 3 and arr.shape[0] in (1, 3):
-            arr = np.moveaxis(arr, 0, -1)
-    elif isinstance(img, np.ndarray):
-        arr = img.astype(np.float32)
-        if arr.ndim == 3 and arr.shape[0] in (1, 3) and arr.shape[-1] not in (1, 3):
-            arr = np.moveaxis(arr, 0, -1)
+    return to_rgb_array(img)
+
+
+def to_map(m: np.ndarray | torch.Tensor | Sequence | Image.Image) -> np.ndarray:
+    """Turn one map into an (H, W) float array, its values as they are.
+
+    Parameters
+    ----------
+    m : numpy.ndarray, torch.Tensor, nested sequence or PIL.Image.Image
+        Shape (H, W), or (1, H, W) / (H, W, 1) (a batch or channel of one); any real
+        or bool dtype. A PIL image must have one value per pixel (modes ``"1"``,
+        ``"L"``, ``"I;16"``, ``"I"``, ``"F"``, ...); its pixel values are the map's.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape (H, W).
+    """
+    if isinstance(m, Image.Image):
+        if len(m.getbands()) != 1 or m.mode == "P":
+            raise ValueError(f"expected a map with one value per pixel (PIL modes '1', 'L', 'I;16', 'I' or 'F'), "
+                             f"got an image of mode {m.mode!r}; convert it with .convert('L') if its gray level "
+                             "is the map")
+        arr = np.asarray(m).astype(np.float32)
+    elif isinstance(m, torch.Tensor):
+        arr = m.detach().float().cpu().numpy()
+    elif isinstance(m, (str, bytes, dict)) or m is None:
+        shown = f" {m[:60]!r}" if isinstance(m, (str, bytes)) else ""
+        raise TypeError(f"expected a map as an (H, W) array or tensor, got {type(m).__name__}{shown}")
     else:
-        raise TypeError(f"expected a PIL image, numpy array or tensor, got {type(img).__name__}")
-    if arr.ndim == 2:
-        arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
-        raise ValueError(f"expected an image of shape (H, W, 3), (3, H, W) or (H, W), got {arr.shape}")
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    if arr.max() > 1.0 + 1e-6:
-        arr = arr / 255.0
-    return np.clip(arr, 0.0, 1.0)
-
-
-def to_map(m) -> np.ndarray:
-    """Turn an (H, W) tensor or array into a float numpy array."""
-    arr = m.detach().float().cpu().numpy() if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.float32)
+        arr = np.asarray(m)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"expected a map of numbers, got dtype {arr.dtype}")
+        arr = arr.astype(np.float32)
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        arr = arr[0]
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
     if arr.ndim != 2:
-        raise ValueError(f"expected a single map of shape (H, W), got {arr.shape}")
+        hint = "; pick one map of the batch, e.g. maps[0]" if arr.ndim == 3 else ""
+        raise ValueError(f"expected a single map of shape (H, W), got {arr.shape}{hint}")
     return arr
 
 
@@ -103,7 +121,7 @@ def overlay(
     img : PIL image, array or tensor, or None
         Background picture (see :func:`to_image`); ``None`` draws the map alone.
     heat : array or tensor of shape (h, w)
-        The map; resized by matplotlib to the image's extent.
+        The map (see :func:`to_map`); resized by matplotlib to the image's extent.
     title : str, optional
         Axes title.
     cmap : str
@@ -331,12 +349,20 @@ def explanation(ax: plt.Axes, img, mask, title: str | None = None, dim: float = 
     img : picture
         See :func:`to_image`.
     mask : array or tensor (H, W)
-        1 = part of the explanation.
+        1 = part of the explanation; see :func:`to_map`.
     title : str, optional
         Axes title.
     dim : float
         Brightness left to the pixels outside the explanation.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        ``ax``.
     """
     pic = to_image(img)
-    m = np.asarray(mask, dtype=np.float32)[..., None]
+    m = to_map(mask)
+    if m.shape != pic.shape[:2]:
+        raise ValueError(f"expected a mask of the picture's shape {pic.shape[:2]}, got {m.shape}")
+    m = m[..., None]
     return show_image(ax, pic * (m + (1 - m) * dim), title)
