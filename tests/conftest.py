@@ -13,6 +13,12 @@ matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
+# Glued floats keep runtime.GLUE_DIGITS significant digits; two glued roundings of one
+# number differ by at most one unit in the last digit kept.
+from xaihelpers.runtime import GLUE_DIGITS  # noqa: E402
+
+GLUED_REL = 10.0 ** (1 - GLUE_DIGITS)
+
 
 class _Executed:
     """Runs each chapter at most once per session and remembers the result."""

@@ -115,3 +115,26 @@ def test_torchvision_resnet18_layers_and_a_step():
     out = actmatch.explain(m, torch.randn(1, 3, 64, 64), steps=2, widths=(4, 8), bottleneck=8, verbose=False)
     assert out.masks.shape == (1, 64, 64) and len(out.history[0]) == 2
     assert all(r.inplace for r in m.modules() if isinstance(r, torch.nn.ReLU))  # torchvision's in-place ReLUs restored
+
+
+def test_mask_network_does_not_depend_on_the_thread_count():
+    """The claim is bit-for-bit agreement between thread counts, hence an exact comparison."""
+    torch.manual_seed(0)
+    net = actmatch.MaskNet(widths=(8, 16), bottleneck=16)
+    x = torch.randn(1, 3, 32, 32)
+    before = torch.get_num_threads()
+    out = {}
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            logits = net(x)
+            grads = torch.autograd.grad((logits ** 2).mean(), list(net.parameters()))
+            out[n] = [logits.detach(), *grads]
+    finally:
+        torch.set_num_threads(before)
+    assert all(torch.equal(a, b) for a, b in zip(out[1], out[2]))
+    # the head computes the 1x1 convolution it holds, on the last decoder block's features
+    feats = {}
+    net.dec[-1].register_forward_hook(lambda m, i, o: feats.setdefault("x", o))
+    logits = net(x)
+    assert torch.allclose(logits, net.head(feats["x"]), atol=1e-5)  # float32 sums of 8 products

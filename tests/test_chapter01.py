@@ -1,12 +1,11 @@
 """Claims of chapter 1, read from the glued values of its SMOKE run."""
 
-import io
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from xaihelpers import baselines, models
+from xaihelpers.runtime import read_table
 
 pytestmark = pytest.mark.notebook
 
@@ -44,7 +43,7 @@ def test_randomisation_check(g):
 
 
 def test_baseline_table(g):
-    table = pd.read_json(io.StringIO(g["baseline_table_json"]), orient="split")
+    table = read_table(g, "baseline_table_json")
     assert set(table.index) == set(baselines.METHODS)
     assert (table["n"] == g["n_table_images"]).all() and (table["n_stability"] == g["n_stability_images"]).all()
     for col in ("pointing_game", "attribution_localisation", "loc_error"):

@@ -1,12 +1,11 @@
 """Claims of chapter 2 (Guided Feature Inversion), read from the glued values of its SMOKE run."""
 
-import io
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from xaihelpers import metrics
+from xaihelpers.runtime import read_table
 
 pytestmark = pytest.mark.notebook
 
@@ -35,7 +34,7 @@ def test_blur_does_not_remove_the_benchmark_items(g):
 
 
 def test_localisation_table(g):
-    table = pd.read_json(io.StringIO(g["loc_table_json"]), orient="split")
+    table = read_table(g, "loc_table_json")
     assert {"Grad", "GuidedBP", "LRP", "CAM", "Mask", "GFI (authors' layer and blur)", "GFI (benchmark setting)"} <= set(table.index)
     assert table["error (%)"].between(0, 100).all() and table["best alpha"].isin(metrics.ALPHAS).all()
     assert (table["ms per image"] > 0).all()

@@ -1,12 +1,11 @@
 """Claims of chapter 3 (Sharing Ratio Decomposition, APOP), read from the glued values of its SMOKE run."""
 
-import io
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from xaihelpers import models
+from xaihelpers.runtime import read_table
 
 pytestmark = pytest.mark.notebook
 
@@ -25,7 +24,7 @@ def test_class_contrastive_maps_point_at_their_object(g):
 
 
 def test_apop(g):
-    table = pd.read_json(io.StringIO(g["apop_table_json"]), orient="split").set_index(["input", "mode"])
+    table = read_table(g, "apop_table_json").set_index(["input", "mode"])
     assert table.loc[("image", "original"), "top1_agree"] == 1.0
     n = g["n_apop"]
     # the paper's claim: from an empty input with the pattern frozen, far above chance (10 classes)
@@ -36,7 +35,7 @@ def test_apop(g):
 
 
 def test_table2_and_the_pointing_game_claim(g):
-    table = pd.read_json(io.StringIO(g["table2_json"]), orient="split")
+    table = read_table(g, "table2_json")
     assert {"srd_low", "srd_high", "srd_input", "gradcam"} <= set(table.index)
     for col in ("pointing_game", "attribution_localisation", "sparseness"):
         assert table[col].between(0, 1).all(), col
@@ -48,7 +47,7 @@ def test_table2_and_the_pointing_game_claim(g):
 
 
 def test_table4_covers_every_activation(g):
-    table = pd.read_json(io.StringIO(g["table4_json"]), orient="split")
+    table = read_table(g, "table4_json")
     assert list(table.columns) == list(models.ACTIVATIONS) and "srd_input" in table.index
     assert table.abs().le(1).all().all()
     assert 0 <= g["t4_srd_wins"] <= g["t4_n_acts"] == 6
@@ -66,7 +65,7 @@ def test_global_view_neighbours_share_the_class(g):
 
 @pytest.mark.parametrize("key", ["atk", "atk_photo"])
 def test_manipulation_attack_table(g, key):
-    atk = pd.read_json(io.StringIO(g[f"{key}_json"]), orient="split")
+    atk = read_table(g, f"{key}_json")
     from xaihelpers import attack
 
     assert list(atk.index) == list(attack.METHODS)

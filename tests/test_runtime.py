@@ -61,6 +61,39 @@ def test_plain_turns_numpy_and_torch_into_python():
     assert type(value["a"]) is float and type(value["c"][0]) is int
 
 
+def test_rounded_keeps_six_significant_digits_and_makes_last_bit_twins_equal():
+    assert runtime.rounded(0.9500000000000001) == runtime.rounded(0.95) == 0.95
+    assert runtime.rounded(123456789.0) == 123457000.0 and runtime.rounded(1.23456789e-9) == 1.23457e-09
+    assert runtime.rounded({"a": [np.float32(1 / 3)], "b": "text", "c": 7, "d": True}) == {"a": [0.333333], "b": "text", "c": 7, "d": True}
+    nan = runtime.rounded(float("nan"))
+    assert nan != nan and runtime.rounded(float("inf")) == float("inf")
+
+
+def test_glued_table_reads_back_rounded_like_a_glued_scalar():
+    import pandas as pd
+
+    table = pd.DataFrame({"score": [0.1 + 0.2, 1 / 3], "name": ["a", "b"], "n": [3, 4]}, index=["x", "y"])
+    back = runtime.read_table({"t": runtime.table_json(table)}, "t")
+    assert back.loc["x", "score"] == runtime.rounded(0.1 + 0.2) == 0.3  # 0.30000000000000004 in the table
+    assert back.loc["y", "score"] == runtime.rounded(1 / 3) and list(back["name"]) == ["a", "b"]
+    assert list(back["n"]) == [3, 4]
+    with pytest.raises(KeyError, match="no glued table"):
+        runtime.read_table({}, "t")
+    with pytest.raises(TypeError, match="DataFrame"):
+        runtime.table_json([1, 2])
+
+
+def test_seed_everything_asks_for_deterministic_kernels():
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        xh.seed_everything(0)
+        assert torch.are_deterministic_algorithms_enabled() and torch.is_deterministic_algorithms_warn_only_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    finally:
+        torch.use_deterministic_algorithms(before)
+
+
 def test_duration_in_words():
     from xaihelpers.runtime import duration
 

@@ -92,7 +92,11 @@ class MaskNet(nn.Module):
         x = self.bottom(x)
         for up, dec, skip in zip(self.up, self.dec, reversed(skips)):
             x = dec(torch.cat([up(x), skip], 1))
-        return self.head(x)
+        # the 1x1 head as a matrix product: oneDNN's one-output-channel convolution rounds
+        # differently with the thread count, and the mask's binarisation would amplify it
+        # (runtime.seed_everything); same weights, same result up to float32 rounding
+        out = F.linear(x.movedim(1, -1), self.head.weight.flatten(1), self.head.bias)
+        return out.movedim(-1, 1)
 
 
 def binarise(logits: torch.Tensor) -> torch.Tensor:

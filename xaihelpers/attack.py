@@ -309,9 +309,9 @@ def glue_summary(prefix: str, table, n: int) -> None:
     whose maps changed least), ``{prefix}_srd_rank_ssim`` / ``_srd_rank_pcc`` ("k of m"),
     ``{prefix}_n`` (attacked images, ``n``) and ``{prefix}_kept`` (share of labels kept).
     """
-    from .runtime import glue
+    from .runtime import glue, glue_table
 
-    glue(f"{prefix}_json", table.to_json(orient="split"))
+    glue_table(f"{prefix}_json", table)
     for col, key in (("SSIM", "ssim"), ("PCC", "pcc")):
         glue(f"{prefix}_best_{key}", table[col].idxmax())
         glue(f"{prefix}_srd_rank_{key}", f"{int(table[col].rank(ascending=False)['srd'])} of {len(table)}")

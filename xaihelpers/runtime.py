@@ -52,13 +52,35 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def seed_everything(seed: int = 0) -> int:
-    """Seed Python's, NumPy's and PyTorch's random generators (CPU and CUDA).
+def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
+    """Seed Python's, NumPy's and PyTorch's random generators and ask for reproducible kernels.
+
+    With ``deterministic=True`` it also asks PyTorch for deterministic algorithms
+    (``torch.use_deterministic_algorithms(True, warn_only=True)``: an operation
+    without a deterministic implementation warns instead of failing), switches off
+    cuDNN's autotuner and TF32 (whose rounding differs between GPUs), and sets
+    ``CUBLAS_WORKSPACE_CONFIG`` as cuBLAS requires for reproducible matrix products.
+
+    What this cannot fix, and where the chapters meet it:
+
+    * On the CPU, PyTorch splits large reductions (sums, means, the matrix products
+      of convolutions) over the available threads; the order of the additions, and
+      hence the last bits of the result, depends on the thread count. Every
+      chapter's networks use such operations, so a chapter's numbers agree across
+      thread counts only to rounding (about 1e-6 relative in float32), which
+      optimisations with many steps (GFI, Activation Matching, the attack in
+      chapter 3) can amplify; ``tests/test_reproducibility.py`` measures it.
+    * On CUDA, ``index_add_``/``scatter_add_`` and the backward of adaptive
+      pooling and of ``interpolate`` have no deterministic kernel (PyTorch warns);
+      the chapters reach them through bilinear upsampling of maps (every chapter),
+      ConvAD's pooling (chapter 4) and Activation Matching's U-Net (chapter 5).
 
     Parameters
     ----------
     seed : int
         The seed, a non-negative integer.
+    deterministic : bool
+        Also request the deterministic settings above (default).
 
     Returns
     -------
@@ -73,6 +95,13 @@ def seed_everything(seed: int = 0) -> int:
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     return seed
 
 
@@ -103,6 +132,43 @@ def smoke(default: bool = False) -> bool:
     raise ValueError(f"expected XAI_SMOKE to be one of 1/0/true/false/yes/no/on/off, got {raw!r}")
 
 
+GLUE_DIGITS = 6
+"""Significant digits every glued float keeps. The prose prints at most three
+(``.3f``, ``.1%``, ``.1e``), so six leave the printed digits untouched while two
+computations of one number that differ in their last bits glue the same value."""
+
+
+def rounded(value, digits: int = GLUE_DIGITS):
+    """Round every float in ``value`` (scalars, lists, tuples, dicts, arrays, tensors) to ``digits`` significant digits.
+
+    The one rounding of the book: :func:`glue` and :func:`glue_table` apply it, and
+    tests that compare a glued number with the table it came from apply it to the
+    table's value, so both sides are rounded the same way.
+
+    Parameters
+    ----------
+    value : object
+        A number or a (nested) container of numbers; other values pass unchanged.
+    digits : int
+        Significant digits to keep.
+
+    Returns
+    -------
+    object
+        Plain Python values (NumPy and PyTorch scalars and arrays become numbers and lists).
+    """
+    value = _plain(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}") if np.isfinite(value) else value
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(rounded(v, digits) for v in value)
+    return value
+
+
 def _plain(value):
     """NumPy/PyTorch scalars and arrays to plain Python, so glued values read back with ``ast.literal_eval``."""
     if isinstance(value, torch.Tensor):
@@ -121,8 +187,11 @@ def _plain(value):
 def glue(name: str, value, display: bool = False):
     """Glue a value into the executed chapter (``myst_nb.glue``) for the prose and the tests.
 
-    Scalars and arrays are turned into plain Python first, so that
-    :func:`read_glued` gets them back. Figures and DataFrames are glued as they are.
+    Scalars and arrays are turned into plain Python first and their floats rounded
+    to :data:`GLUE_DIGITS` significant digits (:func:`rounded`), so that
+    :func:`read_glued` gets back exactly what the prose prints from. Figures and
+    DataFrames are glued as they are (tables the tests read go through
+    :func:`glue_table`).
 
     Parameters
     ----------
@@ -136,13 +205,105 @@ def glue(name: str, value, display: bool = False):
     Returns
     -------
     object
-        The plain value.
+        The plain, rounded value.
     """
-    from myst_nb import glue as _glue
-
-    plain = _plain(value)
-    _glue(name, plain, display=display)
+    _glue = _myst_glue()
+    plain = rounded(value)
+    if _glue is None:  # no myst-nb, as on Colab: the reader sees the value in the output
+        _show(name, plain)
+    else:
+        _glue(name, plain, display=display)
     return plain
+
+
+def _myst_glue():
+    """``myst_nb.glue``, or ``None`` where myst-nb is not installed.
+
+    myst-nb comes with the ``book`` extra; on Colab the chapters' install cell brings
+    ``xaihelpers[baselines]`` only, and :func:`glue` falls back to :func:`_show`.
+    """
+    try:
+        from myst_nb import glue as myst_glue
+    except ModuleNotFoundError:
+        return None
+    return myst_glue
+
+
+def _show(name: str, value) -> None:
+    """Show a glued value in the cell's output as ``name = value``: :func:`glue` without myst-nb.
+
+    Where myst-nb is missing (Colab) the prose's ``{glue:text}`name``` roles are not
+    rendered, so the reader finds every number the prose cites under its name in the
+    output of the cell that computed it. Numbers, strings and lists print on one line;
+    tables (DataFrames, and the JSON of :func:`glue_table`) and figures are displayed
+    under a ``name:`` line.
+    """
+    if isinstance(value, str) and value.startswith('{"columns":'):
+        import io
+
+        import pandas as pd
+
+        try:
+            value = pd.read_json(io.StringIO(value), orient="split")
+        except ValueError:
+            pass
+    if value is None or isinstance(value, (bool, int, float, str, list, tuple, dict)):
+        print(f"{name} = {value}")
+        return
+    print(f"{name}:")
+    try:
+        from IPython.display import display
+    except ModuleNotFoundError:
+        print(value)
+    else:
+        display(value)
+
+
+def table_json(table) -> str:
+    """A DataFrame as JSON (``orient="split"``) with every float rounded by :func:`rounded`."""
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame, got {type(table).__name__}")
+    out = table.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            out[col] = [rounded(float(v)) for v in out[col]]
+        elif out[col].dtype == object:
+            out[col] = [rounded(v) for v in out[col]]
+    return out.to_json(orient="split", double_precision=15)
+
+
+def glue_table(name: str, table) -> str:
+    """Glue a table for the tests as rounded JSON (:func:`table_json`); :func:`read_table` reads it back.
+
+    Parameters
+    ----------
+    name : str
+        Key of the glued JSON.
+    table : pandas.DataFrame
+        The table.
+
+    Returns
+    -------
+    str
+        The glued JSON.
+    """
+    text = table_json(table)
+    glue(name, text)
+    return text
+
+
+def read_table(glued: dict, name: str) -> "pandas.DataFrame":  # noqa: F821
+    """Read a table glued by :func:`glue_table` from the values :func:`read_glued` returned."""
+    import io
+
+    import pandas as pd
+
+    if name not in glued:
+        raise KeyError(f"no glued table {name!r}; glued names: {sorted(glued)}")
+    # precise_float: pandas's fast parser reads "0.3" as 0.30000000000000004
+    return pd.read_json(io.StringIO(glued[name]), orient="split", precise_float=True)
 
 
 def read_glued(notebook: str | os.PathLike) -> dict:

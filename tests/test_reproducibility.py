@@ -1,0 +1,118 @@
+"""A chapter's numbers do not depend on how many threads the machine gives PyTorch.
+
+Two chapters run with SMOKE=True at one and at two threads (``OMP_NUM_THREADS``);
+every glued number must agree within :data:`REL` relative (or :data:`ABS` absolute
+for numbers near 0). Chapter 0 has forward and backward passes only; chapter 5
+optimises a mask for a hundred steps, which is where float32 rounding differences
+between thread counts would grow if anywhere (see ``xaihelpers.runtime.seed_everything``
+for what PyTorch does and does not make deterministic).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import re
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+CHAPTERS = ("00_getting_started", "05_activation_matching")
+# Tolerance: float32 carries about 7 significant digits and the glued values keep 6
+# (runtime.GLUE_DIGITS); sums split over a different number of threads change the last
+# one or two float32 digits, which the chapters' few hundred optimisation steps may
+# amplify by a few orders of magnitude. 1e-3 relative is well above that and still
+# below every precision the prose prints for quantities of order one (.1% of 1).
+REL = 1e-3
+ABS = 1e-4
+TIMINGS = re.compile(r"run_time|speed|seconds|_ms$|per_fwd_bwd")
+
+
+def _run(stem: str, threads: int, folder) -> dict:
+    import papermill as pm
+
+    from xaihelpers.runtime import read_glued
+
+    src = ROOT / "notebooks" / f"{stem}.ipynb"
+    out = folder / f"{stem}_{threads}.ipynb"
+    saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MPLBACKEND")}
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+    os.environ.pop("MPLBACKEND", None)
+    try:
+        pm.execute_notebook(str(src), str(out), parameters={"SMOKE": True}, cwd=str(src.parent),
+                            kernel_name="python3", progress_bar=False)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return read_glued(out)
+
+
+def _numbers(value, path: str = ""):
+    """Flatten a glued value into (path, number-or-string) pairs; JSON tables are opened."""
+    if isinstance(value, bool) or value is None:
+        yield path, value
+    elif isinstance(value, (int, float)):
+        yield path, float(value)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _numbers(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _numbers(v, f"{path}[{i}]")
+    elif isinstance(value, str) and value.startswith('{"columns"'):
+        table = pd.read_json(io.StringIO(value), orient="split", precise_float=True)
+        yield from _numbers(json.loads(table.to_json(orient="split", double_precision=15)), path)
+    else:
+        yield path, value
+
+
+def differences(a: dict, b: dict) -> tuple[list[str], float]:
+    """Glued names whose values disagree beyond the tolerance, and the largest relative difference of any number."""
+    bad, largest = [], 0.0
+    if set(a) != set(b):
+        bad.append(f"glued names differ: {sorted(set(a) ^ set(b))}")
+    for name in sorted(set(a) & set(b)):
+        if TIMINGS.search(name):  # wall-clock measurements and recorded run times differ by nature
+            continue
+        xs, ys = list(_numbers(a[name], name)), list(_numbers(b[name], name))
+        if [p for p, _ in xs] != [p for p, _ in ys]:
+            bad.append(f"{name}: structure differs")
+            continue
+        for (p, x), (_, y) in zip(xs, ys):
+            if isinstance(x, float) and isinstance(y, float):
+                if math.isnan(x) and math.isnan(y):
+                    continue
+                if x != y:
+                    largest = max(largest, abs(x - y) / max(abs(x), abs(y)))
+                if abs(x - y) > max(ABS, REL * max(abs(x), abs(y))):
+                    bad.append(f"{p}: {x!r} vs {y!r}")
+            elif x != y:
+                bad.append(f"{p}: {x!r} vs {y!r}")
+    return bad, largest
+
+
+def test_differences_flags_what_it_should():
+    table = pd.DataFrame({"a": [0.5, 1.0]}, index=["x", "y"]).to_json(orient="split")
+    other = pd.DataFrame({"a": [0.5, 1.1]}, index=["x", "y"]).to_json(orient="split")
+    bad, largest = differences({"t": table, "v": 1.0}, {"t": table, "v": 1.0 + 1e-6})
+    assert bad == [] and largest == pytest.approx(1e-6, rel=1e-3)
+    bad, _ = differences({"t": table, "v": "cat"}, {"t": other, "v": "dog"})
+    assert len(bad) == 2 and any("1.1" in b for b in bad)
+    assert differences({"v": 1.0}, {"w": 1.0})[0]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("stem", CHAPTERS)
+def test_glued_numbers_do_not_depend_on_the_thread_count(stem, tmp_path):
+    one, two = _run(stem, 1, tmp_path), _run(stem, 2, tmp_path)
+    assert len(one) > 5
+    bad, largest = differences(one, two)
+    print(f"{stem}: largest relative difference of a glued number between 1 and 2 threads: {largest:.2e}")
+    assert not bad, bad
