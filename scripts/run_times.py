@@ -5,6 +5,9 @@ repository root::
 
     python scripts/run_times.py --mode smoke                # every chapter, SMOKE=True
     python scripts/run_times.py --mode default 06_comparison
+    python scripts/run_times.py --mode full --threads 1 02_guided_feature_inversion
+
+``--mode full`` runs a chapter with ``FULL=True`` (the papers' sizes).
 
 A row per (chapter, mode, device) is replaced by the new measurement; ``--device`` says
 what ran it (default: the CUDA device's name, else "CPU, <n> cores"). After each run,
@@ -27,6 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "xaihelpers" / "run_times.csv"
 
 
+MODES = ("smoke", "default", "full")
+PARAMETERS = {"smoke": {"SMOKE": True}, "default": {"SMOKE": False}, "full": {"SMOKE": False, "FULL": True}}
+
+
 def _device() -> str:
     import torch
 
@@ -41,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("chapters", nargs="*", help="notebook stems (default: every chapter)")
-    ap.add_argument("--mode", choices=("smoke", "default"))
+    ap.add_argument("--mode", choices=MODES)
+    ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the kernel (default: PyTorch's)")
     ap.add_argument("--render", action="store_true", help="only rewrite the tables from the CSV")
     ap.add_argument("--device", default=None, help="what ran it, for the record")
     ap.add_argument("--source", default="scripts/run_times.py (papermill)")
@@ -61,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             out = Path(args.keep or tmp) / nb.name
             out.parent.mkdir(parents=True, exist_ok=True)
             start = time.perf_counter()
-            pm.execute_notebook(str(nb), str(out), parameters={"SMOKE": args.mode == "smoke"},
+            if args.threads:
+                os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(args.threads)
+            pm.execute_notebook(str(nb), str(out), parameters=PARAMETERS[args.mode],
                                 cwd=str(nb.parent), progress_bar=False)
             seconds = time.perf_counter() - start
         row = {"chapter": stem, "mode": args.mode, "seconds": round(seconds, 1), "device": args.device or _device(),
@@ -82,10 +92,14 @@ def table() -> str:
 
     df = pd.read_csv(CSV)
     gpu = ~df["device"].str.startswith("CPU")
-    lines = ["| Chapter | SMOKE, CPU | default, CPU | default, GPU |", "|---|---|---|---|"]
+    lines = ["| Chapter | SMOKE, CPU | default, CPU | FULL, CPU | default, GPU | FULL, GPU |", "|---|---|---|---|---|---|"]
     for stem in sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb")):
         cells = []
-        for mode, on_gpu in (("smoke", False), ("default", False), ("default", True)):
+        has_full = "FULL = False" in (ROOT / "notebooks" / f"{stem}.ipynb").read_text()
+        for mode, on_gpu in (("smoke", False), ("default", False), ("full", False), ("default", True), ("full", True)):
+            if mode == "full" and not has_full:
+                cells.append("no FULL switch")
+                continue
             rows = df[(df["chapter"] == stem) & (df["mode"] == mode) & (gpu == on_gpu)]
             cells.append(f"{duration(rows['seconds'].iloc[-1])} ({rows['device'].iloc[-1]})" if on_gpu and len(rows)
                          else duration(rows["seconds"].iloc[-1]) if len(rows) else "not measured yet")

@@ -28,3 +28,33 @@ def test_chapter_source_is_clean(path):
     assert "google.colab" in first and "hide-output" in code[0].get("metadata", {}).get("tags", [])
     assert all("sys.path" not in "".join(c["source"]) for c in code)
     assert max(len("".join(c["source"]).splitlines()) for c in code) <= 25
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS[1:], ids=[p.stem for p in NOTEBOOKS[1:]])
+def test_full_switch_restores_larger_sizes(path):
+    """Chapters 1-6 have FULL=False in the parameters cell; FULL=True sets named parameters to other values."""
+    import ast
+
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    i = next(k for k, c in enumerate(code) if "parameters" in c.get("metadata", {}).get("tags", []))
+    defaults = {}
+    for node in ast.parse("".join(code[i]["source"])).body:
+        if isinstance(node, ast.Assign):
+            defaults[node.targets[0].id] = ast.literal_eval(node.value)
+    assert defaults.get("FULL") is False
+    setup = ast.parse("".join(code[i + 1]["source"]))
+    full = [n for n in setup.body if isinstance(n, ast.If) and getattr(n.test, "id", None) == "FULL"]
+    assert len(full) == 1, "one `if FULL:` block in the cell after the parameters"
+    changed = {}
+    for node in full[0].body:
+        names = node.targets[0].elts if isinstance(node.targets[0], ast.Tuple) else [node.targets[0]]
+        values = node.value.elts if isinstance(node.value, ast.Tuple) and len(names) > 1 else [node.value]
+        for n, v in zip(names, values):
+            changed[n.id] = ast.literal_eval(v)
+    assert changed and set(changed) <= set(defaults)
+    assert all(changed[k] != defaults[k] for k in changed), "FULL must change what it sets"
+    smoke = [n for n in setup.body if isinstance(n, ast.If) and getattr(n.test, "id", None) == "SMOKE"]
+    assert setup.body.index(full[0]) < setup.body.index(smoke[0]), "SMOKE wins over FULL"
+    comment = "".join(code[i]["source"]).split("FULL = False", 1)[1].splitlines()[0]
+    assert all(k in comment for k in changed), "the parameters cell names what FULL changes"

@@ -398,7 +398,8 @@ def run_times(chapter: str | None = None, path: str | os.PathLike | None = None)
     Returns
     -------
     pandas.DataFrame
-        Columns ``chapter``, ``mode`` (``"smoke"`` or ``"default"``), ``seconds``,
+        Columns ``chapter``, ``mode`` (``"smoke"``, ``"default"`` or ``"full"``: ``SMOKE=True``,
+        the defaults, ``FULL=True``), ``seconds``,
         ``device``, ``date`` and ``source``.
     """
     import pandas as pd
@@ -422,7 +423,7 @@ def duration(seconds: float) -> str:
 
 
 def glue_run_times(chapter: str) -> dict:
-    """Glue ``run_time_smoke``, ``run_time_default`` and ``run_time_device`` for a chapter's opening.
+    """Glue ``run_time_smoke``, ``run_time_default``, ``run_time_full`` and ``run_time_device`` for a chapter's opening.
 
     Each is the latest recorded run of that mode (:func:`run_times`) on a CPU (any
     device where no CPU run is recorded), in words; "not yet measured" where none is.
@@ -430,7 +431,7 @@ def glue_run_times(chapter: str) -> dict:
     df = run_times()
     df = df[df["chapter"] == chapter]
     out = {}
-    for mode in ("smoke", "default"):
+    for mode in ("smoke", "default", "full"):
         rows = df[df["mode"] == mode]
         on_cpu = rows[rows["device"].astype(str).str.startswith("CPU")]
         rows = on_cpu if len(on_cpu) else rows  # a laptop's CPU is what the opening promises
