@@ -139,3 +139,33 @@ def test_explain_refuses_unknown_methods_and_bad_input(cnn):
         xh.baselines.explain(model, x[0], y, "saliency")
     f = xh.baselines.explainer("occlusion", window=16, stride=16)
     assert f.__name__ == "occlusion" and f(model, x, y).shape == (3, 64, 64)
+
+
+def test_smoothgrad_noise_is_scaled_per_image(cnn):
+    # Smilkov et al.: sigma = noise level x (max - min) of *that* image; its batch mates
+    # (here one with 10x the range and a loud noise image) must not change its map
+    model, x, y = cnn
+    alone = xh.baselines.explain(model, x[:1], y[:1], "smoothgrad", nt_samples=8)
+    loud = 10 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    together = xh.baselines.explain(model, torch.cat([x[:1], 10 * x[1:2], loud]), torch.cat([y[:2], y[:1]]),
+                                    "smoothgrad", nt_samples=8)
+    # the same seeded draws and scale for image 0: only float32 rounding in a larger batch
+    # separates the two maps (1e-4 of the map's peak is far above it, far below the noise's effect)
+    assert torch.allclose(together[0], alone[0], rtol=0, atol=1e-4 * alone[0].abs().max().item())
+    again = xh.baselines.explain(model, x[:1], y[:1], "smoothgrad", nt_samples=8, seed=1)
+    assert not torch.allclose(again, alone, rtol=0, atol=1e-3 * alone.abs().max().item())  # the seed matters
+
+
+def test_smoothgrad_is_captums_noise_tunnel_with_the_images_own_scale(cnn):
+    from captum.attr import NoiseTunnel, Saliency
+
+    model, x, y = cnn
+    xi, yi = x[1:2], y[1:2]
+    sigma = 0.15 * (xi.max() - xi.min()).item()
+    with torch.random.fork_rng():
+        torch.manual_seed(3)  # captum draws its noise from the global generator, in the same order
+        ref = NoiseTunnel(Saliency(model)).attribute(xi.clone().requires_grad_(True), target=yi, nt_type="smoothgrad",
+                                                     nt_samples=6, nt_samples_batch_size=6, stdevs=sigma, abs=True)
+    mine = xh.baselines.explain(model, xi, yi, "smoothgrad", nt_samples=6, seed=3)
+    # the same noisy inputs and gradients: float32 rounding only
+    assert torch.allclose(mine, ref.amax(1), rtol=0, atol=1e-5 * ref.abs().max().item())

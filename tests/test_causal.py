@@ -42,6 +42,26 @@ def test_responsibility_finds_the_cause_and_extraction_is_minimal(style):
     assert mask.mean() < 0.25  # far smaller than the image
 
 
+def test_extract_ranks_exactly_and_breaks_ties_at_random():
+    # the square's pixels lead the ranking by 1e-9, far less than the old 1e-6 jitter
+    predict = _square_oracle(4, 8, 4, 8)
+    resp = np.full((16, 16), 1.0 - 1e-9)
+    resp[4:8, 4:8] = 1.0
+    mask, _, _ = causal.extract(predict, resp, 1, step=1 / 256)
+    assert mask.sum() == 16 and mask[4:8, 4:8].all()  # exactly the square, nothing more
+
+    # all pixels tied: the ranking is a seeded random order, not the raster
+    def enough(ms):  # class 0 once 64 pixels are visible
+        n = ms.flatten(1).sum(1)
+        return torch.stack([n >= 64, n < 64], 1).float()
+
+    m, _, _ = causal.extract(enough, np.ones((16, 16)), 0, step=1 / 256)
+    assert m.sum() == 64
+    # raster order keeps rows 0-3 (mean 1.5); a random quarter of the pixels has mean row 7.5
+    # with standard error 4.6 / sqrt(64) = 0.58: 7.5 +- 3 is over 5 of them
+    assert abs(np.nonzero(m)[0].mean() - 7.5) < 3
+
+
 def test_extract_returns_the_whole_image_when_nothing_suffices():
     never = lambda m: torch.tensor([[1.0, 0.0]]).expand(len(m), 2)  # noqa: E731
     mask, _, q = causal.extract(never, np.random.rand(16, 16), 1, step=0.1)

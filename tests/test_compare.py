@@ -24,6 +24,22 @@ def test_top_masks_keep_the_requested_share_of_the_top_pixels():
         compare.top_masks(maps, [0.5], (4, 4))
 
 
+def test_top_masks_break_ties_at_random_not_in_raster_order():
+    const = torch.ones(1, 32, 32)
+    out = compare.top_masks(const, [0.25], (32, 32))[0]
+    assert out.sum() == 256  # exactly the requested share
+    rows = out.nonzero()[:, 0].double()
+    # raster order would keep rows 0-7 (mean 3.5); a random quarter of the pixels has mean
+    # row 15.5 with standard error 9.2 / sqrt(256) = 0.58: 15.5 +- 3 is over 5 of them
+    assert abs(rows.mean().item() - 15.5) < 3
+    # a map with three values: the top 40 % takes the top level (25 %) and part of the next
+    levels = torch.zeros(1, 32, 32)
+    levels[0, :8] = 2.0
+    levels[0, 8:20] = 1.0
+    top = compare.top_masks(levels, [0.4], (32, 32))[0]
+    assert top.sum() == round(0.4 * 1024) and top[:8].all() and top[20:].sum() == 0
+
+
 def test_ranks_follow_each_metrics_direction():
     tab = pd.DataFrame({"pointing_game": [0.9, 0.5], "loc_error": [0.2, 0.1]}, index=["a", "b"])
     r = compare.ranks(tab)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from xaihelpers import metrics
@@ -62,13 +63,31 @@ def test_bad_shapes_are_refused():
 
 @pytest.mark.parametrize("kind", ["random", "constructed"])
 def test_pointing_game_matches_quantus_without_tolerance(kind, random_maps):
+    # Quantus counts a hit when any tied maximum is on the object; here tied maxima count by
+    # their share on it. The two agree where no tie straddles the mask's border: a unique
+    # maximum (random maps), or tied maxima all inside or all outside (the constructed maps)
     import quantus
 
     masks, _ = _blob_masks()
     maps = random_maps if kind == "random" else masks * 1.0 + 0.5 * np.roll(masks, 7, axis=2) * (np.arange(N) % 2)[:, None, None] * 3
+    at_max = maps == maps.max(axis=(1, 2), keepdims=True)
+    inside = (at_max & masks).sum(axis=(1, 2))
+    assert np.all((inside == 0) | (inside == at_max.sum(axis=(1, 2))))  # no tie straddles the border
     mine = metrics.pointing_game(maps, masks, tolerance=0)
     ref = _quantus(quantus.PointingGame, maps, masks, abs=False, normalise=False)
-    assert np.array_equal(mine, ref)
+    assert np.array_equal(mine, ref)  # hits and misses: 0.0 and 1.0 on both sides
+
+
+def test_pointing_game_departs_from_quantus_where_a_tie_straddles_the_mask():
+    import quantus
+
+    masks, _ = _blob_masks()
+    maps = np.random.default_rng(9).random((N, H, W)) * 0.5
+    for i, m in enumerate(masks):  # one maximum on the object, one tied with it off the object
+        (yi, xi), (yo, xo) = np.argwhere(m)[0], np.argwhere(~m)[0]
+        maps[i, yi, xi] = maps[i, yo, xo] = 1.0
+    assert np.all(_quantus(quantus.PointingGame, maps, masks, abs=False, normalise=False) == 1)
+    assert np.allclose(metrics.pointing_game(maps, masks, tolerance=0), 0.5, rtol=0, atol=1e-12)
 
 
 def test_pointing_game_properties(random_maps):
@@ -277,3 +296,219 @@ def test_evaluate_and_summarise(linear):
     table = metrics.summarise({"exact": df})
     assert table.loc["exact", "n"] == len(x) and 0 <= table.loc["exact", "alpha"] <= 5
     assert table.loc["exact", "fidelity"] > 0.9
+
+
+# -- one resolution for every map: the input's --------------------------------------------------
+
+
+def test_stability_scores_a_low_resolution_map_at_the_input_resolution():
+    # the same map returned at 8x8 and already upsampled to 64x64 must score the same;
+    # scored at their own resolution the 8x8 map's Lipschitz ratio is about 6x lower
+    import torch.nn.functional as F
+
+    gen = torch.Generator().manual_seed(0)
+    model = Linear(torch.rand(1, 3, 64, 64, generator=gen) * 0.01).eval()
+    x = torch.rand(3, 3, 64, 64, generator=gen)
+
+    def low(m, xb, t):
+        return F.avg_pool2d((m.w * xb).sum(1, keepdim=True) ** 2, 8)[:, 0]  # 8x8, nonlinear in x
+
+    def high(m, xb, t):
+        return metrics.resize_maps(low(m, xb, t), (64, 64))
+
+    s_low = metrics.stability(low, model, x, 0, n_samples=3)
+    s_high = metrics.stability(high, model, x, 0, n_samples=3)
+    assert low(model, x, 0).shape == (3, 8, 8) and np.all(s_high > 0)
+    # both go through the same float32 bilinear resize: only rounding can separate them
+    assert np.allclose(s_low, s_high, rtol=1e-5, atol=0)
+
+
+def test_localisation_error_refuses_boxes_outside_the_map():
+    _, boxes = _blob_masks()
+    with pytest.raises(ValueError, match="resize_maps"):
+        metrics.localisation_error(np.ones((N, 8, 8)), boxes)  # boxes in 32 px, maps at 8 px
+
+
+# -- ties: exact top-k with seeded random tie-breaking, and the pointing game's tie policy -------
+
+
+def test_pointing_game_counts_tied_maxima_by_their_share_inside_the_mask():
+    masks, _ = _blob_masks()
+    share = masks.mean(axis=(1, 2))
+    const = metrics.pointing_game(np.ones((N, H, W)), masks, tolerance=0)
+    assert np.allclose(const, share, rtol=0, atol=1e-12)  # chance, not 1 (ratios of pixel counts)
+    assert np.all(const < 1)
+    with_tol = metrics.pointing_game(np.ones((N, H, W)), masks, tolerance=2)
+    assert np.all(with_tol > const) and np.all(with_tol < 1)  # the dilated mask's share
+    # two tied maxima, one on the object and one off it: half a hit
+    a = np.zeros((1, H, W))
+    a[0, 2, 2] = a[0, 30, 30] = 1.0
+    m = np.zeros((1, H, W), bool)
+    m[0, :8, :8] = True
+    assert metrics.pointing_game(a, m, tolerance=0)[0] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_top_share_selects_exactly_k_pixels_of_a_map_with_few_values():
+    # a ReX-like map: four distinct values, so "top 10 %" cuts through a tied level
+    rng = np.random.default_rng(7)
+    maps = rng.integers(0, 4, size=(5, H, W)).astype(float)
+    for frac in (0.1, 0.2, 0.3):
+        sel = metrics.top_share(maps, frac)
+        k = int(np.floor(frac * H * W + 0.5))
+        assert sel.shape == (5, H, W) and sel.dtype == torch.bool
+        assert sel.flatten(1).sum(1).tolist() == [k] * 5
+        a = torch.from_numpy(maps).flatten(1)
+        s = sel.flatten(1)
+        for i in range(5):  # the selection is a top set: nothing left out beats anything kept
+            assert a[i][s[i]].min() >= a[i][~s[i]].max()
+    with pytest.raises(ValueError, match="fraction"):
+        metrics.top_share(maps, 1.5)
+
+
+def test_rank_pixels_breaks_ties_at_random_and_reproducibly():
+    const = torch.ones(2, H, W)
+    order = metrics.rank_pixels(const, seed=0)
+    assert torch.equal(order, metrics.rank_pixels(const, seed=0))  # seeded
+    assert not torch.equal(order[0], metrics.rank_pixels(const, seed=1)[0])
+    first = order[0, : H * W // 4]
+    rows = (first // W).double()
+    # raster order would take rows 0-7 (mean 3.5); a random quarter has mean row 15.5 with
+    # standard error 9.2 / sqrt(256) = 0.58, so 15.5 +- 3 is over 5 standard errors
+    assert abs(rows.mean().item() - 15.5) < 3
+    # values still come first: a map with distinct values keeps its own order, alone or in a batch
+    rnd = torch.from_numpy(np.random.default_rng(8).normal(size=(3, H, W)))
+    assert torch.equal(metrics.rank_pixels(rnd)[1], rnd[1].flatten().argsort(descending=True))
+    assert torch.equal(metrics.rank_pixels(rnd[1:2])[0], metrics.rank_pixels(rnd)[1])
+
+
+def test_deletion_of_a_constant_map_follows_a_random_order():
+    # all the evidence sits in the top half of the image: raster order deletes it first
+    w = torch.zeros(1, 3, H, W)
+    w[..., : H // 2, :] = 1.0
+    x = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(0))
+    model = Linear(w / (w * x).sum() * 10.0, c=5.0).eval()  # logits (10, 5) on the whole image
+    const, _ = metrics.deletion_insertion(model, x, torch.ones(1, H, W), 0, steps=32)
+    gen = torch.Generator().manual_seed(1)
+    rnd = torch.rand(16, H, W, generator=gen)  # random maps: a random deletion order each
+    random_aucs, _ = metrics.deletion_insertion(model, x.expand(16, -1, -1, -1), rnd, 0, steps=32)
+    # the constant map's order is one random order: it must lie within the spread of the
+    # random orders' AUCs (5 standard deviations, plus 0.01 for a spread that happens to be tiny)
+    tol = 5 * random_aucs.std() + 0.01
+    assert abs(const[0] - random_aucs.mean()) < tol
+    # raster order (a map decreasing along the rows) deletes the evidence first: about 0.25
+    # against about 0.5, far outside that band, so the test tells the two orders apart
+    raster = -torch.arange(H * W, dtype=torch.float64).view(1, H, W)
+    raster_auc, _ = metrics.deletion_insertion(model, x, raster, 0, steps=32)
+    assert random_aucs.mean() - raster_auc[0] > 3 * tol
+
+
+def test_explanation_size_of_a_constant_map_is_not_raster_order():
+    # the label flips (logit 0 beats logit 1) only once the bottom half's evidence is shown
+    w = torch.zeros(1, 3, H, W)
+    w[..., H // 2 :, :] = 1.0
+    x = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(0))
+    model = Linear(w / (w * x).sum() * 10.0, c=5.0).eval()
+    size = metrics.explanation_size(model, x, torch.ones(1, H, W), 0, steps=20)[0]
+    # a random half of the pixels carries half the evidence (logit ~5): kept from about 0.5 on;
+    # raster order would show the bottom half only after 3/4 of the image (0.75 of the pixels)
+    assert 0.4 <= size <= 0.65
+
+
+# -- insertion's blur as in RISE, and deletion/insertion against a literal RISE loop ----------------
+
+
+def _rise_gkern(klen, nsig):
+    """RISE's kernel (Petsiuk et al., evaluation.py): a unit impulse filtered by scipy's Gaussian."""
+    from scipy.ndimage import gaussian_filter
+
+    inp = np.zeros((klen, klen))
+    inp[klen // 2, klen // 2] = 1
+    k = gaussian_filter(inp, nsig)
+    kern = np.zeros((3, 3, klen, klen))
+    kern[0, 0] = k
+    kern[1, 1] = k
+    kern[2, 2] = k
+    return torch.from_numpy(kern.astype("float32"))
+
+
+def _rise_auc(model, img, explanation, mode, step, klen, nsig, c):
+    """RISE's CausalMetric.single_run, one pixel batch at a time, on one image (1, 3, H, W)."""
+    _, _, h, w = img.shape
+    hw = h * w
+    kern = _rise_gkern(klen, nsig)
+    blur = lambda t: F.conv2d(t, kern, padding=klen // 2)  # noqa: E731
+    n_steps = (hw + step - 1) // step
+    if mode == "del":
+        start, finish = img.clone(), torch.zeros_like(img)
+    else:
+        start, finish = blur(img), img.clone()
+    scores = np.empty(n_steps + 1)
+    salient_order = np.flip(np.argsort(explanation.reshape(-1, hw), axis=1), axis=-1)
+    for i in range(n_steps + 1):
+        with torch.no_grad():
+            scores[i] = model(start).softmax(1)[0, c].item()
+        if i < n_steps:
+            coords = salient_order[:, step * i : step * (i + 1)]
+            start.numpy().reshape(1, 3, hw)[0, :, coords] = finish.numpy().reshape(1, 3, hw)[0, :, coords]
+    return (scores.sum() - scores[0] / 2 - scores[-1] / 2) / (len(scores) - 1)
+
+
+@pytest.mark.parametrize("size", [64, 224])
+def test_deletion_insertion_match_rises_own_loop(size):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 5, stride=4, padding=2), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                        nn.Flatten(), nn.Linear(128, 5)).eval()
+    with torch.no_grad():
+        net[-1].weight *= 20  # spread the probabilities so the curves move
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, size, size, generator=gen)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    bump = torch.exp(-((yy - size / 3) ** 2 + (xx - size / 2) ** 2) / (size / 5) ** 2)
+    maps = torch.stack([torch.randn(size, size, generator=gen),  # no ties: one order for both implementations
+                        bump + 1e-3 * torch.randn(size, size, generator=gen)])
+    c = net(x).argmax(1)
+    steps = 16 if size == 64 else 112  # RISE's 224 px per step at 224 px is 224 steps; 448 px here
+    klen = 11 if size == 224 else 3  # 11 * size / 224, odd, at least 3
+    nsig = 5 * size / 224
+    dele, ins = metrics.deletion_insertion(net, x, maps, c, steps=steps)
+    for i in range(2):
+        ref_del = _rise_auc(net, x[i : i + 1], maps[i].numpy(), "del", size * size // steps, klen, nsig, int(c[i]))
+        ref_ins = _rise_auc(net, x[i : i + 1], maps[i].numpy(), "ins", size * size // steps, klen, nsig, int(c[i]))
+        # one float32 network on the same inputs, batched here and one at a time there: the
+        # probabilities agree to ~1e-6, and an AUC is their average
+        assert dele[i] == pytest.approx(ref_del, abs=1e-5)
+        assert ins[i] == pytest.approx(ref_ins, abs=1e-5)
+
+
+# -- cascading randomisation draws layers as PyTorch's default initialisation does -------------------
+
+
+def test_randomisation_draws_weights_with_pytorchs_default_variance():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.01)  # "trained" weights far from the default scale
+    seen = []
+
+    def record(m, xb, t):
+        seen.append({n: p.detach().clone() for n, p in m.named_parameters()})
+        return xb.sum(1)
+
+    x = torch.rand(2, 3, 8, 8)
+    metrics.cascading_randomisation(record, net, x, 0, similarity="pearson")
+    final = seen[-1]  # every layer re-initialised
+    for name, fresh in (("0", nn.Conv2d(3, 64, 3)), ("2", nn.Conv2d(64, 64, 3)), ("6", nn.Linear(64, 10))):
+        for part in ("weight", "bias"):
+            mine, ref = final[f"{name}.{part}"], getattr(fresh, part).detach()
+            n = mine.numel()
+            fan_in = fresh.weight[0].numel()
+            # kaiming_uniform(a=sqrt(5)) and the bias rule: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), variance 1/(3 fan_in)
+            expected = 1 / (3 * fan_in)
+            # the sample variance of n uniform draws has relative standard deviation sqrt(0.8 / n);
+            # 5 of them bound a chance failure below 1e-6 (the old rule was 3x too large)
+            rel = 5 * np.sqrt(0.8 / n)
+            assert mine.var().item() == pytest.approx(expected, rel=rel), (name, part)
+            assert mine.var().item() == pytest.approx(ref.var().item(), rel=5 * np.sqrt(1.6 / n)), (name, part)
+            assert mine.abs().max().item() <= 1 / np.sqrt(fan_in) + 1e-7

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import _checks
+from . import _checks, metrics
 
 #: the 14 non-empty proper subsets of four children
 SUBSETS = tuple(c for k in (1, 2, 3) for c in combinations(range(4), k))
@@ -186,8 +186,12 @@ def responsibility(predict: Predict, shape: tuple[int, int], target: int, iters:
 
 
 def extract(predict: Predict, resp: np.ndarray, target: int, step: float = 0.005, batch_size: int = 32,
-            min_confidence: float = 0.0, reference: float = 1.0) -> tuple[np.ndarray, float, int]:
+            min_confidence: float = 0.0, reference: float = 1.0, seed: int = 0) -> tuple[np.ndarray, float, int]:
     """Smallest top fraction of the responsibility ranking that keeps the label.
+
+    Pixels are ranked exactly by :func:`xaihelpers.metrics.rank_pixels`; the few
+    distinct values of a responsibility map leave large ties, taken in a seeded random
+    order.
 
     Parameters
     ----------
@@ -207,6 +211,8 @@ def extract(predict: Predict, resp: np.ndarray, target: int, step: float = 0.005
         confidence threshold; 0 = label only).
     reference : float
         The target probability on the whole image.
+    seed : int
+        Seed of the tie-breaking.
 
     Returns
     -------
@@ -214,8 +220,7 @@ def extract(predict: Predict, resp: np.ndarray, target: int, step: float = 0.005
         Boolean mask (H, W), target probability of the explanation, queries.
     """
     h, w = resp.shape
-    noise = np.random.default_rng(0).random(resp.size) * 1e-6  # break ties at random, reproducibly
-    order = torch.as_tensor(np.argsort(-(resp.ravel() + noise), kind="stable"))
+    order = metrics.rank_pixels(np.asarray(resp)[None], seed)[0]
     counts = np.unique(np.clip(np.round(np.arange(step, 1 + step / 2, step) * h * w), 1, h * w).astype(int))
     queries = 0
     for start in range(0, len(counts), batch_size):

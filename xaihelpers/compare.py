@@ -106,8 +106,13 @@ def baseline_explainer(method: str, **settings) -> Explainer:
     return _named(baselines.explainer(method, **settings), method)
 
 
-def top_masks(maps: object, fractions: object, size: tuple[int, int]) -> torch.Tensor:
-    """Binary masks keeping each map's top ``fractions[i]`` of pixels (ties broken by position).
+def top_masks(maps: object, fractions: object, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
+    """Binary masks keeping each map's top ``fractions[i]`` of pixels, exactly that many.
+
+    The maps are upsampled to ``size`` (:func:`xaihelpers.metrics.resize_maps`) and
+    the pixels taken by :func:`xaihelpers.metrics.top_share`: ties in a seeded random
+    order, the order in which :func:`xaihelpers.metrics.explanation_size` found the
+    fraction.
 
     Parameters
     ----------
@@ -117,21 +122,19 @@ def top_masks(maps: object, fractions: object, size: tuple[int, int]) -> torch.T
         Share of pixels to keep per image, in [0, 1].
     size : (int, int)
         Output resolution (H, W).
+    seed : int
+        Seed of the tie-breaking.
 
     Returns
     -------
     torch.Tensor
         float32 masks of shape (N, H, W) with values 0 and 1.
     """
-    a = metrics.resize_maps(metrics._maps(maps), size).flatten(1)
+    a = metrics.resize_maps(metrics._maps(maps), size)
     fractions = np.asarray(fractions, dtype=float).reshape(-1)
     if len(fractions) != len(a):
         raise ValueError(f"expected one fraction per map ({len(a)}), got {len(fractions)}")
-    order = a.argsort(dim=1, descending=True, stable=True)
-    out = torch.zeros_like(a)
-    for i, f in enumerate(fractions):
-        out[i, order[i, : int(round(f * a.shape[1]))]] = 1.0
-    return out.reshape(-1, *size)
+    return metrics.top_share(a, fractions, seed).float()
 
 
 def score(

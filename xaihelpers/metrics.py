@@ -8,6 +8,15 @@ metric is undefined (e.g. an empty ground-truth mask). Chapter 1
 The protocol of the SRD paper (Han et al. 2024, Appendix E) is :func:`prepare`:
 divide each map by its maximum, then clamp to [-1, 1]. It is applied by
 :func:`evaluate` and is an explicit argument everywhere else.
+
+Every map is scored at the input's resolution: a map computed at a layer's
+resolution (Grad-CAM, SRD-low/high) is first upsampled bilinearly by
+:func:`resize_maps`, the one helper for it, wherever the model is queried or maps
+are compared (:func:`stability`, :func:`fidelity`, :func:`deletion_insertion`,
+:func:`cascading_randomisation`, :func:`evaluate`, ...). Ties are never broken in
+raster order: every pixel ranking and "top x %" selection comes from
+:func:`rank_pixels` (exact top-k, ties in a seeded random order), and the pointing
+game counts tied maxima by their share inside the mask.
 """
 
 from __future__ import annotations
@@ -80,7 +89,13 @@ def prepare(maps: object, normalise: str | None = "max", clamp: bool = True) -> 
 
 
 def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinearly resize maps (N, h, w) to (N, H, W) = ``size`` (no-op when equal)."""
+    """Bilinearly resize maps (N, h, w) to (N, H, W) = ``size`` (no-op when equal).
+
+    The one way maps at a layer's resolution reach the input's in this package (every
+    metric that queries the model or compares maps calls it): a continuous map is
+    interpolated, not replicated in blocks (``align_corners=False``, as
+    pytorch-grad-cam upsamples). Returns float32 maps when it resizes.
+    """
     m = maps if isinstance(maps, torch.Tensor) else torch.as_tensor(maps)
     if tuple(m.shape[-2:]) == tuple(size):
         return m
@@ -111,8 +126,14 @@ def pointing_game(maps: object, masks: object, tolerance: int | None = None) -> 
 
     .. math:: \mu_{PG} = \frac{\mathrm{Hits}}{\mathrm{Hits} + \mathrm{Misses}}
 
-    A hit is an image whose maximum (any of them, when tied) lies inside the mask
-    dilated by a disk of radius ``tolerance`` pixels (SRD, Appendix E: 15 px at 224 px).
+    A hit is an image whose maximum lies inside the mask dilated by a disk of radius
+    ``tolerance`` pixels (SRD, Appendix E: 15 px at 224 px).
+
+    Ties: when several pixels share the maximum, the image scores the share of them
+    that lie inside the (dilated) mask, the expected hit when one of them is drawn
+    uniformly at random. A constant map thus scores the dilated mask's share of the
+    image (chance), not 1. On maps with a unique maximum this is Quantus'
+    ``PointingGame`` (which counts a hit when *any* tied maximum is inside).
 
     Parameters
     ----------
@@ -127,7 +148,8 @@ def pointing_game(maps: object, masks: object, tolerance: int | None = None) -> 
     Returns
     -------
     numpy.ndarray
-        Shape (N,): 1.0 for a hit, 0.0 for a miss, nan for an empty mask.
+        Shape (N,): 1.0 for a hit, 0.0 for a miss, the share of tied maxima inside
+        the mask when the maximum is tied; nan for an empty mask.
     """
     a = _maps(maps)
     m = _masks(masks, a)
@@ -135,7 +157,7 @@ def pointing_game(maps: object, masks: object, tolerance: int | None = None) -> 
     if tol < 0:
         raise ValueError(f"expected tolerance >= 0 pixels, got {tolerance}")
     at_max = a == a.flatten(1).amax(1)[:, None, None]
-    hit = (at_max & _dilate(m, tol)).flatten(1).any(1).double()
+    hit = (at_max & _dilate(m, tol)).flatten(1).sum(1).double() / at_max.flatten(1).sum(1).double()
     hit[m.flatten(1).sum(1) == 0] = float("nan")
     return hit.numpy()
 
@@ -176,7 +198,9 @@ def sparseness(maps: object, absolute: bool = True) -> np.ndarray:
               \cdot \frac{d - k + 0.5}{d}
 
     with :math:`v_{(1)} \le \dots \le v_{(d)}` the sorted (absolute) values. 0 for a
-    constant map, :math:`1 - 1/d` when all mass is on one pixel.
+    constant map, :math:`1 - 1/d` when all mass is on one pixel. The index depends on
+    the number of pixels :math:`d`: score maps at the input's resolution
+    (:func:`resize_maps`), as :func:`evaluate` does.
 
     Parameters
     ----------
@@ -234,7 +258,8 @@ def localisation_error(maps: object, boxes: object, alpha: float = 1.0) -> np.nd
     maps : tensor or array, shape (N, H, W)
         Saliency maps.
     boxes : tensor or array, shape (N, 4)
-        Ground-truth boxes ``(x0, y0, x1, y1)``, ends exclusive.
+        Ground-truth boxes ``(x0, y0, x1, y1)``, ends exclusive, in the maps' pixels:
+        upsample maps at a layer's resolution to the image's first (:func:`resize_maps`).
     alpha : float
         Threshold as a multiple of the map's mean.
 
@@ -247,6 +272,10 @@ def localisation_error(maps: object, boxes: object, alpha: float = 1.0) -> np.nd
     b = np.asarray(boxes.cpu() if isinstance(boxes, torch.Tensor) else boxes, dtype=np.float64)
     if b.shape != (a.shape[0], 4):
         raise ValueError(f"expected boxes of shape ({a.shape[0]}, 4), got {b.shape}")
+    h, w = a.shape[-2:]
+    if len(b) and (b[:, 2].max() > w or b[:, 3].max() > h):
+        raise ValueError(f"expected boxes inside the maps ({h} x {w} pixels), got boxes reaching "
+                         f"({b[:, 3].max():g}, {b[:, 2].max():g}); resize the maps to the image with resize_maps")
     out = np.ones(a.shape[0])
     for i, m in enumerate(a):
         box = _largest_component_box(m > alpha * m.mean())
@@ -442,13 +471,18 @@ def stability(
               \frac{\lVert \phi(x_i) - \phi(x_j) \rVert_2}{\lVert x_i - x_j \rVert_2}
 
     over ``n_samples`` neighbours :math:`x_j = x_i + \mathcal N(0, \sigma^2)`
-    (SRD, Appendix E: :math:`\sigma = 0.1`), with maps prepared by :func:`prepare`.
-    Lower is better.
+    (SRD, Appendix E: :math:`\sigma = 0.1`), with maps upsampled to the input's
+    resolution (:func:`resize_maps`, bilinear) and prepared by :func:`prepare`.
+    Lower is better. The numerator is a norm over pixels, so it grows with their
+    number: a map at 8x8 scored at its own resolution would look several times more
+    stable than the same map upsampled; scoring every map at (H, W) makes maps of
+    different methods comparable.
 
     Parameters
     ----------
     explainer : callable
-        ``explainer(model, x, target, **settings) -> (N, H, W)``.
+        ``explainer(model, x, target, **settings) -> (N, H, W)`` or (N, h, w) at a
+        lower resolution.
     model : nn.Module
         Classifier returning logits.
     x : torch.Tensor
@@ -476,42 +510,136 @@ def stability(
     with torch.no_grad():
         logits = model(x.to(dev)) if target is None else None
     t = _checks.targets(target, x.shape[0], logits)
-    phi = prepare(explainer(model, x, t, **settings), normalise, clamp)
+    size = tuple(x.shape[-2:])
+
+    def explain(xb: torch.Tensor) -> torch.Tensor:
+        return prepare(resize_maps(_maps(explainer(model, xb, t, **settings)), size), normalise, clamp)
+
+    phi = explain(x)
     gen = torch.Generator().manual_seed(seed)
     best = torch.zeros(x.shape[0], dtype=torch.float64)
     for _ in range(n_samples):
         noise = torch.randn(x.shape, generator=gen) * sigma
         xj = x + noise.to(x.device)
-        phij = prepare(explainer(model, xj, t, **settings), normalise, clamp)
+        phij = explain(xj)
         ratio = (phi - phij).flatten(1).norm(dim=1) / noise.flatten(1).double().norm(dim=1)
         best = torch.maximum(best, ratio)
     return best.numpy()
 
 
-def _order(a: torch.Tensor) -> torch.Tensor:
-    """Pixel indices of each map, most relevant first (ties broken by index)."""
-    return a.flatten(1).argsort(dim=1, descending=True, stable=True)
+def rank_pixels(maps: object, seed: int = 0) -> torch.Tensor:
+    """Pixel indices of each map, most relevant first, ties in a seeded random order.
+
+    The one ranking behind every pixel ordering and "top x %" selection of the package
+    (:func:`deletion_insertion`, :func:`explanation_size`, :func:`top_share`,
+    :func:`xaihelpers.compare.top_masks`, :func:`xaihelpers.causal.extract`). Values
+    are sorted exactly, in descending order; pixels of equal value follow one uniformly
+    random permutation drawn from ``seed``, the same for every map of the call, so a
+    map ranks the same alone or in a batch. Raster order would favour the top of the
+    image whenever a map has plateaus (ReLU zeros, ReX's few distinct values).
+
+    Parameters
+    ----------
+    maps : tensor or array, shape (N, H, W)
+        Saliency maps.
+    seed : int
+        Seed of the tie-breaking permutation.
+
+    Returns
+    -------
+    torch.Tensor
+        int64, shape (N, H * W): flat pixel indices, most relevant first.
+    """
+    a = _maps(maps).flatten(1)
+    perm = torch.randperm(a.shape[1], generator=torch.Generator().manual_seed(seed))
+    return perm[a[:, perm].argsort(dim=1, descending=True, stable=True)]
+
+
+def _counts(fractions: object, d: int) -> torch.Tensor:
+    """Pixels in a top share: ``fraction * d`` rounded half up, for each fraction in [0, 1]."""
+    if isinstance(fractions, torch.Tensor):
+        f = fractions.detach().double().cpu()
+    else:
+        f = torch.from_numpy(np.array(fractions, dtype=np.float64))  # a copy: the input may be read-only
+    if torch.isnan(f).any() or (f < 0).any() or (f > 1).any():
+        raise ValueError(f"expected fractions of the pixels in [0, 1], got {f.tolist()}")
+    return torch.floor(f * d + 0.5).long()
+
+
+def top_share(maps: object, fraction: float | Sequence[float], seed: int = 0) -> torch.Tensor:
+    """Masks of each map's top ``fraction`` of pixels: exactly that many, ties broken at random.
+
+    Keeping every pixel at the threshold value instead would return far more than
+    asked of a map with few distinct values; here pixels are taken in the order of
+    :func:`rank_pixels`, so a 10 % request returns 10 % (rounded to whole pixels).
+
+    Parameters
+    ----------
+    maps : tensor or array, shape (N, H, W)
+        Saliency maps.
+    fraction : float or sequence of float
+        Share of pixels to keep, in [0, 1]: one for all maps, or one per map.
+    seed : int
+        Seed of the tie-breaking (see :func:`rank_pixels`).
+
+    Returns
+    -------
+    torch.Tensor
+        bool, shape (N, H, W): ``round(fraction * H * W)`` True pixels per map.
+    """
+    a = _maps(maps)
+    n, h, w = a.shape
+    k = _counts(fraction, h * w).reshape(-1)
+    if len(k) not in (1, n):
+        raise ValueError(f"expected one fraction, or one per map ({n}), got {len(k)}")
+    order = rank_pixels(a, seed)
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(h * w).expand(n, -1))
+    return (rank < k.expand(n)[:, None]).view(n, h, w)
 
 
 def _top_fractions(order: torch.Tensor, fractions: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """For each fraction, a (1, h, w) mask of that share of pixels, first in ``order``: shape (F, 1, h, w)."""
     rank = torch.empty(h * w, dtype=torch.long)
     rank[order] = torch.arange(h * w)
-    k = (fractions * h * w).round().long()
+    k = _counts(fractions, h * w)
     return (rank[None, :] < k[:, None]).float().view(-1, 1, h, w)
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    from torchvision.transforms.functional import gaussian_blur
-
-    k = 2 * int(math.ceil(3 * sigma)) + 1
-    return gaussian_blur(x, [k, k], [sigma, sigma])
+# RISE's insertion blur (Petsiuk et al. 2018, their evaluation code): an 11x11 kernel, sigma 5, at 224 px
+RISE_BLUR_SIZE, RISE_BLUR_SIGMA, RISE_IMAGE_SIZE = 11, 5.0, 224
 
 
-def _curve(model, x, a, t, steps, start, end, batch_size) -> torch.Tensor:
+def _odd_kernel_side(sigma: float) -> int:
+    """RISE's kernel side for ``sigma`` (11 for sigma 5): 11/5 sigma rounded to an odd integer, at least 3."""
+    return max(3, 2 * int(math.floor((RISE_BLUR_SIZE / RISE_BLUR_SIGMA * sigma - 1) / 2 + 0.5)) + 1)
+
+
+def _blur(x: torch.Tensor, sigma: float, size: int | None = None) -> torch.Tensor:
+    """RISE's blur: a ``size`` x ``size`` Gaussian kernel applied per channel with zero padding.
+
+    The kernel is built as RISE's ``gkern`` builds it: a unit impulse in the centre of
+    the window filtered by scipy's Gaussian of standard deviation ``sigma`` (which
+    reflects at the window's border, so the kernel sums to 1); it is separable, the
+    outer product of the 1-D filter with itself.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    k = _odd_kernel_side(sigma) if size is None else int(size)
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"expected an odd blur kernel side, got {size}")
+    impulse = np.zeros(k)
+    impulse[k // 2] = 1.0
+    k1 = gaussian_filter1d(impulse, sigma, mode="reflect")
+    kern = torch.from_numpy(np.outer(k1, k1)).to(x)
+    c = x.shape[1]
+    return F.conv2d(x, kern.expand(c, 1, k, k), padding=k // 2, groups=c)
+
+
+def _curve(model, x, a, t, steps, start, end, batch_size, seed) -> torch.Tensor:
     """Target probability while pixels move from ``start`` to ``end`` in map order."""
     n, _, h, w = x.shape
-    order = _order(a)
+    order = rank_pixels(a, seed)
     fractions = torch.linspace(0, 1, steps + 1)
     curves = torch.empty(n, steps + 1, dtype=torch.float64)
     for i in range(n):
@@ -529,6 +657,8 @@ def deletion_insertion(
     steps: int = 32,
     blur_sigma: float | None = None,
     batch_size: int = 256,
+    blur_size: int | None = None,
+    seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     r"""Deletion and insertion AUC (Petsiuk et al. 2018).
 
@@ -536,6 +666,14 @@ def deletion_insertion(
     pixel); insertion starts from a blurred copy and restores pixels in the same
     order. Each curve is the target's softmax probability after each of ``steps``
     equal fractions; its area (trapezoid rule over the fraction in [0, 1]) is the score.
+    Maps are upsampled to the input's resolution first (:func:`resize_maps`); pixels
+    of equal relevance are taken in a seeded random order (:func:`rank_pixels`).
+
+    The blur is RISE's: their code blurs 224 px images with an 11x11 Gaussian kernel of
+    standard deviation 5, zero-padded at the border; here both scale with the image,
+    :math:`\sigma = 5 H / 224` and a side of :math:`11/5\,\sigma` rounded to an odd
+    number, at least 3 (3 px and :math:`\sigma \approx 1.4` at 64 px). With
+    ``steps = H W / 224`` at 224 px the curves are RISE's own (224 pixels a step).
 
     .. math:: \mathrm{AUC} = \int_0^1 p_t\big(x^{(f)}\big)\, df
 
@@ -554,9 +692,15 @@ def deletion_insertion(
     steps : int
         Number of steps of each curve.
     blur_sigma : float, optional
-        Standard deviation of insertion's starting blur, in pixels; default H / 8.
+        Standard deviation of insertion's starting blur, in pixels; default
+        :math:`5 H / 224` (RISE's 5 at 224 px).
     batch_size : int
         Forward passes per batch.
+    blur_size : int, optional
+        Odd side of the blur kernel; default 11/5 of the standard deviation, rounded
+        to an odd number, at least 3 (RISE's 11 at 224 px).
+    seed : int
+        Seed of the tie-breaking between pixels of equal relevance.
 
     Returns
     -------
@@ -564,21 +708,24 @@ def deletion_insertion(
         Deletion and insertion AUCs, each of shape (N,), in [0, 1].
     """
     x, a, t = _setup(model, x, maps, target)
-    sigma = x.shape[-1] / 8 if blur_sigma is None else blur_sigma
-    deletion = _curve(model, x, a, t, steps, x, torch.zeros_like(x), batch_size)
-    insertion = _curve(model, x, a, t, steps, _blur(x, sigma), x, batch_size)
+    sigma = RISE_BLUR_SIGMA * x.shape[-2] / RISE_IMAGE_SIZE if blur_sigma is None else float(blur_sigma)
+    deletion = _curve(model, x, a, t, steps, x, torch.zeros_like(x), batch_size, seed)
+    insertion = _curve(model, x, a, t, steps, _blur(x, sigma, blur_size), x, batch_size, seed)
     dx = 1.0 / steps
     auc = lambda c: ((c[:, 1:] + c[:, :-1]) / 2).sum(1).numpy() * dx  # noqa: E731
     return auc(deletion), auc(insertion)
 
 
 def explanation_size(
-    model: nn.Module, x: torch.Tensor, maps: object, target=None, steps: int = 50, batch_size: int = 256
+    model: nn.Module, x: torch.Tensor, maps: object, target=None, steps: int = 50, batch_size: int = 256,
+    seed: int = 0,
 ) -> np.ndarray:
     """Smallest fraction of most relevant pixels that, kept alone, keeps the label.
 
     All other pixels are set to 0 (the mean pixel); fractions are tried on a grid of
-    ``steps`` values; an image whose label is never kept scores 1.
+    ``steps`` values; an image whose label is never kept scores 1. Maps are upsampled
+    to the input's resolution first; each fraction keeps exactly that many pixels, ties
+    taken in a seeded random order (:func:`rank_pixels`).
 
     Parameters
     ----------
@@ -594,6 +741,8 @@ def explanation_size(
         Grid size over (0, 1].
     batch_size : int
         Forward passes per batch.
+    seed : int
+        Seed of the tie-breaking between pixels of equal relevance.
 
     Returns
     -------
@@ -603,7 +752,7 @@ def explanation_size(
     x, a, t = _setup(model, x, maps, target)
     n, _, h, w = x.shape
     fractions = torch.arange(1, steps + 1, dtype=torch.float64) / steps
-    order = _order(a)
+    order = rank_pixels(a, seed)
     dev = _checks.model_device(model)
     out = np.ones(n)
     for i in range(n):
@@ -867,12 +1016,15 @@ def cascading_randomisation(
     similarity: str = "spearman",
     **settings,
 ) -> "pandas.DataFrame":  # noqa: F821
-    """Model-randomisation sanity check (Adebayo et al. 2018), cascading from the output.
+    r"""Model-randomisation sanity check (Adebayo et al. 2018), cascading from the output.
 
     Re-initialises the model's layers stage by stage, output first, keeping earlier
     stages random, and measures how similar each stage's maps are to the trained
     model's. An explainer that depends on the learned weights should lose similarity
     quickly; one that stays similar explains the input's structure, not the model.
+    A re-initialised layer is drawn as PyTorch's default initialisation draws it
+    (weights and biases uniform in :math:`\pm 1/\sqrt{\text{fan-in}}`; batch norms
+    reset), from a generator seeded with ``seed``.
 
     Parameters
     ----------
@@ -933,13 +1085,20 @@ def cascading_randomisation(
 
 @torch.no_grad()
 def _reinitialise(module: nn.Module, gen: torch.Generator) -> None:
-    """Draw a layer's weights afresh: Kaiming-uniform like PyTorch's default, from ``gen``."""
-    if isinstance(module, (nn.Conv2d, nn.Linear)):
+    r"""Draw a layer's weights afresh from ``gen``, with the law of PyTorch's default initialisation.
+
+    ``reset_parameters`` of convolutions and linear layers draws the weights from
+    ``kaiming_uniform_(a=sqrt(5))``, i.e. uniformly in :math:`\pm 1/\sqrt{\text{fan-in}}`
+    (variance :math:`1 / (3\,\text{fan-in})`), and the bias from the same interval;
+    the same bounds are used here with a seeded generator instead of the global one.
+    Batch norms are reset to weight 1, bias 0 and fresh running statistics.
+    """
+    if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
         fan_in = module.weight[0].numel()
         bound = 1 / math.sqrt(fan_in)
-        w = (torch.rand(module.weight.shape, generator=gen) * 2 - 1) * bound * math.sqrt(3)
+        w = (torch.rand(module.weight.shape, generator=gen) * 2 - 1) * bound
         module.weight.copy_(w.to(module.weight))
         if module.bias is not None:
             module.bias.copy_(((torch.rand(module.bias.shape, generator=gen) * 2 - 1) * bound).to(module.bias))
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.modules.batchnorm._BatchNorm):
         module.reset_parameters()
