@@ -52,7 +52,7 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
-def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
+def seed_everything(seed: int = 0, deterministic: bool = True, exact_cpu: bool | None = None) -> int:
     """Seed Python's, NumPy's and PyTorch's random generators and ask for reproducible kernels.
 
     With ``deterministic=True`` it also asks PyTorch for deterministic algorithms
@@ -63,13 +63,25 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
 
     What this cannot fix, and where the chapters meet it:
 
-    * On the CPU, PyTorch splits large reductions (sums, means, the matrix products
-      of convolutions) over the available threads; the order of the additions, and
-      hence the last bits of the result, depends on the thread count. Every
-      chapter's networks use such operations, so a chapter's numbers agree across
-      thread counts only to rounding (about 1e-6 relative in float32), which
-      optimisations with many steps (GFI, Activation Matching, the attack in
-      chapter 3) can amplify; ``tests/test_reproducibility.py`` measures it.
+    * On the CPU, PyTorch splits some reductions over the available threads, and
+      the order of the additions, hence the last bits of the result, depends on the
+      thread count; optimisations with many steps (GFI, Activation Matching, the
+      attack in chapter 3) and thresholds can amplify such bits into different
+      numbers. Measured here (``tests/test_reproducibility.py``): a full reduction to
+      one number (``t.sum()``) and oneDNN's convolution with a single output channel
+      (forward and weight gradient) change with the thread count; the batch norm,
+      pooling, matrix products and other convolutions of the benchmark CNNs do not.
+      Activation Matching's mask network therefore computes its one-channel head as
+      a matrix product (``actmatch.MaskNet``); the losses' full reductions change
+      only the loss values printed, not the gradients. With these, the numbers
+      computed on the benchmark CNNs are the same at one and at two threads.
+      EfficientNet-Lite0's pointwise convolutions go through oneDNN, whose rounding
+      depends on the thread count (its logits by about 3e-6, its input gradients by
+      about 3e-4 of their largest value), and the photos' numbers of chapters 2-6
+      inherit that (chapter 5's photo mask area by 0.3 %, its circuit overlap by one
+      node). ``exact_cpu=True`` (or ``XAI_EXACT_CPU=1``) switches oneDNN off, which
+      makes those bit-identical too, at two to three times the CPU time of
+      EfficientNet-Lite0's passes.
     * On CUDA, ``index_add_``/``scatter_add_`` and the backward of adaptive
       pooling and of ``interpolate`` have no deterministic kernel (PyTorch warns);
       the chapters reach them through bilinear upsampling of maps (every chapter),
@@ -81,6 +93,9 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
         The seed, a non-negative integer.
     deterministic : bool
         Also request the deterministic settings above (default).
+    exact_cpu : bool, optional
+        Switch oneDNN off so that CPU results do not depend on the thread count;
+        ``None`` reads the environment variable ``XAI_EXACT_CPU`` (off when unset).
 
     Returns
     -------
@@ -102,6 +117,12 @@ def seed_everything(seed: int = 0, deterministic: bool = True) -> int:
         torch.backends.cudnn.benchmark = False
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
+    if exact_cpu is None:
+        raw = os.environ.get("XAI_EXACT_CPU", "").strip().lower()
+        if raw not in _TRUE | _FALSE:
+            raise ValueError(f"expected XAI_EXACT_CPU to be one of 1/0/true/false/yes/no/on/off, got {raw!r}")
+        exact_cpu = raw in _TRUE
+    torch.backends.mkldnn.enabled = not exact_cpu
     return seed
 
 
