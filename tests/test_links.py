@@ -1,0 +1,45 @@
+"""Every link to the repository derives from the one URL in _config.yml (scripts/links.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+
+from conftest import NOTEBOOKS, ROOT
+
+
+def _links():
+    spec = importlib.util.spec_from_file_location("links", ROOT / "scripts" / "links.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_links_are_derived_from_the_config():
+    links = _links()
+    assert links.main(["--check"]) == 0
+
+
+def test_moving_the_repository_moves_every_link():
+    """No link to the configured repository survives a rewrite for another one: nothing is exempt."""
+    links = _links()
+    slug, branch = links.config()
+    fork = "a-course/its-copy"
+    for path in links.files():
+        text = links._rewrite_file(path, fork, "spring-2027")
+        assert slug not in text, f"{path.name} keeps a link to {slug} that _config.yml does not control"
+    readme = links._rewrite_file(ROOT / "README.md", fork, "spring-2027")
+    for nb in NOTEBOOKS:
+        assert f"colab.research.google.com/github/{fork}/blob/{links.COLAB_BRANCH}/notebooks/{nb.name}" in readme
+    chapter = links._rewrite_file(NOTEBOOKS[0], fork, "spring-2027")
+    assert f"github.com/{fork}/blob/spring-2027/notebooks/{NOTEBOOKS[0].name}" in chapter
+    assert re.search(rf"git\+https://github\.com/{fork}\b", chapter)
+
+
+def test_every_chapter_links_its_colab_edition_and_installs_from_the_repository():
+    links = _links()
+    slug, _ = links.config()
+    for nb in NOTEBOOKS:
+        text = nb.read_text()
+        assert f"colab.research.google.com/github/{slug}/blob/{links.COLAB_BRANCH}/notebooks/{nb.name}" in text
+        assert f"git+https://github.com/{slug}" in text
