@@ -38,6 +38,7 @@ PATTERNS = {
     "source": re.compile(rf"https://github\.com/{_SLUG}/blob/[\w.-]+/notebooks/(?P<stem>[\w-]+)\.ipynb"),
     "install": re.compile(rf"git\+https://github\.com/{_SLUG}(?=[\"'\s@]|$)"),
     "clone": re.compile(rf"(?<=git clone )https://github\.com/{_SLUG}"),
+    "citation": re.compile(rf"(?<=repository-code: )https://github\.com/{_SLUG}"),
 }
 
 
@@ -57,6 +58,7 @@ def links(slug: str, branch: str) -> dict:
         "source": lambda m: f"https://github.com/{slug}/blob/{branch}/notebooks/{m['stem']}.ipynb",
         "install": lambda m: f"git+https://github.com/{slug}",
         "clone": lambda m: f"https://github.com/{slug}",
+        "citation": lambda m: f"https://github.com/{slug}",
     }
 
 
@@ -68,8 +70,9 @@ def rewrite(text: str, slug: str, branch: str) -> str:
 
 
 def files() -> list[Path]:
-    """Every file whose links are derived: README.md, book/*.md and the chapters."""
-    return [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md")), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    """Every file whose links are derived: README.md, CITATION.cff, book/*.md and the chapters."""
+    return [ROOT / "README.md", ROOT / "CITATION.cff", *sorted((ROOT / "book").glob("*.md")),
+            *sorted((ROOT / "notebooks").glob("*.ipynb"))]
 
 
 def _rewrite_file(path: Path, slug: str, branch: str) -> str:

@@ -43,3 +43,16 @@ def test_every_chapter_links_its_colab_edition_and_installs_from_the_repository(
         text = nb.read_text()
         assert f"colab.research.google.com/github/{slug}/blob/{links.COLAB_BRANCH}/notebooks/{nb.name}" in text
         assert f"git+https://github.com/{slug}" in text
+
+
+def test_licences_and_citation_agree_with_the_package():
+    import tomllib
+
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert {"cff-version", "message", "title", "authors"} <= set(cff)
+    assert str(cff["version"]) == project["version"] and cff["license"] == project["license"]["text"] == "MIT"
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    assert "creativecommons.org/licenses/by/4.0" in (ROOT / "LICENSE-CONTENT.md").read_text()
