@@ -14,8 +14,42 @@ import yaml
 
 from conftest import NOTEBOOKS, ROOT
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
+
+def _first(*candidates: str | None) -> str | None:
+    return next((c for c in candidates if c), None)
+
+
+# Debian's chromium, Ubuntu's chromium-browser, Google Chrome (CI runners), or CHROME_BIN/CHROMEDRIVER.
+CHROMIUM = _first(os.environ.get("CHROME_BIN"),
+                  *(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome",
+                                              "google-chrome-stable", "chrome")))
+CHROMEDRIVER = _first(os.environ.get("CHROMEDRIVER"), shutil.which("chromedriver"),
+                      shutil.which("chromedriver", path=os.environ.get("CHROMEWEBDRIVER", "")))
+
+# What the page's script reports once MathJax has typeset it: every math element of the
+# page rendered (an mjx-container inside), and no raw TeX delimiters left in the text
+# that readers see (code cells aside).
+_MATH_STATE = r"""
+const done = arguments[arguments.length - 1];
+const report = () => {
+    const maths = [...document.querySelectorAll('span.math, div.math')];
+    const main = (document.querySelector('article') || document.body).cloneNode(true);
+    main.querySelectorAll('pre, code, .highlight, .cell_input, mjx-container, script, style')
+        .forEach(e => e.remove());
+    const text = main.textContent;
+    const script = [...document.scripts].map(s => s.src).find(src => /mathjax/i.test(src)) || null;
+    done({n: maths.length,
+          rendered: maths.filter(e => e.querySelector('mjx-container')).length,
+          containers: document.querySelectorAll('mjx-container').length,
+          raw: ['\\(', '\\[', '$$'].filter(d => text.includes(d)),
+          script: script});
+};
+if (window.MathJax && MathJax.startup && MathJax.startup.promise) {
+    MathJax.startup.promise.then(report, report);
+} else {
+    report();
+}
+"""
 
 
 def _config() -> dict:
@@ -72,10 +106,24 @@ def test_site_has_every_chapter_page(site):
 
 
 @pytest.mark.site
+def test_site_ships_its_math_renderer(site):
+    """Equations are typeset by a MathJax copied into the site, not fetched from a CDN."""
+    assert (site / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    pages = {nb.stem: (site / "notebooks" / f"{nb.stem}.html").read_text() for nb in NOTEBOOKS}
+    with_math = [stem for stem, html in pages.items() if 'class="math notranslate' in html]
+    assert with_math, "no chapter page has an equation"
+    for stem, html in pages.items():
+        assert "cdn.jsdelivr.net/npm/mathjax" not in html, stem
+        if stem in with_math:
+            assert "_static/mathjax/tex-chtml.js" in html, stem
+
+
+@pytest.mark.site
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_chapter_page_shows_executed_figures_in_chromium(site, nb, tmp_path):
     if not (CHROMIUM and CHROMEDRIVER):
-        reason = "Chromium or ChromeDriver not found: install the Debian packages chromium and chromium-driver (make test does)"
+        reason = ("Chromium or ChromeDriver not found: install the Debian packages chromium and chromium-driver "
+                  "(make test does), or set CHROME_BIN and CHROMEDRIVER")
         print(reason)
         if os.environ.get("CI"):
             pytest.fail(reason)
@@ -101,6 +149,8 @@ def test_chapter_page_shows_executed_figures_in_chromium(site, nb, tmp_path):
                     title: document.title};
             """
         )
+        driver.set_script_timeout(60)
+        math = driver.execute_async_script(_MATH_STATE)
         shot = tmp_path / f"{nb.stem}.png"
         driver.save_screenshot(str(shot))
     finally:
@@ -108,6 +158,11 @@ def test_chapter_page_shows_executed_figures_in_chromium(site, nb, tmp_path):
     assert state["n"] >= 1, "no figure from the notebook's outputs on the page"
     assert state["loaded"] == state["n"], state
     assert shot.stat().st_size > 10_000
+    # equations rendered offline: the site's own MathJax typeset every one of them
+    if math["n"]:
+        assert math["script"] and math["script"].startswith("file:"), math
+        assert math["rendered"] == math["n"] and math["containers"] >= math["n"], math
+    assert not math["raw"], f"raw TeX in the page's text: {math}"
 
 
 def test_every_chapter_opens_with_badges_and_its_run_times():
