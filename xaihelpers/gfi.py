@@ -235,6 +235,16 @@ def explain(
     instead (the ablation of Eq. 4). All N images are optimised together; Adam acts
     on each weight separately, so the result equals optimising them one by one.
 
+    The free pixel mask is :math:`m = \sigma(z)`, with per-pixel logits :math:`z`
+    starting at -2. Without Eq. 4 the mask itself plays the part of :math:`\omega`, so
+    the penalty of Eq. 2 and Eq. 3 acts on the mask, not on the logits:
+    :math:`\mathcal{R}(m) = \frac{1}{HW}\sum_{ij} m_{ij}^2` (``penalty="l2"``) or
+    :math:`\frac{1}{HW}\sum_{ij} m_{ij}`, the mask's area as a share of the image
+    (``penalty="l1"``), weighted by the same :math:`\gamma` and :math:`\delta`. The
+    mean over the :math:`H \times W` pixels keeps the penalty on the scale of the class
+    score for any image size. (A penalty on the logits, :math:`\lVert z\rVert^2`, would
+    pull every logit to 0 and leave a uniform mask of 0.5.)
+
     Parameters
     ----------
     model : nn.Module
@@ -261,7 +271,8 @@ def explain(
     probabilities : bool
         Eq. 3 on softmax probabilities (authors) or on logits.
     free_mask : bool
-        Optimise a free pixel mask (sigmoid of per-pixel logits) instead of Eq. 4.
+        Optimise a free pixel mask (sigmoid of per-pixel logits) instead of Eq. 4, the
+        penalty acting on the mask's mean (squared) value (see above).
     return_details : bool
         Return a :class:`GFIResult` instead of the masks alone.
     verbose : bool
@@ -290,6 +301,8 @@ def explain(
     n = x.shape[0]
     if free_mask:
         weights = torch.full((n, *size), -2.0, device=dev, dtype=x.dtype, requires_grad=True)
+        # the penalty acts on the mask, averaged over its H * W pixels (see the docstring)
+        gamma, delta = gamma / (size[0] * size[1]), delta / (size[0] * size[1])
     else:
         weights = torch.full(basis.shape[:2], init, device=dev, dtype=basis.dtype, requires_grad=True)
     # the fused update is one kernel instead of a dozen: same algorithm, less per-step overhead
@@ -304,7 +317,7 @@ def explain(
         for it in tqdm(range(iterations), desc="GFI", disable=not verbose):
             with torch.enable_grad():
                 mask = torch.sigmoid(weights) if free_mask else mask_from_weights(weights, basis, size)
-                reg = weights.flatten(1)
+                reg = mask.flatten(1) if free_mask else weights  # what the penalty acts on
                 if it < stage1_iterations:
                     with record(model, [layer], detach=False) as r:
                         model(blend(x, mask, p))
