@@ -9,6 +9,12 @@ repository root::
 
 ``--mode full`` runs a chapter with ``FULL=True`` (the papers' sizes).
 
+``--from-cache`` records the times of the chapters that the last ``make book`` executed
+(``scripts/build_book.py`` writes one record per executed chapter into
+``_cache/executed/<chapter>/``: its mode, seconds and threads), without running anything::
+
+    make book && python scripts/run_times.py --from-cache
+
 A row per (chapter, mode, device) is replaced by the new measurement; ``--device`` says
 what ran it (default: the CUDA device's name, else "CPU, <n> cores"). After each run,
 and with ``--render`` alone, the run-time tables of README.md and
@@ -51,11 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mode", choices=MODES)
     ap.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS of the kernel (default: PyTorch's)")
     ap.add_argument("--render", action="store_true", help="only rewrite the tables from the CSV")
+    ap.add_argument("--from-cache", action="store_true",
+                    help="record the times of the chapters the last make book executed (_cache/executed)")
     ap.add_argument("--device", default=None, help="what ran it, for the record")
     ap.add_argument("--source", default="scripts/run_times.py (papermill)")
     ap.add_argument("--keep", default=None, help="folder to keep the executed notebooks in")
     args = ap.parse_args(argv)
     if args.render:
+        render()
+        return 0
+    if args.from_cache:
+        rows = cached_times(ROOT / "_cache" / "executed", args.chapters, args.device or _device())
+        if not rows:
+            ap.error("no executed chapter in _cache/executed: run make book first")
+        for row in rows:
+            record(row)
+            print(f"{row['chapter']} ({row['mode']}): {row['seconds']:.0f} s, from {row['source']}", flush=True)
         render()
         return 0
     if args.mode is None:
@@ -74,14 +91,38 @@ def main(argv: list[str] | None = None) -> int:
             pm.execute_notebook(str(nb), str(out), parameters=PARAMETERS[args.mode],
                                 cwd=str(nb.parent), progress_bar=False)
             seconds = time.perf_counter() - start
-        row = {"chapter": stem, "mode": args.mode, "seconds": round(seconds, 1), "device": args.device or _device(),
-               "date": dt.date.today().isoformat(), "source": args.source}
-        old = pd.read_csv(CSV) if CSV.exists() else pd.DataFrame(columns=list(row))
-        old = old[~((old["chapter"] == stem) & (old["mode"] == args.mode) & (old["device"] == row["device"]))]
-        pd.concat([old, pd.DataFrame([row])]).sort_values(["chapter", "mode"]).to_csv(CSV, index=False)
+        record({"chapter": stem, "mode": args.mode, "seconds": round(seconds, 1), "device": args.device or _device(),
+                "date": dt.date.today().isoformat(), "source": args.source})
         print(f"{stem} ({args.mode}): {seconds:.0f} s", flush=True)
         render()
     return 0
+
+
+def record(row: dict, csv: Path = CSV) -> None:
+    """Replace the CSV's row of ``row``'s (chapter, mode, device) by ``row``."""
+    import pandas as pd
+
+    old = pd.read_csv(csv) if csv.exists() else pd.DataFrame(columns=list(row))
+    old = old[~((old["chapter"] == row["chapter"]) & (old["mode"] == row["mode"]) & (old["device"] == row["device"]))]
+    pd.concat([old, pd.DataFrame([row])]).sort_values(["chapter", "mode"]).to_csv(csv, index=False)
+
+
+def cached_times(cache: Path, chapters: list[str] | None, device: str) -> list[dict]:
+    """One row per chapter and mode: the newest record ``scripts/build_book.py`` left in ``cache``."""
+    import json
+
+    newest: dict[tuple[str, str], dict] = {}
+    for path in sorted(cache.glob("*/*.json")):
+        rec = json.loads(path.read_text())
+        if chapters and rec["chapter"] not in chapters:
+            continue
+        key = (rec["chapter"], rec["mode"])
+        if key not in newest or rec["date"] > newest[key]["date"]:
+            newest[key] = rec
+    return [{"chapter": c, "mode": m, "seconds": float(r["seconds"]), "device": device, "date": r["date"][:10],
+             "source": f"scripts/build_book.py (make book, papermill), {r['threads']} thread(s) per chapter, "
+                       "chapters in parallel"}
+            for (c, m), r in sorted(newest.items())]
 
 
 def table() -> str:

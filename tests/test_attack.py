@@ -126,3 +126,68 @@ def test_summary_and_plots_of_an_attack(bench):
     assert len(fig.axes) == 2
     fig = attack.plot_pair({"gradient": r}, x[:2], x[2:4], prep.denormalize, "t")
     assert len(fig.axes) == 6  # 3 rows: image + one method
+
+
+def test_stopping_rule_fires_and_a_stopped_image_stays_frozen(bench):
+    # SRD's rule: an image stops once its RGB MSE reaches MSE_STOP or a value reaches 8/255.
+    # Before the fix the MSE threshold (1e-3) lay above (8/255)^2, so no image ever stopped.
+    cnn, prep, x, y = bench
+    assert attack.MSE_STOP < (8 / 255) ** 2  # the threshold can be reached inside the bound
+    order = attack.pairs(len(x))
+    # large steps, so that every image stops within 40; a constant softplus slope, so that a shorter run
+    # follows the same path (the slope's schedule is spread over the run's steps)
+    kw = dict(std=prep.std, lr=1e-2, betas=(20.0, 20.0), verbose=False)
+    r = attack.manipulate(cnn, x, x[order], "gradient", iters=40, **kw)
+    assert r["stopped"].all() and (r["steps"] < 40).all(), r["steps"]
+    rgb = ((r["x_adv"] - x) * torch.tensor(prep.std).view(1, 3, 1, 1)).flatten(1)
+    reached = (rgb.pow(2).mean(1).numpy() >= attack.MSE_STOP) | (rgb.abs().amax(1).numpy() >= 8 / 255 - 1e-6)
+    assert reached.all()  # every stopped image met one of the two conditions
+    # the first image to stop keeps the perturbation it had then, whatever Adam's momentum does later:
+    # a run cut at that step ends on the same image (the same computation twice; 1e-6 covers the
+    # order of floating-point reductions, far below one Adam step of lr * std = 1e-3 in RGB units)
+    first = int(np.argmin(r["steps"]))
+    assert r["steps"].max() > r["steps"][first]  # the others ran on after it stopped
+    cut = attack.manipulate(cnn, x, x[order], "gradient", iters=int(r["steps"][first]), **kw)
+    assert torch.allclose(cut["x_adv"][first], r["x_adv"][first], atol=1e-6)
+
+
+def test_mse_rule_alone_stops_at_the_threshold(bench):
+    cnn, prep, x, y = bench
+    order = attack.pairs(len(x))
+    lr, th = 5e-3, 1e-5
+    r = attack.manipulate(cnn, x, x[order], "gradient", std=prep.std, lr=lr, iters=40, stop_at_bound=False,
+                          mse_stop=th, verbose=False)
+    rgb = ((r["x_adv"] - x) * torch.tensor(prep.std).view(1, 3, 1, 1)).flatten(1)
+    assert r["stopped"].all() and (r["steps"] < 40).all()
+    mse = rgb.pow(2).mean(1)
+    assert (mse >= th).all()
+    # the stop comes at the first step past the threshold: one Adam step moves a normalised value by
+    # about lr (1.5 lr allows for the bias correction's first steps), so the RMS change grows by at most
+    # that times the std per step (triangle inequality on the RMS)
+    assert (mse.sqrt() <= th ** 0.5 + 1.5 * lr * max(prep.std)).all(), mse
+
+
+def test_target_maps_are_for_the_target_images_own_class(bench):
+    cnn, prep, x, y = bench
+    order = attack.pairs(len(x))
+    with torch.no_grad():
+        cs, ct = cnn(x).argmax(1), cnn(x[order]).argmax(1)
+    assert (cs != ct).any()  # otherwise the test could not tell the two choices apart
+    r = attack.manipulate(cnn, x, x[order], "gradient", std=prep.std, iters=1, verbose=False)
+    own = attack.explanation(cnn, x[order], ct, "gradient")
+    assert torch.allclose(torch.as_tensor(r["target_maps"]), own.detach(), atol=1e-6)
+
+
+def test_map_weight_is_rescaled_with_the_map_size():
+    # a map normalised to sum 1 over P pixels has values ~ 1/P: the MSE of two scales as 1/P^2
+    assert attack.expl_weight(224 * 224) == pytest.approx(1e11)
+    assert attack.expl_weight(64 * 64) == pytest.approx(1e11 * (64 * 64) ** 2 / (224 * 224) ** 2)
+
+    def bump(size, cy, cx):  # one smooth map, sampled at size x size pixels and normalised to sum 1
+        u = (torch.arange(size, dtype=torch.float64) + 0.5) / size
+        m = torch.exp(-((u[:, None] - cy) ** 2 + (u[None, :] - cx) ** 2) / 0.02)
+        return m / m.sum()
+
+    loss = {s: attack.expl_weight(s * s) * (bump(s, 0.3, 0.4) - bump(s, 0.6, 0.5)).pow(2).mean() for s in (64, 224)}
+    # the weighted map term is the same at both sizes (to the sampling error), unscaled it differs 150-fold
+    assert float(loss[64] / loss[224]) == pytest.approx(1.0, rel=0.01)

@@ -186,3 +186,33 @@ def test_a_failing_chapter_fails_the_build_and_shows_its_error_cell(tree, capsys
     assert "raise ValueError" in out and "ValueError: the error this chapter raises" in out
     assert not list((tree / "_cache" / "executed" / "ch").glob("*.ipynb"))
     assert (tree / "_cache" / "failed" / "ch.ipynb").is_file()
+
+
+def test_run_times_are_read_from_the_build_records(tmp_path):
+    # scripts/run_times.py --from-cache turns the records that execute() writes into CSV rows:
+    # the newest record per chapter and mode, the others left as they were
+    spec = importlib.util.spec_from_file_location("run_times", ROOT / "scripts" / "run_times.py")
+    rt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rt)
+    cache = tmp_path / "executed"
+    for stem, mode, seconds, date in [("02_x", "default", 700.0, "2026-12-01T10:00:00"),
+                                      ("02_x", "default", 650.5, "2026-12-01T12:00:00"),
+                                      ("02_x", "smoke", 60.0, "2026-12-01T09:00:00"),
+                                      ("03_y", "default", 900.0, "2026-11-30T08:00:00")]:
+        (cache / stem).mkdir(parents=True, exist_ok=True)
+        (cache / stem / f"{mode}-{date[11:13]}.json").write_text(json.dumps(
+            {"chapter": stem, "mode": mode, "seconds": seconds, "threads": 1, "date": date}))
+    rows = rt.cached_times(cache, None, "CPU, 2 cores")
+    got = {(r["chapter"], r["mode"]): r["seconds"] for r in rows}
+    assert got == {("02_x", "default"): 650.5, ("02_x", "smoke"): 60.0, ("03_y", "default"): 900.0}
+    assert [r["chapter"] for r in rt.cached_times(cache, ["03_y"], "CPU, 2 cores")] == ["03_y"]
+    csv = tmp_path / "times.csv"
+    csv.write_text("chapter,mode,seconds,device,date,source\n03_y,default,1.0,\"CPU, 2 cores\",2026-01-01,old\n"
+                   "03_y,smoke,5.0,\"CPU, 2 cores\",2026-01-01,old\n")
+    for r in rows:
+        rt.record(r, csv)
+    import pandas as pd
+
+    df = pd.read_csv(csv).set_index(["chapter", "mode"])
+    assert df.loc[("03_y", "default"), "seconds"] == 900.0 and df.loc[("03_y", "smoke"), "source"] == "old"
+    assert len(df) == 4

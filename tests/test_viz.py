@@ -46,3 +46,38 @@ def test_feature_maps_rows_are_layers():
     panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert len(panels) == 6
     plt.close(fig)
+
+
+def _lightness(name: str) -> np.ndarray:
+    from skimage.color import rgb2lab
+
+    rgb = plt.get_cmap(name)(np.linspace(0, 1, 64))[:, :3]
+    return rgb2lab(rgb[None])[0, :, 0]
+
+
+def test_heat_maps_use_colour_maps_that_survive_colour_blindness():
+    # a colour-blind (or grey-scale) reader still reads lightness: a sequential map must grow
+    # monotonically in CIELAB lightness, a diverging one must fall monotonically from its centre
+    light = _lightness(viz.HEAT)
+    assert (np.diff(light) > 0).all() and light[-1] - light[0] > 50
+    assert not (np.diff(_lightness("jet")) > 0).all()  # the old default fails the same check
+    for name in (viz.SCORES,):
+        assert (np.diff(_lightness(name)) > 0).all()
+    signed = _lightness(viz.SIGNED)
+    assert (np.diff(signed[:32]) > 0).all() and (np.diff(signed[32:]) < 0).all()
+    fig, ax = plt.subplots(1, 2)
+    assert viz.overlay(ax[0], None, np.random.rand(4, 4)).get_cmap().name == viz.HEAT
+    assert viz.overlay(ax[1], None, np.random.rand(4, 4) - 0.5, symmetric=True).get_cmap().name == viz.SIGNED
+    plt.close(fig)
+
+
+def test_no_chapter_or_module_draws_with_an_unsafe_colour_map():
+    import re
+
+    from conftest import ROOT
+
+    unsafe = {"jet", "bwr", "seismic", "rainbow", "gist_rainbow", "hsv", "RdYlGn", "Spectral", "nipy_spectral"}
+    named = re.compile(r"cmap\s*=\s*\\?[\"']([\w]+)")
+    for path in [*(ROOT / "xaihelpers").glob("*.py"), *(ROOT / "notebooks").glob("*.ipynb"), *(ROOT / "benchmarks").glob("*.py")]:
+        used = {u for u in named.findall(path.read_text()) if u.removesuffix("_r") in unsafe}
+        assert not used, f"{path.name} draws with {used}: use xh.viz.HEAT or xh.viz.SIGNED"

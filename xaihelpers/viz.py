@@ -15,6 +15,16 @@ from PIL import Image
 
 from .data import to_rgb_array
 
+#: Colour map of every heat map (relevance, saliency, masks as maps): perceptually uniform,
+#: readable in grey and by readers with a red-green or blue-yellow colour vision deficiency
+#: (matplotlib's ``inferno``; ``jet`` is none of these).
+HEAT = "inferno"
+#: Colour map of signed maps (positive and negative evidence), centred on 0: ColorBrewer's
+#: red-blue, a diverging map safe for colour-blind readers (``bwr`` and red-green maps are not).
+SIGNED = "RdBu_r"
+#: Colour map of scores and ranks in tables drawn as heat maps (``viridis``).
+SCORES = "viridis"
+
 
 def to_image(img: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
     """Turn one picture into an (H, W, 3) float array in [0, 1] for drawing.
@@ -107,7 +117,7 @@ def overlay(
     img,
     heat,
     title: str | None = None,
-    cmap: str = "jet",
+    cmap: str | None = None,
     alpha: float = 0.5,
     colorbar: bool = True,
     symmetric: bool = False,
@@ -124,8 +134,8 @@ def overlay(
         The map (see :func:`to_map`); resized by matplotlib to the image's extent.
     title : str, optional
         Axes title.
-    cmap : str
-        Colour map; signed maps read best with a diverging one such as ``"bwr"``.
+    cmap : str or None
+        Colour map; ``None`` takes :data:`HEAT`, or :data:`SIGNED` when ``symmetric``.
     alpha : float
         Opacity of the map over the image, in [0, 1].
     colorbar : bool
@@ -150,6 +160,8 @@ def overlay(
     if symmetric:
         lim = max(abs(vmin), abs(vmax)) or 1.0
         vmin, vmax = -lim, lim
+    if cmap is None:
+        cmap = SIGNED if symmetric else HEAT
     im = ax.imshow(h, cmap=cmap, alpha=alpha if img is not None else 1.0, extent=extent,
                    vmin=vmin, vmax=vmax, interpolation="bilinear")
     ax.set_axis_off()
@@ -164,7 +176,7 @@ def grid(
     images: Sequence,
     maps: Mapping[str, object],
     row_titles: Sequence[str] | None = None,
-    cmap: str = "jet",
+    cmap: str | None = None,
     alpha: float = 0.5,
     size: float = 2.4,
     title: str | None = None,
@@ -249,7 +261,7 @@ def feature_maps(
             ax = axes[r, c]
             if c < len(top):
                 ch = int(top[c])
-                im = ax.imshow(a[ch].numpy(), cmap="viridis")
+                im = ax.imshow(a[ch].numpy(), cmap=HEAT)
                 fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
                 ax.set_title(f"ch {ch}", fontsize=8)
             ax.set_axis_off()
@@ -327,7 +339,7 @@ def score_table(table, higher_is_better: Mapping[str, bool], title: str | None =
         if not higher_is_better[c]:
             ranks[c] = values[c].rank(pct=True, ascending=False)
     fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2.5, 0.38 * len(values) + 1.2))
-    sns.heatmap(ranks, annot=values, fmt=fmt, cmap="RdYlGn", vmin=0, vmax=1, cbar_kws={"label": "rank in column (1 = best)"},
+    sns.heatmap(ranks, annot=values, fmt=fmt, cmap=SCORES, vmin=0, vmax=1, cbar_kws={"label": "rank in column (1 = best)"},
                 ax=ax, linewidths=0.5)
     ax.set_xticklabels([f"{c} {'↑' if higher_is_better[c] else '↓'}" for c in cols], rotation=30, ha="right")
     ax.set_ylabel("")
