@@ -91,3 +91,31 @@ def test_best_names_every_tied_method():
     assert compare.best(tab, "loc_error")[0] == ["b"]
     with pytest.raises(ValueError, match="metric"):
         compare.best(tab, "colour")
+
+
+def test_srd_claims_are_those_its_table_supports():
+    # each "best" claim names the method that the paper's own Table 2 ranks first on that metric
+    # (stability: lower is better), on ResNet-50 unless the claim names another network
+    from xaihelpers import papers
+
+    cols = papers.SRD_TABLE2_COLUMNS
+    names = {"SRD-high": "srd_high", "SRD-input": "srd_input", "SRD-low": "srd_low"}
+    for paper, claim, method, metric in papers.COMPARISON_CLAIMS:
+        if not paper.startswith("Han"):
+            continue
+        for net, table in (("ResNet-50", papers.SRD_TABLE2_RESNET50), ("VGG-16", papers.SRD_TABLE2_VGG16)):
+            col = {m: v[cols.index(metric)] for m, v in table.items()}
+            best = (min if metric == "stability" else max)(col, key=col.get)
+            if "both networks" in claim or (net == "ResNet-50" and "ResNet-50" in claim):
+                assert best == names[method], (claim, net, best)
+            elif net == "VGG-16":
+                assert best != names[method] or "both" in claim
+
+
+def test_gfi_poster_table_is_whole():
+    from xaihelpers import papers
+
+    assert set(papers.GFI_LOCALISATION_ERROR) == set(papers.GFI_POSTER_ALPHA)
+    # the poster's own table: GFI ("Ours") is second, "Real" has the lowest error
+    err = papers.GFI_LOCALISATION_ERROR
+    assert min(err, key=err.get) == "Real" and sorted(err.values()).index(err["GFI"]) == 1

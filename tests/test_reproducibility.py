@@ -6,7 +6,8 @@ for numbers near 0). Chapter 0 runs EfficientNet-Lite0 forward and backward on t
 photos; chapter 1 runs every baseline and metric on the benchmark CNN.
 ``xaihelpers.runtime.seed_everything`` says what PyTorch does and does not make
 deterministic: EfficientNet-Lite0's oneDNN convolutions round differently with the
-thread count (``exact_cpu`` switches them off, tested below on its input gradient).
+thread count (``exact_cpu`` switches them off); what remains of the difference on its
+input gradient is tested below against float32 rounding.
 """
 
 from __future__ import annotations
@@ -128,8 +129,16 @@ def test_glued_numbers_do_not_depend_on_the_thread_count(stem, tmp_path, glued):
     assert not bad, bad
 
 
-def test_exact_cpu_makes_efficientnet_gradients_thread_independent(lite0):
-    """The claim is bit-for-bit agreement between thread counts, hence an exact comparison."""
+def test_exact_cpu_leaves_efficientnet_gradients_within_rounding_across_thread_counts(lite0):
+    """With oneDNN off, one and two threads give EfficientNet-Lite0 input gradients equal to float32 rounding.
+
+    Not bit for bit: the native kernels and the BLAS still split some sums over the
+    threads (MKL may also use fewer threads than asked on a busy machine). Measured on
+    2-core machines: 0 to 1e-6 of the gradient's largest value. The bound, 1e-5, is float32's
+    unit roundoff (6e-8) grown over EfficientNet-Lite0's ~65 layers forward and back with
+    a wide margin; a thread-dependent algorithm that changed the result beyond rounding
+    (as oneDNN's did by up to 3e-4 on some machines) would exceed it.
+    """
     import torch
 
     import xaihelpers as xh
@@ -139,16 +148,18 @@ def test_exact_cpu_makes_efficientnet_gradients_thread_independent(lite0):
     before = torch.get_num_threads()
     try:
         xh.seed_everything(0, exact_cpu=True)
+        assert not torch.backends.mkldnn.enabled
         grads = []
         for n in (1, 2):
             torch.set_num_threads(n)
             xx = x.clone().requires_grad_(True)
             grads.append(torch.autograd.grad(net(xx)[0, 5], xx)[0])
-        assert torch.equal(grads[0], grads[1])
+        rel = float((grads[0] - grads[1]).abs().max() / grads[0].abs().max())
+        print(f"largest difference of the input gradient between 1 and 2 threads: {rel:.1e} of its largest value")
+        assert rel < 1e-5
     finally:
         torch.set_num_threads(before)
         xh.seed_everything(0)
-    assert torch.backends.mkldnn.enabled
 
 
 def test_exact_cpu_reads_the_environment(monkeypatch):

@@ -79,9 +79,13 @@ def seed_everything(seed: int = 0, deterministic: bool = True, exact_cpu: bool |
       depends on the thread count (its logits by about 3e-6, its input gradients by
       about 3e-4 of their largest value), and the photos' numbers of chapters 2-6
       inherit that (chapter 5's photo mask area by 0.3 %, its circuit overlap by one
-      node). ``exact_cpu=True`` (or ``XAI_EXACT_CPU=1``) switches oneDNN off, which
-      makes those bit-identical too, at two to three times the CPU time of
-      EfficientNet-Lite0's passes.
+      node). ``exact_cpu=True`` (or ``XAI_EXACT_CPU=1``) switches oneDNN off, at two to
+      three times the CPU time of EfficientNet-Lite0's passes. That removes oneDNN's
+      share of the difference but not all of it: PyTorch's own kernels and the BLAS
+      still split sums over threads (and MKL may use fewer threads than asked on a busy
+      machine), so the input gradients at one and at two threads still differ by up to
+      about 1e-6 of their largest value on some machines (bit-identical on others).
+      The book's tests therefore compare glued numbers with tolerances, never bit for bit.
     * On CUDA, ``index_add_``/``scatter_add_`` and the backward of adaptive
       pooling and of ``interpolate`` have no deterministic kernel (PyTorch warns);
       the chapters reach them through bilinear upsampling of maps (every chapter),
@@ -94,7 +98,7 @@ def seed_everything(seed: int = 0, deterministic: bool = True, exact_cpu: bool |
     deterministic : bool
         Also request the deterministic settings above (default).
     exact_cpu : bool, optional
-        Switch oneDNN off so that CPU results do not depend on the thread count;
+        Switch oneDNN off, the largest source of thread-count dependence on the CPU;
         ``None`` reads the environment variable ``XAI_EXACT_CPU`` (off when unset).
 
     Returns
