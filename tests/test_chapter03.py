@@ -30,16 +30,23 @@ def test_apop(g):
     # the paper's claim: from an empty input with the pattern frozen, far above chance (10 classes)
     chance = 0.1 + 3 * np.sqrt(0.1 * 0.9 / n)
     assert g["apop_zeros_apop_top1"] > chance and g["apop_zeros_apop_relu_top1"] > chance
-    assert ((table >= 0) & (table <= 1)).all().all()
-    assert 0 <= g["binarise_min"] <= g["binarise_max"] <= 1
+    # the ordering the chapter reads in the paper's tables and in ours: Gaussian noise is the
+    # hardest input for plain APOP, and APOP & relu agrees with the model at least as often as
+    # plain APOP on every input (up to two standard errors of the difference of two proportions)
+    agree = table["top1_agree"]
+    plain = agree.xs("apop", level="mode")
+    assert plain.idxmin() == "normal", plain
+    for inp, p_plain in plain.items():
+        p_relu = agree[(inp, "apop_relu")]
+        se = np.sqrt((max(p_plain * (1 - p_plain), 0.01) + max(p_relu * (1 - p_relu), 0.01)) / n)
+        assert p_relu >= p_plain - 2 * se, inp
+    # Figure 6: binarising one ReLU at a time, some layer keeps the class above chance
+    assert g["binarise_max"] > chance
 
 
 def test_table2_and_the_pointing_game_claim(g):
     table = read_table(g, "table2_json")
     assert {"srd_low", "srd_high", "srd_input", "gradcam"} <= set(table.index)
-    for col in ("pointing_game", "attribution_localisation", "sparseness"):
-        assert table[col].between(0, 1).all(), col
-    assert table["fidelity"].between(-1, 1).all() and (table["stability"] >= 0).all()
     # SRD-high's pointing game is at least Grad-CAM's, up to two standard errors of a proportion
     n = g["n_table2"]
     pg = g["t2_pg_gradcam"]
@@ -49,18 +56,22 @@ def test_table2_and_the_pointing_game_claim(g):
 def test_table4_covers_every_activation(g):
     table = read_table(g, "table4_json")
     assert list(table.columns) == list(models.ACTIVATIONS) and "srd_input" in table.index
-    assert table.abs().le(1).all().all()
-    assert 0 <= g["t4_srd_wins"] <= g["t4_n_acts"] == 6
+    # the chapter's claim: SRD runs on every activation unchanged (a fidelity for each of the six)
+    assert np.isfinite(table.loc["srd_input"].to_numpy(dtype=float)).all()
 
 
-def test_ablation_variants_are_measured(g):
-    for key in ("vector", "post", "scalar"):
-        assert 0 <= g[f"abl_spa_{key}"] <= 1
+def test_ablation_switches_change_the_maps(g):
+    # unit="scalar" and vectors="post" are different decompositions: their sparseness differs
+    # from the vector, pre-activation default by more than the glued rounding
+    for key in ("post", "scalar"):
+        assert abs(g[f"abl_spa_{key}"] - g["abl_spa_vector"]) > 1e-3, key
 
 
 def test_global_view_neighbours_share_the_class(g):
-    # nearest PFVs of the most relevant one come from same-class images more often than chance
-    assert g["nn_same_class"] > 0.1
+    # nearest PFVs of the most relevant one come from same-class images more often than the
+    # chance of 10 % (ten balanced classes), by three standard errors of 8 neighbours per query
+    chance = 0.1 + 3 * np.sqrt(0.1 * 0.9 / (8 * g["nn_queries"]))
+    assert g["nn_same_class"] > chance
 
 
 @pytest.mark.parametrize("key", ["atk", "atk_photo"])
@@ -69,9 +80,7 @@ def test_manipulation_attack_table(g, key):
     from xaihelpers import attack
 
     assert list(atk.index) == list(attack.METHODS)
-    assert atk[["SSIM", "PCC", "PCC with the target"]].stack().between(-1, 1).all()
-    assert (atk["largest RGB change (/255)"] <= 8 + 1e-3).all()  # the perturbation stays within 8/255
-    assert (atk["largest RGB change (/255)"] > 0).all()  # and the attack moved every method's images
+    assert (atk["largest RGB change (/255)"] > 0).all()  # the attack moved every method's images
     assert atk["label kept"].mean() >= 0.5  # the logit term keeps the prediction
     assert g[f"{key}_best_pcc"] == atk["PCC"].idxmax()
     assert g[f"{key}_srd_rank_ssim"].endswith(f"of {len(atk)}")
