@@ -41,17 +41,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _checks, metrics, srd
+from .models import IMAGENET_STD
 
 METHODS = ("gradient", "input_x_gradient", "guided_backprop", "integrated_gradients", "lrp_epsilon_plus", "srd")
 _EPS = 1e-12
-_IMAGENET_STD = (0.229, 0.224, 0.225)
 #: SRD's stopping threshold in RGB units of [0, 1]. The paper stops an image once the MSE
 #: between x and x_adv reaches 1e-3 with every RGB value within 8/255. Read in RGB units
 #: of [0, 1], that MSE could never be reached (the bound caps it at (8/255)^2 = 9.8e-4); in
 #: units of 0-255 it is an RMS change of 0.03/255, less than one Adam step. Measured on the ImageNet-normalised
 #: inputs of their VGG-16 (Dombrowski et al.'s code optimises those), 1e-3 is an RMS change
 #: of 1.8/255: this constant, 1e-3 times ImageNet's mean squared channel std, 5.1e-5.
-MSE_STOP = 1e-3 * float(np.mean(np.square(_IMAGENET_STD)))
+MSE_STOP = 1e-3 * float(np.mean(np.square(IMAGENET_STD)))
 #: the paper's map size, 224 x 224 pixels, at which lambda_1 = 1e11 holds
 PAPER_PIXELS = 224 * 224
 
@@ -277,7 +277,7 @@ def manipulate(model: nn.Module, x: torch.Tensor, x_target: torch.Tensor, method
     scale = torch.as_tensor(std, dtype=x.dtype, device=dev).view(1, 3, 1, 1)  # normalised units per RGB unit
     with torch.no_grad():
         logits0 = model(x)
-        logits_t = model(x_target)
+        logits_t = model(x_target)  # the targets' predicted classes, and the range check of target_class
     t = _checks.targets(target, len(x), logits0).to(dev)
     t_goal = _checks.targets(target_class, len(x), logits_t).to(dev)
     lam_expl = expl_weight(x.shape[-2] * x.shape[-1]) if lam_expl is None else float(lam_expl)
