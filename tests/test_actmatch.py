@@ -118,7 +118,15 @@ def test_torchvision_resnet18_layers_and_a_step():
 
 
 def test_mask_network_does_not_depend_on_the_thread_count():
-    """The claim is bit-for-bit agreement between thread counts, hence an exact comparison."""
+    """Logits and gradients agree between one and two threads within float32 rounding.
+
+    The mask network is built so that no reduction is split over threads (its head is
+    a matrix product, see ``actmatch.MaskNet``); where that holds the results are the
+    same bit for bit. The bound below is float32's unit roundoff (6e-8) times the
+    longest sum in the network (a 3x3 convolution over 16 channels: 144 products),
+    about 1e-5 of the largest value: tight enough that a thread-split reduction of a
+    whole tensor (which differs by 1e-4 of its value and more) fails it, loose
+    enough not to fail on a machine whose BLAS orders a sum differently."""
     torch.manual_seed(0)
     net = actmatch.MaskNet(widths=(8, 16), bottleneck=16)
     x = torch.randn(1, 3, 32, 32)
@@ -132,7 +140,8 @@ def test_mask_network_does_not_depend_on_the_thread_count():
             out[n] = [logits.detach(), *grads]
     finally:
         torch.set_num_threads(before)
-    assert all(torch.equal(a, b) for a, b in zip(out[1], out[2]))
+    for a, b in zip(out[1], out[2]):
+        assert (a - b).abs().max() <= 1e-5 * a.abs().max()
     # the head computes the 1x1 convolution it holds, on the last decoder block's features
     feats = {}
     net.dec[-1].register_forward_hook(lambda m, i, o: feats.setdefault("x", o))
