@@ -6,6 +6,7 @@ training time). Run from the repository root::
 
     python scripts/train_benchmark_models.py                 # all activations
     python scripts/train_benchmark_models.py relu gelu       # some of them
+    python scripts/train_benchmark_models.py --shuffled-labels   # the data-randomisation CNN
 
 Chapter 1 (``notebooks/01_evaluating_explanations.ipynb``) reports the accuracies.
 """
@@ -27,11 +28,27 @@ def main() -> None:
     parser.add_argument("activations", nargs="*", default=list(models.ACTIVATIONS))
     parser.add_argument("--seed", type=int, default=models.TRAIN_SEED)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--shuffled-labels", action="store_true",
+                        help="train only the ReLU CNN on permuted labels (chapter 6's data randomisation)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models.CHECKPOINT_DIR.mkdir(exist_ok=True)
     manifest_path = models.CHECKPOINT_DIR / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
+    if args.shuffled_labels:
+        start = time.time()
+        model, memorised, acc = models.train_shuffled_label_model(seed=args.seed, device="cpu")
+        path = models.CHECKPOINT_DIR / f"fmnist_cnn_{models.SHUFFLED_NAME}.pt"
+        torch.save({k: v.clone() for k, v in model.state_dict().items()}, path)
+        manifest[models.SHUFFLED_NAME] = {
+            "file": path.name, "sha256": models.file_sha256(path), "train_accuracy_permuted": round(memorised, 4),
+            "test_accuracy": round(acc, 4), "seed": args.seed, "settings": models.SHUFFLED_SETTINGS,
+            "train_seconds": round(time.time() - start, 1), "script": "scripts/train_benchmark_models.py --shuffled-labels",
+            "torch": torch.__version__, "machine": f"{platform.machine()}, {args.threads} CPU threads",
+        }
+        manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        print(f"shuffled labels: memorised {memorised:.4f}, test accuracy {acc:.4f} -> {path}")
+        return
     for act in args.activations:
         start = time.time()
         model, acc = models.train_benchmark_model(act, seed=args.seed, device="cpu")

@@ -44,3 +44,30 @@ def test_agreement_table_and_binarisation(cnn):
         apop.record_pattern(models.BenchmarkCNN("gelu").eval(), x)
     with pytest.raises(ValueError, match="input kind"):
         apop.fill(x, "checkerboard")
+
+
+def test_replay_on_a_changed_input_by_hand():
+    """APOP on a new input: the ReLU mask and the max-pool positions are the recorded ones, by explicit loops."""
+    torch.manual_seed(3)
+    m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                            torch.nn.Flatten(), torch.nn.Linear(2 * 2 * 2, 3)).eval()
+    x, new = torch.randn(1, 1, 4, 4), torch.randn(1, 1, 4, 4)
+    _, pattern = apop.record_pattern(m, x)
+    with torch.no_grad():
+        z_old, z_new = m[0](x)[0], m[0](new)[0]  # (2, 4, 4) pre-activations
+    for mode in apop.MODES:
+        pooled = torch.zeros(2, 2, 2)
+        for c in range(2):
+            for py in range(2):
+                for px in range(2):
+                    window = [(2 * py + dy, 2 * px + dx) for dy in range(2) for dx in range(2)]
+                    # the position max-pool picked on the original input (after its ReLU), first of ties
+                    relu_old = [max(float(z_old[c, i, j]), 0.0) for i, j in window]
+                    i, j = window[relu_old.index(max(relu_old))]
+                    on = float(z_old[c, i, j]) > 0
+                    v = float(z_new[c, i, j]) if mode == "apop" else max(float(z_new[c, i, j]), 0.0)
+                    pooled[c, py, px] = v * on
+        ref = m[4](pooled.flatten()[None])
+        assert torch.allclose(apop.frozen_forward(m, new, pattern, mode), ref, atol=1e-5), mode
+    # the replay is not the plain network on the new input
+    assert not torch.allclose(apop.frozen_forward(m, new, pattern), m(new), atol=1e-3)

@@ -25,8 +25,8 @@ def test_unknown_activation_is_refused():
 
 def test_committed_checkpoints_match_their_manifest():
     manifest = models.checkpoint_manifest()
-    assert set(manifest) == set(models.ACTIVATIONS)
-    for act, entry in manifest.items():
+    assert set(manifest) == set(models.ACTIVATIONS) | {models.SHUFFLED_NAME}
+    for act, entry in ((a, manifest[a]) for a in models.ACTIVATIONS):
         path = models.checkpoint_path(act)
         assert models.file_sha256(path) == entry["sha256"]
         assert entry["script"] == "scripts/train_benchmark_models.py" and entry["seed"] == models.TRAIN_SEED
@@ -72,3 +72,18 @@ def test_train_classifier_learns_a_separable_problem():
     m = models.BenchmarkCNN("relu", width=4, num_classes=2)
     losses = models.train_classifier(m, (x, y), epochs=4, batch_size=32, lr=1e-2, verbose=False)
     assert losses[-1] < losses[0] and models.accuracy(m, x, y) > 0.9
+
+
+def test_shuffled_label_model_memorised_its_labels_and_learned_nothing_else():
+    entry = models.checkpoint_manifest()[models.SHUFFLED_NAME]
+    path = models.CHECKPOINT_DIR / entry["file"]
+    assert models.file_sha256(path) == entry["sha256"] and path.stat().st_size < 2_000_000
+    model, prep, _ = models.load_shuffled_label_model(device="cpu", train_if_missing=False)
+    x, y, true = models.shuffled_label_data(entry["seed"], entry["settings"]["n_train"])
+    agree = float((y == true).float().mean())  # permuted labels that happen to be right
+    # memorised: far above what the labels' agreement with the truth would give
+    assert models.accuracy(model, x, y) >= 0.9 > agree + 0.5
+    test = data.cluttered_fashion_mnist("test", n=2000, verbose=False)
+    acc = models.accuracy(model, prep.normalize(test.images), test.labels)
+    # nothing generalises: within 3 binomial standard errors of chance (0.1) on 2000 images
+    assert abs(acc - 0.1) < 3 * (0.1 * 0.9 / 2000) ** 0.5

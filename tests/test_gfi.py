@@ -178,3 +178,59 @@ def test_side_by_side_and_time_ratio():
     calls = []
     ratio = runtime.time_ratio(lambda: calls.append("f"), lambda: calls.append("r"), repeat=2, reference_repeat=3)
     assert ratio > 0 and calls.count("f") == 3 and calls.count("r") == 4
+
+
+def test_eq4_normalisations_and_the_scale_the_penalty_cannot_see():
+    torch.manual_seed(0)
+    basis, w = torch.rand(2, 5, 4, 4) + 0.1, torch.rand(2, 5)
+    for norm in gfi.NORMALISATIONS:
+        m = gfi.mask_from_weights(w, basis, (12, 12), norm)
+        # scaling every weight leaves the mask as it is, while the L2 penalty quarters at s = 1/2
+        assert torch.allclose(gfi.mask_from_weights(0.5 * w, basis, (12, 12), norm), m, atol=1e-6)
+    assert torch.allclose(gfi._penalty(0.5 * w, "l2"), gfi._penalty(w, "l2") / 4)
+    # by hand: the upsampled weighted sum, divided by its maximum, or shifted by its minimum first
+    raw = torch.nn.functional.interpolate((w[:, :, None, None] * basis).sum(1, keepdim=True), size=(12, 12),
+                                          mode="bilinear", align_corners=False)[:, 0]
+    hi, lo = raw.flatten(1).amax(1)[:, None, None], raw.flatten(1).amin(1)[:, None, None]
+    assert torch.allclose(gfi.mask_from_weights(w, basis, (12, 12), "max"), raw / hi, atol=1e-6)
+    mm = gfi.mask_from_weights(w, basis, (12, 12), "minmax")
+    assert torch.allclose(mm, (raw - lo) / hi, atol=1e-6)
+    assert torch.allclose(mm.flatten(1).amin(1), torch.zeros(2), atol=1e-6)  # reaches 0 (m / max does not here)
+    assert (gfi.mask_from_weights(w, basis, (12, 12), "max").flatten(1).amin(1) > 0.05).all()
+    with pytest.raises(ValueError, match="normalise"):
+        gfi.mask_from_weights(w, basis, (12, 12), "softmax")
+
+
+class _Recorder(torch.nn.Module):
+    """A linear classifier that keeps a copy of every batch it sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU())
+        self.head = torch.nn.Linear(4, 3)
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return self.head(self.features(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("settings", [{}, gfi.AUTHORS_CODE])
+def test_stage_switch_and_which_image_is_kept(settings):
+    torch.manual_seed(0)
+    model = _Recorder().eval()
+    x = torch.randn(3, 3, 16, 16)
+    # lr=0 keeps every weight at its initial value, so each step's mask is known in advance
+    gfi.explain(model, x, [0, 1, 2], layer="features.1", iterations=15, bg="noise", lr=0.0, **settings)
+    s1 = settings.get("stage1_iterations", 10)
+    batches = model.seen[1:]  # the first call records the reference activations
+    assert [len(b) for b in batches] == [3] * s1 + [6] * (15 - s1)  # stage 1: Phi(x, m); stage 2: kept, removed
+    with torch.no_grad():
+        m0 = gfi.mask_from_weights(torch.full((3, 4), 0.1), model.features(x), (16, 16), settings.get("normalise", "max"))
+    p = gfi.background(x, "noise")
+    assert m0.std() > 0.05  # a mask that is not uniform, so kept and removed differ
+    for b in batches[:s1]:
+        assert torch.allclose(b, gfi.blend(x, m0, p), atol=1e-6)
+    for b in batches[s1:]:
+        assert torch.allclose(b[:3], gfi.blend(x, m0, p), atol=1e-6)  # the mask kept: Eq. 3's -s_c term
+        assert torch.allclose(b[3:], gfi.blend(x, 1 - m0, p), atol=1e-6)  # the mask removed: its +lambda s_c term

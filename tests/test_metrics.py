@@ -512,3 +512,34 @@ def test_randomisation_draws_weights_with_pytorchs_default_variance():
             assert mine.var().item() == pytest.approx(expected, rel=rel), (name, part)
             assert mine.var().item() == pytest.approx(ref.var().item(), rel=5 * np.sqrt(1.6 / n)), (name, part)
             assert mine.abs().max().item() <= 1 / np.sqrt(fan_in) + 1e-7
+
+
+def test_data_randomisation_tells_a_model_free_map_from_a_gradient():
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                            torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    b = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                            torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    x = torch.randn(3, 3, 8, 8)
+
+    def edges(model, x, t):  # ignores the model: the failure the check is for
+        return x.abs().sum(1)
+
+    def gradient(model, x, t):
+        x = x.clone().requires_grad_(True)
+        model(x).gather(1, torch.as_tensor(t)[:, None]).sum().backward()
+        return x.grad.abs().sum(1)
+
+    t = [0, 1, 2]
+    assert np.allclose(metrics.data_randomisation(edges, a, b, x, t), 1.0)
+    assert np.allclose(metrics.data_randomisation(gradient, a, a, x, t), 1.0)
+    other = metrics.data_randomisation(gradient, a, b, x, t)
+    assert other.shape == (3,) and (other < 0.9).all()
+    # the reference, when given, is used as it is: the trained model's maps by hand
+    ref = gradient(a, x, t)
+    assert np.allclose(metrics.data_randomisation(gradient, a, b, x, t, reference=ref), other)
+    by_hand = metrics.spearman(ref / ref.flatten(1).amax(1)[:, None, None],
+                               gradient(b, x, t) / gradient(b, x, t).flatten(1).amax(1)[:, None, None])
+    assert np.allclose(other, by_hand)
+    with pytest.raises(ValueError, match="similarity"):
+        metrics.data_randomisation(gradient, a, b, x, t, similarity="cosine")

@@ -14,7 +14,11 @@ network's representation, and then its class score, to survive:
 :func:`explain` runs the authors' two-stage schedule (settings from their public code,
 see the book's notes): Adam with learning rate 1e-2 halved every 10 iterations, 80
 iterations, the first 10 on the inversion loss, the rest on the class-discriminative
-loss computed on softmax probabilities. Chapter 2
+loss computed on softmax probabilities. Two details of their code differ from these
+defaults and are one setting away (:data:`AUTHORS_CODE`): their stage 1 runs 11 steps, and
+their mask is normalised as
+(m - min) / max instead of m / max. Their blur is computed on the photo at its
+source resolution before resizing; ours blurs the network's input. Chapter 2
 (``notebooks/02_guided_feature_inversion.ipynb``) derives and tests it.
 """
 
@@ -112,11 +116,29 @@ def blend(x: torch.Tensor, mask: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return x * mask + p * (1 - mask)
 
 
-def mask_from_weights(weights: torch.Tensor, basis: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+NORMALISATIONS = ("max", "minmax")
+# The authors' public code where it differs from :func:`explain`'s defaults: 11 steps of
+# stage 1 and the mask normalised as (m - min) / max. ``explain(..., **AUTHORS_CODE)``.
+AUTHORS_CODE = {"stage1_iterations": 11, "normalise": "minmax"}
+
+
+def mask_from_weights(weights: torch.Tensor, basis: torch.Tensor, size: tuple[int, int],
+                      normalise: str = "max") -> torch.Tensor:
     r"""Eq. 4: :math:`m = \sum_i \omega_i f^{l_1}_i(x)`, upsampled bilinearly and normalised.
 
-    Negative values are cut at 0 and each mask is divided by its maximum, so it lies
-    in [0, 1] (the authors normalise after upsampling).
+    ``normalise="max"``: negative values are cut at 0 and each mask is divided by its
+    maximum, so it lies in [0, 1] and reaches 1; it reaches 0 only where the weighted
+    sum is 0, so the removed image :math:`\Phi(x, 1 - m)` keeps a share of every pixel
+    the channels respond to. ``normalise="minmax"``: the authors' code,
+    :math:`(m - \min m) / \max m`, which reaches 0 at the weakest pixel (and stays below
+    1 unless the minimum is 0). Both normalise after upsampling, as the authors do.
+
+    Either way the mask does not change when all weights of an image are scaled by
+    the same factor :math:`s > 0` (:math:`m(s\omega) = m(\omega)`), while the penalty
+    :math:`\lVert s\omega\rVert^2 = s^2\lVert\omega\rVert^2` does: the penalty alone
+    cannot make the mask smaller, only shrink all weights together, down to the point
+    where every weight is 0 and the mask is undefined (0 / 0). That is why
+    :func:`explain` undoes a step that would zero an image's weights.
 
     Parameters
     ----------
@@ -135,8 +157,14 @@ def mask_from_weights(weights: torch.Tensor, basis: torch.Tensor, size: tuple[in
     if weights.shape != basis.shape[:2]:
         raise ValueError(f"expected one weight per channel, shape {tuple(basis.shape[:2])}, got {tuple(weights.shape)}")
     m = torch.bmm(weights[:, None], basis.flatten(2)).view(basis.shape[0], 1, *basis.shape[2:])
-    m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0].clamp(min=0)
-    return m / (m.flatten(1).amax(1)[:, None, None] + 1e-12)
+    m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0]
+    if normalise == "max":
+        m = m.clamp(min=0)
+        return m / (m.flatten(1).amax(1)[:, None, None] + 1e-12)
+    if normalise == "minmax":
+        low, high = m.flatten(1).amin(1)[:, None, None], m.flatten(1).amax(1)[:, None, None]
+        return (m - low) / (high + 1e-12)
+    raise ValueError(f"expected normalise in {NORMALISATIONS}, got {normalise!r}")
 
 
 def _penalty(weights: torch.Tensor, norm: str) -> torch.Tensor:
@@ -221,6 +249,7 @@ def explain(
     penalty: str = "l2",
     probabilities: bool = True,
     free_mask: bool = False,
+    normalise: str = "max",
     return_details: bool = False,
     verbose: bool = False,
 ):
@@ -273,6 +302,9 @@ def explain(
     free_mask : bool
         Optimise a free pixel mask (sigmoid of per-pixel logits) instead of Eq. 4, the
         penalty acting on the mask's mean (squared) value (see above).
+    normalise : {"max", "minmax"}
+        How Eq. 4's mask is normalised (:func:`mask_from_weights`); the authors' code
+        uses ``"minmax"`` and 11 steps of stage 1 (:data:`AUTHORS_CODE`).
     return_details : bool
         Return a :class:`GFIResult` instead of the masks alone.
     verbose : bool
@@ -288,6 +320,8 @@ def explain(
     _checks.image_batch(x)
     if not 0 <= stage1_iterations <= iterations:
         raise ValueError(f"expected 0 <= stage1_iterations <= iterations, got {stage1_iterations} and {iterations}")
+    if normalise not in NORMALISATIONS:
+        raise ValueError(f"expected normalise in {NORMALISATIONS}, got {normalise!r}")
     dev = _checks.model_device(model)
     x = x.detach().to(dev)
     layer = layer or default_layer(model)
@@ -316,7 +350,7 @@ def explain(
     with frozen_weights(model):
         for it in tqdm(range(iterations), desc="GFI", disable=not verbose):
             with torch.enable_grad():
-                mask = torch.sigmoid(weights) if free_mask else mask_from_weights(weights, basis, size)
+                mask = torch.sigmoid(weights) if free_mask else mask_from_weights(weights, basis, size, normalise)
                 reg = mask.flatten(1) if free_mask else weights  # what the penalty acts on
                 if it < stage1_iterations:
                     with record(model, [layer], detach=False) as r:
@@ -342,17 +376,17 @@ def explain(
                     weights.copy_(torch.where(dead[:, None], previous, weights))
             losses.append(loss.detach().mean())
             if it + 1 == stage1_iterations:
-                stage1_mask = _current(weights, basis, size, free_mask)
-    final = _current(weights, basis, size, free_mask)
+                stage1_mask = _current(weights, basis, size, free_mask, normalise)
+    final = _current(weights, basis, size, free_mask, normalise)
     if not return_details:
         return final
     losses = torch.stack(losses).tolist() if losses else []  # one transfer at the end, not one per step
     return GFIResult(final, final if stage1_mask is None else stage1_mask, weights.detach(), losses)
 
 
-def _current(weights, basis, size, free_mask) -> torch.Tensor:
+def _current(weights, basis, size, free_mask, normalise="max") -> torch.Tensor:
     with torch.no_grad():
-        return torch.sigmoid(weights) if free_mask else mask_from_weights(weights, basis, size)
+        return torch.sigmoid(weights) if free_mask else mask_from_weights(weights, basis, size, normalise)
 
 
 def localisation_benchmark(methods: dict, model: nn.Module, x: torch.Tensor, target, boxes, batch_size: int = 64,

@@ -227,14 +227,15 @@ def sparseness(maps: object, absolute: bool = True) -> np.ndarray:
 
 
 def _largest_component_box(binary: np.ndarray) -> tuple[int, int, int, int] | None:
-    from skimage.measure import label, regionprops
+    from skimage.measure import label
 
     lab = label(binary, connectivity=2)
     if lab.max() == 0:
         return None
-    region = max(regionprops(lab), key=lambda r: r.area)
-    y0, x0, y1, x1 = region.bbox
-    return x0, y0, x1, y1
+    area = np.bincount(lab.ravel())
+    area[0] = 0  # the background
+    ys, xs = np.nonzero(lab == area.argmax())  # the first of equally large regions, in label order
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -803,7 +804,8 @@ def confidence_drop(model: nn.Module, x: torch.Tensor, maps: object, target=None
 # evaluating an explainer on a benchmark, and the randomisation sanity check
 # ----------------------------------------------------------------------------
 
-ALPHAS = tuple(np.round(np.arange(0.0, 5.01, 0.5), 2))
+# thresholds of the GFI poster's sweep, fine enough for the alpha values its table reports (1.1)
+ALPHAS = tuple(float(a) for a in np.round(np.arange(0.0, 5.001, 0.1), 1))
 TABLE_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability")
 
 
@@ -824,7 +826,7 @@ def localisation_sweep(maps: object, boxes: object, size: tuple[int, int] | None
     size : (int, int), optional
         Image size the boxes refer to; default the maps' own.
     alphas : sequence of float
-        Thresholds, as multiples of the map's mean (default 0, 0.5, ..., 5).
+        Thresholds, as multiples of the map's mean (default 0, 0.1, ..., 5).
     normalise : {"max", "absmax", None}
         As in :func:`prepare`.
 
@@ -1014,6 +1016,7 @@ def cascading_randomisation(
     stages: Sequence[tuple[str, Sequence[str]]] | None = None,
     seed: int = 0,
     similarity: str = "spearman",
+    reference: object | None = None,
     **settings,
 ) -> "pandas.DataFrame":  # noqa: F821
     r"""Model-randomisation sanity check (Adebayo et al. 2018), cascading from the output.
@@ -1042,7 +1045,11 @@ def cascading_randomisation(
         Seed of the re-initialisation.
     similarity : {"spearman", "ssim", "pearson"}
         Similarity of absolute-valued, max-normalised maps (Adebayo et al. use the
-        Spearman rank correlation of absolute values and SSIM).
+        Spearman rank correlation of absolute values and SSIM), at the input's
+        resolution.
+    reference : tensor, optional
+        The trained model's maps for ``x`` and ``target``, when already computed (saves
+        one explainer call).
 
     Returns
     -------
@@ -1066,9 +1073,9 @@ def cascading_randomisation(
     measure = measures[similarity]
 
     def norm(m):
-        return prepare(resize_maps(_maps(m), tuple(x.shape[-2:])).abs(), "absmax", clamp=False)
+        return _sanity_maps(m, tuple(x.shape[-2:]))
 
-    reference = norm(explainer(model, x, t, **settings))
+    reference = norm(explainer(model, x, t, **settings) if reference is None else reference)
     rnd = copy.deepcopy(model).eval()
     gen = torch.Generator().manual_seed(seed)
     rows = [pd.DataFrame({"stage": 0, "label": "trained", "similarity": measure(reference, reference),
@@ -1081,6 +1088,59 @@ def cascading_randomisation(
         rows.append(pd.DataFrame({"stage": k, "label": label, "similarity": measure(reference, maps),
                                   "image": range(x.shape[0])}))
     return pd.concat(rows, ignore_index=True)
+
+
+def _sanity_maps(maps: object, size: tuple[int, int]) -> torch.Tensor:
+    """Maps as the sanity checks compare them: at the input's size, absolute, divided by their maximum."""
+    return prepare(resize_maps(_maps(maps), size).abs(), "absmax", clamp=False)
+
+
+def data_randomisation(
+    explainer: Explainer,
+    model: nn.Module,
+    randomised: nn.Module,
+    x: torch.Tensor,
+    target,
+    similarity: str = "spearman",
+    reference: object | None = None,
+    **settings,
+) -> np.ndarray:
+    r"""Data-randomisation sanity check (Adebayo et al. 2018): trained model against one trained on permuted labels.
+
+    Both models explain the same images for the same classes; a method whose maps stay
+    alike explains the images, not what the trained model learned from its labels.
+
+    Parameters
+    ----------
+    explainer : callable
+        ``explainer(model, x, target, **settings) -> (N, h, w)``.
+    model, randomised : nn.Module
+        The trained classifier and the same architecture trained on permuted labels
+        (e.g. :func:`xaihelpers.models.load_shuffled_label_model`).
+    x, target
+        Normalised images (N, 3, H, W) and the explained classes (fixed for both).
+    similarity : {"spearman", "ssim", "pearson"}
+        As in :func:`cascading_randomisation`, on the same normalised maps.
+    reference : tensor, optional
+        ``model``'s maps, when already computed.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape (N,): the similarity per image (1: the same map).
+    """
+    measures = {"spearman": spearman, "ssim": ssim, "pearson": pearson}
+    if similarity not in measures:
+        raise ValueError(f"expected similarity in {tuple(measures)}, got {similarity!r}")
+    _checks.image_batch(x)
+    dev = _checks.model_device(model)
+    with torch.no_grad():
+        logits = model(x.to(dev)) if target is None else None
+    t = _checks.targets(target, x.shape[0], logits)
+    size = tuple(x.shape[-2:])
+    ref = _sanity_maps(explainer(model, x, t, **settings) if reference is None else reference, size)
+    other = _sanity_maps(explainer(randomised, x, t, **settings), size)
+    return measures[similarity](ref, other)
 
 
 @torch.no_grad()

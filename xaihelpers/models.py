@@ -697,6 +697,92 @@ def train_benchmark_model(
     return model, accuracy(model, norm(test.images), test.labels)
 
 
+# Adebayo et al.'s data-randomisation check: the ReLU CNN memorises one fixed training set
+# whose labels were permuted at random, so it learns nothing a test image could generalise to.
+SHUFFLED_NAME = "relu_shuffled_labels"
+SHUFFLED_SETTINGS = {"n_train": 1000, "epochs": 80, "batch_size": 100, "lr": 3e-3, "weight_decay": 0.0}
+
+
+def shuffled_label_data(seed: int = TRAIN_SEED, n_train: int = SHUFFLED_SETTINGS["n_train"],
+                        data_root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fixed training set of the shuffled-label CNN: normalised images, permuted labels, true labels."""
+    from .data import cluttered_fashion_mnist
+
+    train = cluttered_fashion_mnist("train", n=n_train, size=BENCHMARK_SIZE, seed=1000 * seed + 999, root=data_root,
+                                    verbose=False)
+    gen = torch.Generator().manual_seed(seed)
+    return benchmark_preprocess().normalize(train.images), train.labels[torch.randperm(n_train, generator=gen)], train.labels
+
+
+def train_shuffled_label_model(seed: int = TRAIN_SEED, device: torch.device | str | None = None,
+                               data_root: str | Path | None = None, verbose: bool = True,
+                               **settings) -> tuple[BenchmarkCNN, float, float]:
+    """Train the ReLU benchmark CNN on :func:`shuffled_label_data` (Adebayo et al. 2018's data randomisation).
+
+    The same architecture as the benchmark model, trained without augmentation on one
+    fixed set of ``n_train`` images whose labels are a random permutation of theirs,
+    until it has memorised them. Its explanations show what a method draws when the
+    network has learned no relation between images and classes.
+
+    Returns
+    -------
+    (BenchmarkCNN, float, float)
+        The model in eval mode, its accuracy on the permuted training labels (how well it
+        memorised them) and on the benchmark's test split (chance is about 0.1).
+    """
+    from .data import cluttered_fashion_mnist
+    from .runtime import device as pick_device
+    from .runtime import seed_everything
+
+    unknown = set(settings) - set(SHUFFLED_SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown training settings {sorted(unknown)}; expected some of {sorted(SHUFFLED_SETTINGS)}")
+    cfg = {**SHUFFLED_SETTINGS, **settings}
+    seed_everything(seed)
+    x, y, _ = shuffled_label_data(seed, cfg["n_train"], data_root)
+    model = BenchmarkCNN("relu").to(pick_device(None if device is None else str(device)))
+    train_classifier(model, (x, y), epochs=cfg["epochs"], batch_size=cfg["batch_size"], lr=cfg["lr"],
+                     weight_decay=cfg["weight_decay"], seed=seed, flip=False, verbose=verbose)
+    test = cluttered_fashion_mnist("test", n=2000, size=BENCHMARK_SIZE, seed=0, root=data_root, verbose=False)
+    norm = benchmark_preprocess().normalize
+    return model, accuracy(model, x, y), accuracy(model, norm(test.images), test.labels)
+
+
+def load_shuffled_label_model(device: torch.device | str | None = None, train_if_missing: bool = True,
+                              verbose: bool = True) -> LoadedModel:
+    """The shuffled-label CNN (:func:`train_shuffled_label_model`) from its committed checkpoint.
+
+    Checked against ``checkpoints/manifest.json`` like :func:`load_benchmark_model`; when
+    the checkpoint is missing it is trained (minutes on a CPU) and cached in
+    :func:`xaihelpers.data.data_dir`, or, with ``train_if_missing=False``, a
+    ``WeightsUnavailableError`` names both paths.
+    """
+    from .data import FASHION_CLASSES, data_dir
+    from .runtime import device as pick_device
+
+    path = CHECKPOINT_DIR / f"fmnist_cnn_{SHUFFLED_NAME}.pt"
+    cached = data_dir() / "checkpoints" / path.name
+    model = BenchmarkCNN("relu")
+    if path.is_file():
+        expected = checkpoint_manifest().get(SHUFFLED_NAME, {}).get("sha256")
+        if expected is not None and expected != file_sha256(path):
+            raise WeightsUnavailableError(f"checkpoint {path} does not match checkpoints/manifest.json; restore it "
+                                          "with git or retrain with scripts/train_benchmark_models.py --shuffled-labels")
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    elif cached.is_file():
+        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+    elif train_if_missing:
+        model, _, _ = train_shuffled_label_model(device="cpu", verbose=verbose)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), cached)
+    else:
+        raise WeightsUnavailableError(f"no shuffled-label checkpoint at {path} or {cached}; train it with "
+                                      "scripts/train_benchmark_models.py --shuffled-labels or pass train_if_missing=True")
+    model.eval().to(pick_device(None if device is None else str(device)))
+    model.xai_name = f"fmnist_cnn_{SHUFFLED_NAME}"  # type: ignore[assignment]
+    return LoadedModel(model, benchmark_preprocess(), list(FASHION_CLASSES))
+
+
 def load_benchmark_model(
     activation: str = "relu",
     device: torch.device | str | None = None,

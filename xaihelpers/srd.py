@@ -28,7 +28,15 @@ PFVs of the receptive field in proportion to their norms (Appendix B, Eq. 11); a
 batch norm that follows a convolution is treated as part of it (its bias is split
 over the convolution's window, as if folded into the convolution). Max-pooling routes
 through the recorded argmax (Eq. 12), residual additions split relevance between
-their branches by the same inner products. :func:`conv_sharing_ratios` is the slow,
+their branches by the same inner products.
+
+**Where conservation breaks.** An output position whose receptive-field window holds
+only PFVs of zero norm (every channel 0 after a ReLU, or zero padding) has the bias as
+its whole pre-activation; Eq. 11 splits the bias in proportion to norms that are all
+0, so no vector of the window can carry it, and that position's relevance is dropped.
+The literal reference does the same, and a test measures the loss against the
+position's relevance by hand; chapter 3 reports how much relevance it costs on the
+benchmark. :func:`conv_sharing_ratios` is the slow,
 literal Eqs. 5-6 for one convolution, used by the tests and chapter 3.
 
 Chapter 3 (``notebooks/03_sharing_ratio_decomposition.ipynb``) derives and tests it.
@@ -469,7 +477,10 @@ def conv_sharing_ratios(conv: nn.Conv2d, u: torch.Tensor, bn: nn.BatchNorm2d | N
     Returns
     -------
     torch.Tensor
-        :math:`\\mu`, shape (H*W, H'*W'): row i, column j.
+        :math:`\\mu`, shape (H*W, H'*W'): row i, column j. An output whose window holds
+        only PFVs of zero norm gets an empty column: Eq. 11 splits its bias by norms
+        that are all 0, so nothing in the window carries it and its relevance is
+        dropped, as in :func:`explain`.
     """
     if conv.groups != 1:
         raise ValueError("the literal reference handles convolutions without groups")
@@ -495,6 +506,8 @@ def conv_sharing_ratios(conv: nn.Conv2d, u: torch.Tensor, bn: nn.BatchNorm2d | N
             norms = sum(n for _, n in parts)
             vecs = [p + (b * n / norms if norms > 0 else 0) for p, n in parts]
             v = sum(vecs)
+            if norms == 0 or v @ v == 0:
+                continue  # a window of zero-norm PFVs: no partial vector can carry the bias (see below)
             for (iy, ix), pv in zip(where, vecs):
                 if 0 <= iy < h and 0 <= ix < wd:
                     mu[iy * wd + ix, oy * wo + ox] += (pv @ v) / (v @ v)
