@@ -69,3 +69,13 @@ def test_claims_are_checked_by_rank(g):
 def test_photo_scores(g):
     photos = _frame(g, "photo_json")
     assert {"GFI", "SRD-input", "causal (ConvAD)", "Activation Matching"} <= set(photos.index)
+
+
+def test_sanity_checks_cover_every_method_and_the_shuffled_network_is_at_chance(g):
+    tab = _frame(g, "sanity_json")
+    assert OURS <= set(tab.index) and set(g["strongest"].split(", ")) <= set(tab.index)
+    assert list(tab.columns) == ["head", "upper half", "all layers", "labels shuffled"]
+    # the chapter: the shuffled-label network is at chance (0.1) on the test images, within three binomial SEs
+    assert abs(g["sanity_shuffled_test"] - 0.1) <= 3 * np.sqrt(0.1 * 0.9 / g["n_images"])
+    photo = _frame(g, "photo_sanity_json")
+    assert {"GFI", "SRD-input"} <= set(photo.index)
