@@ -1060,17 +1060,9 @@ def cascading_randomisation(
 
     import pandas as pd
 
-    measures = {"spearman": spearman, "ssim": ssim, "pearson": pearson}
-    if similarity not in measures:
-        raise ValueError(f"expected similarity in {tuple(measures)}, got {similarity!r}")
-    _checks.image_batch(x)
-    dev = _checks.model_device(model)
-    with torch.no_grad():
-        logits = model(x.to(dev)) if target is None else None
-    t = _checks.targets(target, x.shape[0], logits)
+    measure, t = _sanity_setup(model, x, target, similarity)
     if stages is None:
         stages = default_stages(model)
-    measure = measures[similarity]
 
     def norm(m):
         return _sanity_maps(m, tuple(x.shape[-2:]))
@@ -1088,6 +1080,18 @@ def cascading_randomisation(
         rows.append(pd.DataFrame({"stage": k, "label": label, "similarity": measure(reference, maps),
                                   "image": range(x.shape[0])}))
     return pd.concat(rows, ignore_index=True)
+
+
+def _sanity_setup(model: nn.Module, x: torch.Tensor, target, similarity: str):
+    """The similarity function and the explained classes of a sanity check (checked inputs)."""
+    measures = {"spearman": spearman, "ssim": ssim, "pearson": pearson}
+    if similarity not in measures:
+        raise ValueError(f"expected similarity in {tuple(measures)}, got {similarity!r}")
+    _checks.image_batch(x)
+    dev = _checks.model_device(model)
+    with torch.no_grad():
+        logits = model(x.to(dev)) if target is None else None
+    return measures[similarity], _checks.targets(target, x.shape[0], logits)
 
 
 def _sanity_maps(maps: object, size: tuple[int, int]) -> torch.Tensor:
@@ -1129,18 +1133,11 @@ def data_randomisation(
     numpy.ndarray
         Shape (N,): the similarity per image (1: the same map).
     """
-    measures = {"spearman": spearman, "ssim": ssim, "pearson": pearson}
-    if similarity not in measures:
-        raise ValueError(f"expected similarity in {tuple(measures)}, got {similarity!r}")
-    _checks.image_batch(x)
-    dev = _checks.model_device(model)
-    with torch.no_grad():
-        logits = model(x.to(dev)) if target is None else None
-    t = _checks.targets(target, x.shape[0], logits)
+    measure, t = _sanity_setup(model, x, target, similarity)
     size = tuple(x.shape[-2:])
     ref = _sanity_maps(explainer(model, x, t, **settings) if reference is None else reference, size)
     other = _sanity_maps(explainer(randomised, x, t, **settings), size)
-    return measures[similarity](ref, other)
+    return measure(ref, other)
 
 
 @torch.no_grad()
