@@ -748,6 +748,40 @@ def train_shuffled_label_model(seed: int = TRAIN_SEED, device: torch.device | st
     return model, accuracy(model, x, y), accuracy(model, norm(test.images), test.labels)
 
 
+def _load_checkpointed(path: Path, key: str, train, script: str, device, train_if_missing: bool) -> LoadedModel:
+    """A benchmark CNN from ``path`` (checked against the manifest's ``key``), the cache, or trained.
+
+    The committed checkpoint must match ``checkpoints/manifest.json``; without it a copy
+    cached in :func:`xaihelpers.data.data_dir` is used, or ``train()`` builds one (and it
+    is cached), or, with ``train_if_missing=False``, a ``WeightsUnavailableError`` names
+    both paths and the training ``script``.
+    """
+    from .data import FASHION_CLASSES, data_dir
+    from .runtime import device as pick_device
+
+    cached = data_dir() / "checkpoints" / path.name
+    model = BenchmarkCNN("relu" if key not in ACTIVATIONS else key)
+    if path.is_file():
+        expected = checkpoint_manifest().get(key, {}).get("sha256")
+        actual = file_sha256(path)
+        if expected is not None and expected != actual:
+            raise WeightsUnavailableError(f"checkpoint {path} has sha256 {actual}, but checkpoints/manifest.json "
+                                          f"expects {expected}; restore it with git or retrain with {script}")
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    elif cached.is_file():
+        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+    elif train_if_missing:
+        model = train()
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), cached)
+    else:
+        raise WeightsUnavailableError(f"no checkpoint {path.name} at {path} or {cached}; train it with {script} "
+                                      "or call with train_if_missing=True")
+    model.eval().to(pick_device(None if device is None else str(device)))
+    model.xai_name = path.stem  # type: ignore[assignment]
+    return LoadedModel(model, benchmark_preprocess(), list(FASHION_CLASSES))
+
+
 def load_shuffled_label_model(device: torch.device | str | None = None, train_if_missing: bool = True,
                               verbose: bool = True) -> LoadedModel:
     """The shuffled-label CNN (:func:`train_shuffled_label_model`) from its committed checkpoint.
@@ -757,30 +791,9 @@ def load_shuffled_label_model(device: torch.device | str | None = None, train_if
     :func:`xaihelpers.data.data_dir`, or, with ``train_if_missing=False``, a
     ``WeightsUnavailableError`` names both paths.
     """
-    from .data import FASHION_CLASSES, data_dir
-    from .runtime import device as pick_device
-
-    path = CHECKPOINT_DIR / f"fmnist_cnn_{SHUFFLED_NAME}.pt"
-    cached = data_dir() / "checkpoints" / path.name
-    model = BenchmarkCNN("relu")
-    if path.is_file():
-        expected = checkpoint_manifest().get(SHUFFLED_NAME, {}).get("sha256")
-        if expected is not None and expected != file_sha256(path):
-            raise WeightsUnavailableError(f"checkpoint {path} does not match checkpoints/manifest.json; restore it "
-                                          "with git or retrain with scripts/train_benchmark_models.py --shuffled-labels")
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    elif cached.is_file():
-        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
-    elif train_if_missing:
-        model, _, _ = train_shuffled_label_model(device="cpu", verbose=verbose)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), cached)
-    else:
-        raise WeightsUnavailableError(f"no shuffled-label checkpoint at {path} or {cached}; train it with "
-                                      "scripts/train_benchmark_models.py --shuffled-labels or pass train_if_missing=True")
-    model.eval().to(pick_device(None if device is None else str(device)))
-    model.xai_name = f"fmnist_cnn_{SHUFFLED_NAME}"  # type: ignore[assignment]
-    return LoadedModel(model, benchmark_preprocess(), list(FASHION_CLASSES))
+    return _load_checkpointed(CHECKPOINT_DIR / f"fmnist_cnn_{SHUFFLED_NAME}.pt", SHUFFLED_NAME,
+                              lambda: train_shuffled_label_model(device="cpu", verbose=verbose)[0],
+                              "scripts/train_benchmark_models.py --shuffled-labels", device, train_if_missing)
 
 
 def load_benchmark_model(
@@ -812,32 +825,6 @@ def load_benchmark_model(
         ``(model, preprocess, classes)`` with the model in eval mode, mapping
         (N, 3, 64, 64) to (N, 10) logits.
     """
-    from .data import FASHION_CLASSES, data_dir
-    from .runtime import device as pick_device
-
-    path = checkpoint_path(activation)
-    model = BenchmarkCNN(activation)
-    cached = data_dir() / "checkpoints" / path.name
-    if path.is_file():
-        expected = checkpoint_manifest().get(activation, {}).get("sha256")
-        actual = file_sha256(path)
-        if expected is not None and expected != actual:
-            raise WeightsUnavailableError(
-                f"checkpoint {path} has sha256 {actual}, but checkpoints/manifest.json expects {expected}; "
-                "restore it with git or retrain with scripts/train_benchmark_models.py"
-            )
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    elif cached.is_file():
-        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
-    elif train_if_missing:
-        model, _ = train_benchmark_model(activation, device="cpu", verbose=verbose)
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(model.state_dict(), cached)
-    else:
-        raise WeightsUnavailableError(
-            f"no checkpoint for the {activation} benchmark CNN at {path} or {cached}; "
-            "train it with scripts/train_benchmark_models.py or call with train_if_missing=True"
-        )
-    model.eval().to(pick_device(None if device is None else str(device)))
-    model.xai_name = f"fmnist_cnn_{activation}"  # type: ignore[assignment]
-    return LoadedModel(model, benchmark_preprocess(), list(FASHION_CLASSES))
+    return _load_checkpointed(checkpoint_path(activation), activation,
+                              lambda: train_benchmark_model(activation, device="cpu", verbose=verbose)[0],
+                              "scripts/train_benchmark_models.py", device, train_if_missing)
