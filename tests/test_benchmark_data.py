@@ -94,3 +94,37 @@ def test_cluttered_bad_arguments():
         data.cluttered_fashion_mnist("test", n=2, size=16)
     with pytest.raises(ValueError, match="scale"):
         data.cluttered_fashion_mnist("test", n=2, scale=(0.7, 0.2))
+
+
+def test_redraw_with_every_layer_reproduces_the_images(bench):
+    sub = bench.subset(torch.tensor([7, 0, 31, 12]))  # out of order: each image is found by its source index
+    again = data.redraw_cluttered(sub, data.BENCHMARK_LAYERS, verbose=False)
+    assert torch.equal(again.images, sub.images) and torch.equal(again.masks, sub.masks)
+    assert torch.equal(again.labels, sub.labels) and again.layers == data.BENCHMARK_LAYERS
+
+
+def test_redrawn_layers_compose_the_image(bench):
+    sub = bench.subset(slice(0, 12))
+    view = {name: data.redraw_cluttered(sub, layers, verbose=False).images for name, layers in data.BENCHMARK_VIEWS.items()}
+    background = data.redraw_cluttered(sub, ["background"], verbose=False).images
+    assert torch.equal(view["full image"], sub.images)
+    untouched_by_object = (view["object alone"] == background).all(1)
+    untouched_by_clutter = (view["clutter alone"] == background).all(1)
+    # where the object leaves the background alone, the full image is the clutter-alone image, and vice versa
+    assert torch.equal((sub.images == view["clutter alone"]).all(1)[untouched_by_object], untouched_by_object[untouched_by_object])
+    assert torch.equal((sub.images == view["object alone"]).all(1)[untouched_by_clutter], untouched_by_clutter[untouched_by_clutter])
+    # no object pixel is left once the object is removed: the mask shows what lies underneath
+    assert (~untouched_by_object)[sub.masks].all()
+    assert (~untouched_by_object & ~sub.masks).any()  # the object's faint rim outside the mask goes too
+    assert ((view["clutter alone"] != sub.images).any(1)[sub.masks]).float().mean() > 0.95
+    # every image has clutter that the object-alone view drops
+    assert ((view["object alone"] != sub.images).any(1) & ~sub.masks).flatten(1).any(1).all()
+
+
+def test_redraw_refuses_unknown_layers(bench):
+    with pytest.raises(ValueError, match="unknown \\['fragments'\\]"):
+        data.redraw_cluttered(bench, ["background", "fragments"])
+    with pytest.raises(TypeError, match="ClutteredFashionMNIST"):
+        data.redraw_cluttered(bench.images, ["object"])
+    black = data.redraw_cluttered(bench.subset(slice(0, 2)), [], verbose=False)
+    assert black.images.abs().max() == 0 and black.layers == ()

@@ -533,6 +533,11 @@ class ClutteredFashionMNIST:
         The generator's seed.
     classes : tuple of str
         Fashion-MNIST's class names.
+    n_fragments, scale : (int, int), (float, float)
+        The generator's settings (see :func:`cluttered_fashion_mnist`), kept so that
+        :func:`redraw_cluttered` can redraw the same images.
+    layers : tuple of str
+        Which of :data:`BENCHMARK_LAYERS` the images show (all of them unless redrawn).
     """
 
     images: torch.Tensor = field(repr=False)
@@ -543,6 +548,9 @@ class ClutteredFashionMNIST:
     split: str
     seed: int
     classes: tuple[str, ...] = FASHION_CLASSES
+    n_fragments: tuple[int, int] = (1, 3)
+    scale: tuple[float, float] = (0.45, 0.7)
+    layers: tuple[str, ...] = ("background", "clutter", "object")
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -551,8 +559,19 @@ class ClutteredFashionMNIST:
         """The images at ``index`` (slice, int sequence or bool tensor) as a new set."""
         pick = lambda t: t[index]  # noqa: E731
         return ClutteredFashionMNIST(pick(self.images), pick(self.labels), pick(self.masks), pick(self.boxes),
-                                     pick(self.source_index), self.split, self.seed, self.classes)
+                                     pick(self.source_index), self.split, self.seed, self.classes,
+                                     self.n_fragments, self.scale, self.layers)
 
+
+# What a cluttered image is drawn from, bottom to top: the dimmed texture or photo crop,
+# the fragments of items of other classes, the labelled item.
+BENCHMARK_LAYERS = ("background", "clutter", "object")
+# The views of chapter 1's ground-truth check: which layers each one draws.
+BENCHMARK_VIEWS = {
+    "full image": BENCHMARK_LAYERS,
+    "object alone": ("background", "object"),
+    "clutter alone": ("background", "clutter"),
+}
 
 _TEXTURES = ("brick", "grass", "gravel")
 _PHOTOS = ("coffee", "rocket", "astronaut", "china", "flower", "grace_hopper")
@@ -599,14 +618,18 @@ def _paste(canvas: np.ndarray, shape: np.ndarray, colour: np.ndarray, top: int, 
 
 
 def _cluttered_one(rng: np.random.Generator, item: np.ndarray, fragments: list[np.ndarray],
-                   backgrounds: list[np.ndarray], size: int, scale: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    # background: a random crop of a texture or photo, dimmed, with a random tint
+                   backgrounds: list[np.ndarray], size: int, scale: tuple[float, float],
+                   layers: tuple[str, ...] = BENCHMARK_LAYERS) -> tuple[np.ndarray, np.ndarray]:
+    # Every random draw is made whichever layers are drawn, so that leaving a layer out
+    # changes nothing else. Background: a random crop of a texture or photo, dimmed, with a random tint
     src = backgrounds[rng.integers(len(backgrounds))]
     side = int(rng.integers(size, min(src.shape[0], src.shape[1], 3 * size) + 1))
     y0 = int(rng.integers(0, src.shape[0] - side + 1))
     x0 = int(rng.integers(0, src.shape[1] - side + 1))
     canvas = _resize(src[y0 : y0 + side, x0 : x0 + side], (size, size))
     canvas = canvas * rng.uniform(0.3, 0.6) * rng.uniform(0.7, 1.0, size=3).astype(np.float32)
+    if "background" not in layers:
+        canvas = np.zeros_like(canvas)
     # clutter: fragments of items of other classes, under the main item
     for frag in fragments:
         fh = int(rng.integers(8, 15))
@@ -615,12 +638,14 @@ def _cluttered_one(rng: np.random.Generator, item: np.ndarray, fragments: list[n
         out = int(round(fh * size / 64 * rng.uniform(1.0, 1.4)))
         piece = np.clip(_resize(piece, (out, out)), 0, 1)
         top, left = (int(v) for v in rng.integers(0, size - out + 1, size=2))
-        _paste(canvas, piece, _colour(rng), top, left)
+        colour = _colour(rng)
+        if "clutter" in layers:
+            _paste(canvas, piece, colour, top, left)
     # the labelled item, scaled and placed at random
     side = int(round(size * rng.uniform(*scale)))
     shape = np.clip(_resize(item, (side, side)), 0, 1)
     top, left = (int(v) for v in rng.integers(0, size - side + 1, size=2))
-    opacity = _paste(canvas, shape, _colour(rng), top, left)
+    opacity = _paste(canvas if "object" in layers else canvas.copy(), shape, _colour(rng), top, left)
     mask = np.zeros((size, size), dtype=bool)
     mask[top : top + side, left : left + side] = opacity > 0.5
     return np.clip(canvas, 0, 1), mask
@@ -672,8 +697,6 @@ def cluttered_fashion_mnist(
     ClutteredFashionMNIST
         Images (N, 3, size, size) in [0, 1], labels, masks (N, size, size) and boxes.
     """
-    from tqdm.auto import tqdm
-
     if split not in _FASHION_FILES:
         raise ValueError(f"expected split 'train' or 'test', got {split!r}")
     if size < 32:
@@ -683,27 +706,37 @@ def cluttered_fashion_mnist(
     items, labels = fashion_mnist(split, root)
     if not 0 < n <= len(items):
         raise ValueError(f"expected 0 < n <= {len(items)} for split {split!r}, got {n}")
+    return _draw(items, labels, np.arange(n), split, size, seed, n_fragments, scale, BENCHMARK_LAYERS, verbose)
+
+
+def _draw(items: np.ndarray, labels: np.ndarray, positions: np.ndarray, split: str, size: int, seed: int,
+          n_fragments: tuple[int, int], scale: tuple[float, float], layers: tuple[str, ...],
+          verbose: bool) -> ClutteredFashionMNIST:
+    """Images ``positions`` of the cluttered set ``(seed, split, size)``, drawn with ``layers``."""
+    from tqdm.auto import tqdm
+
     split_id = 0 if split == "train" else 1
-    order = np.random.default_rng([seed, split_id]).permutation(len(items))[:n]
+    order = np.random.default_rng([seed, split_id]).permutation(len(items))[positions]
     grey = items.astype(np.float32) / 255.0
     backgrounds = _backgrounds()
+    n = len(positions)
     images = np.empty((n, size, size, 3), dtype=np.float32)
     masks = np.empty((n, size, size), dtype=bool)
-    for i in tqdm(range(n), desc=f"cluttered Fashion-MNIST ({split})", disable=not verbose):
-        rng = np.random.default_rng([seed, split_id, i, size])
-        idx = order[i]
+    for k in tqdm(range(n), desc=f"cluttered Fashion-MNIST ({split})", disable=not verbose):
+        rng = np.random.default_rng([seed, split_id, int(positions[k]), size])
+        idx = order[k]
         others = []
         for _ in range(int(rng.integers(n_fragments[0], n_fragments[1] + 1))):
             j = int(rng.integers(len(items)))
             while labels[j] == labels[idx]:
                 j = int(rng.integers(len(items)))
             others.append(grey[j])
-        images[i], masks[i] = _cluttered_one(rng, grey[idx], others, backgrounds, size, scale)
+        images[k], masks[k] = _cluttered_one(rng, grey[idx], others, backgrounds, size, scale, layers)
     boxes = np.zeros((n, 4), dtype=np.int64)
-    for i, m in enumerate(masks):
+    for k, m in enumerate(masks):
         ys, xs = np.nonzero(m)
         if len(ys):
-            boxes[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+            boxes[k] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     return ClutteredFashionMNIST(
         images=torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(),
         labels=torch.from_numpy(labels[order].copy()),
@@ -712,7 +745,77 @@ def cluttered_fashion_mnist(
         source_index=torch.from_numpy(order.astype(np.int64)),
         split=split,
         seed=seed,
+        n_fragments=tuple(n_fragments),
+        scale=tuple(scale),
+        layers=tuple(layers),
     )
+
+
+def redraw_cluttered(
+    data: ClutteredFashionMNIST,
+    layers: Iterable[str],
+    root: str | Path | None = None,
+    verbose: bool = True,
+) -> ClutteredFashionMNIST:
+    """The same cluttered Fashion-MNIST images drawn again with only some of their layers.
+
+    Chapter 1 uses it to test the benchmark's ground truth: does a CNN classify the
+    object without its clutter, and the clutter without its object? Each image is
+    replayed from its own seed with every random draw of the original (the crop and
+    tint of the background, the fragments, their places and colours, the item's
+    size, place and colour), and only the layers not in ``layers`` are left out:
+
+    - without ``"clutter"``, the fragments of other items are not pasted, so the
+      object lies on its own dimmed background;
+    - without ``"object"``, the labelled item is not pasted, so the pixels it
+      covered show the background and fragments that lie underneath it (its faint
+      rim outside the mask is gone as well): no object pixel is left;
+    - without ``"background"``, the canvas is black (0) instead of the dimmed crop.
+
+    Nothing is filled in by hand: the images are exactly what the generator draws
+    with those layers, and with all of :data:`BENCHMARK_LAYERS` they are the
+    original images, bit for bit. :data:`BENCHMARK_VIEWS` names the views chapter 1
+    compares.
+
+    Parameters
+    ----------
+    data : ClutteredFashionMNIST
+        Images from :func:`cluttered_fashion_mnist`, or a :meth:`~ClutteredFashionMNIST.subset` of them.
+    layers : iterable of str
+        The layers to draw, from :data:`BENCHMARK_LAYERS`; order does not matter
+        (they are always drawn background, clutter, object).
+    root : str or pathlib.Path, optional
+        Folder with Fashion-MNIST's idx files (see :func:`fashion_mnist`).
+    verbose : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    ClutteredFashionMNIST
+        Images (N, 3, size, size) of the chosen layers; labels, masks, boxes and
+        ``source_index`` as in ``data`` (the mask still marks where the object is,
+        drawn or not); ``layers`` records what was drawn.
+    """
+    if isinstance(layers, str):
+        layers = (layers,)
+    chosen = set(layers)
+    unknown = chosen - set(BENCHMARK_LAYERS)
+    if unknown:
+        raise ValueError(f"expected layers from {BENCHMARK_LAYERS}, got unknown {sorted(unknown)}")
+    if not isinstance(data, ClutteredFashionMNIST):
+        raise TypeError(f"expected a ClutteredFashionMNIST from xaihelpers.data.cluttered_fashion_mnist, "
+                        f"got {type(data).__name__}")
+    items, labels = fashion_mnist(data.split, root)
+    split_id = 0 if data.split == "train" else 1
+    order = np.random.default_rng([data.seed, split_id]).permutation(len(items))
+    position = np.empty_like(order)
+    position[order] = np.arange(len(order))
+    positions = position[data.source_index.numpy()]
+    out = _draw(items, labels, positions, data.split, int(data.images.shape[-1]), data.seed, data.n_fragments,
+                data.scale, tuple(x for x in BENCHMARK_LAYERS if x in chosen), verbose)
+    return ClutteredFashionMNIST(out.images, data.labels.clone(), data.masks.clone(), data.boxes.clone(),
+                                 data.source_index.clone(), data.split, data.seed, data.classes,
+                                 data.n_fragments, data.scale, out.layers)
 
 
 # ---------------------------------------------------------------------------
