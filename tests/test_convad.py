@@ -1,5 +1,7 @@
 """ConvAD: the all-ones theorem, no influence of masked pixels, the position attribution."""
 
+import warnings
+
 import pytest
 import torch
 import torchvision
@@ -121,3 +123,269 @@ def test_painting_and_predict_masked():
         convad.paint(x, masks[:1], "pink")
     with pytest.raises(ValueError, match="one image"):
         convad.predict_masked(m, x.expand(2, -1, -1, -1), masks)
+
+
+# --- exact fractions, the rules, exactness, concatenation, pooling -------------------------
+
+
+def _literal_fraction(phi: torch.Tensor, k: int, s: int, p: int, d: int) -> torch.Tensor:
+    """Phi_i by a literal loop over windows: padding counts as visible (1)."""
+    h, w = phi.shape
+    padded = torch.ones(h + 2 * p, w + 2 * p, dtype=torch.float64)
+    padded[p : p + h, p : p + w] = phi.double()
+    ho, wo = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+    out = torch.empty(ho, wo, dtype=torch.float64)
+    for i in range(ho):
+        for j in range(wo):
+            total = 0.0
+            for a in range(k):
+                for b in range(k):
+                    total += float(padded[i * s + a * d, j * s + b * d])
+            out[i, j] = total / (k * k)
+    return out
+
+
+@pytest.mark.parametrize("k,s,p,d", [(3, 1, 1, 1), (3, 2, 1, 2), (5, 2, 2, 1), (2, 2, 0, 1)])
+def test_position_attribution_is_a_literal_window_mean_in_float64(k, s, p, d):
+    g = torch.Generator().manual_seed(k * 100 + s * 10 + d)
+    mask = (torch.rand(1, 1, 13, 11, generator=g) > 0.4).float()
+    conv = nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d)
+    phi = convad.position_attribution(mask, conv)
+    assert phi.dtype == torch.float64
+    ref = _literal_fraction(mask[0, 0], k, s, p, d)
+    assert phi.shape[-2:] == ref.shape
+    # counts of visible inputs are integers: Phi * k^2 recovers them to float64 rounding
+    assert torch.allclose(phi[0, 0] * k * k, ref * k * k, atol=1e-12, rtol=0)
+    pool = nn.MaxPool2d(k, stride=s, padding=min(p, k // 2), dilation=d)
+    assert torch.allclose(convad.position_attribution(mask, pool)[0, 0], _literal_fraction(mask[0, 0], k, s, min(p, k // 2), d),
+                          atol=1e-12, rtol=0)
+
+
+def test_fractions_do_not_depend_on_tf32():
+    ones = torch.ones(2, 1, 32, 32)
+    conv = nn.Conv2d(1, 1, 3, padding=1)
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        out = {}
+        for tf32 in (False, True):
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+            out[tf32] = convad.position_attribution(ones, conv)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+    # an all-ones window is 9 / 9, exactly 1, with the flags on or off
+    assert bool((out[False] == 1).all()) and bool((out[True] == 1).all())
+    # what a float32 kernel of 1/9 gives under TF32 (emulated: a 10-bit mantissa): below strict's threshold
+    ninth = torch.tensor(1 / 9, dtype=torch.float32)
+    tf32_ninth = (ninth.view(torch.int32) & ~((1 << 13) - 1)).view(torch.float32)
+    assert (9 * tf32_ninth).item() < 1 - 1e-6
+    assert bool(convad.keep(out[True], "strict").all())
+
+
+def test_rules_on_hand_worked_fractions():
+    phi = torch.tensor([0.0, 1e-12, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)
+    assert convad.keep(phi, "lenient").tolist() == [False, True, True, True, True, True]
+    assert convad.keep(phi, "majority").tolist() == [False, False, False, True, True, True]
+    assert convad.keep(phi, "strict").tolist() == [False, False, False, False, False, True]
+    # Phi follows the formula (mean of the previous Phi), not the previous Phi times its decision:
+    # a 2x2 window over Phi = (1, 1, 0.25, 0.25) is 0.625 under every rule
+    seq = nn.Sequential(nn.Conv2d(1, 1, 2, stride=2), nn.Conv2d(1, 1, 2, stride=2))
+    first = convad.position_attribution(torch.tensor([[[[1.0, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]]]), seq[0])
+    assert torch.allclose(first[0, 0], torch.tensor([[1.0, 1.0], [1.0, 0.0]], dtype=torch.float64))
+
+
+def _plain_cnn() -> nn.Sequential:
+    torch.manual_seed(1)
+    return _randomise_bn(nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 6, 3, stride=2, padding=1), nn.BatchNorm2d(6), nn.ReLU(),
+        nn.Conv2d(6, 8, 5, padding=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4)))
+
+
+def _inputs_of_every_layer(model: nn.Module, run) -> list[torch.Tensor]:
+    seen: list[torch.Tensor] = []
+    handles = [m.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].detach().clone()))
+               for m in model if not isinstance(m, (nn.Flatten, nn.Linear))]
+    try:
+        with torch.no_grad():
+            out = run()
+    finally:
+        for h in handles:
+            h.remove()
+    return seen + [out]
+
+
+@pytest.mark.parametrize("rule", convad.RULES)
+def test_every_layer_is_the_original_layer_on_the_deactivated_input(rule):
+    """Replay layer by layer: each layer of the original network applied to the previous
+    (deactivated) activations, then the rule's decision on a literal Phi; kept values
+    agree and switched-off positions are exactly 0."""
+    m = _plain_cnn()
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 3, 24, 24, generator=g)
+    mask = torch.ones(1, 24, 24)
+    mask[:, 5:15, 3:13] = 0
+    mask[:, 18:, 18:] = 0
+    ad = convad.wrap(m, rule)
+    got = _inputs_of_every_layer(m, lambda: ad(x, mask))
+    a, phi, ref = x * mask, mask[0].double(), []
+    for layer in m:
+        if isinstance(layer, (nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)):
+            ref.append(a)
+            a = layer(a)
+            continue
+        ref.append(a)
+        with torch.no_grad():
+            a = layer(a)
+        if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
+            k, s, p, d = convad._window(layer)
+            phi = _literal_fraction(phi, k[0], s[0], p[0], d[0])
+        on = {"strict": phi >= 1 - 1e-9, "majority": phi >= 0.5 - 1e-9, "lenient": phi > 0}[rule]
+        a = a * on.to(a.dtype)
+    ref = ref[: len(got) - 1] + [a]
+    assert len(got) == len(ref)
+    for g_, r_ in zip(got, ref):
+        assert g_.shape == r_.shape
+        assert torch.allclose(g_, r_, atol=1e-5, rtol=1e-5)
+        assert torch.equal(g_[..., (r_ == 0).all(0).all(0)], r_[..., (r_ == 0).all(0).all(0)])  # switched off: exactly 0
+
+
+def test_strict_kept_positions_equal_the_plain_network_on_any_fill():
+    """Under strict a kept position's receptive field is all visible: its activation is the
+    plain network's on the zero-painted input, and on the noise-painted one."""
+    m = _randomise_bn(models.BenchmarkCNN("relu")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    mask = torch.ones(1, 64, 64)
+    mask[:, :, :6] = 0  # a thin hidden strip: deep positions far from it stay on
+    leaves = [mod for mod in m.modules() if not list(mod.children()) and isinstance(mod, (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.MaxPool2d))]
+
+    def record(run):
+        seen = []
+        # ConvAD's hooks come first (prepend), so these see the deactivated outputs
+        hs = [mod.register_forward_hook(lambda mod, inp, out: seen.append(out.detach().clone())) for mod in leaves]
+        try:
+            with torch.no_grad():
+                run()
+        finally:
+            for h in hs:
+                h.remove()
+        return seen
+
+    ad = convad.wrap(m, "strict")
+    with pytest.warns(UserWarning, match="receptive field"):
+        got = record(lambda: ad(x, mask))
+    zero = record(lambda: m(x * mask))
+    noise = record(lambda: m(x * mask + (1 - mask) * 5 * torch.randn_like(x)))
+    kept_somewhere = 0
+    for g_, z_, n_ in zip(got, zero, noise):
+        on = g_ != 0
+        kept_somewhere += int(on.any())
+        assert torch.allclose(g_[on], z_[on], atol=1e-5) and torch.allclose(g_[on], n_[on], atol=1e-4)
+    assert kept_somewhere > len(got) // 2
+
+
+def test_strict_switches_the_benchmark_cnn_off_and_lenient_keeps_the_visible_part():
+    m = _randomise_bn(models.BenchmarkCNN("relu")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    for side in (4, 16, 32):
+        mask = torch.ones(1, 64, 64)
+        lo = 32 - side // 2
+        mask[:, lo : lo + side, lo : lo + side] = 0
+        shares = {}
+        for rule in convad.RULES:
+            ad = convad.wrap(m, rule)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with torch.no_grad():
+                    ad(x, mask)
+            shares[rule] = ad.active_shares()
+        assert shares["strict"][-1] == 0  # the issue: the whole last layer off for a hidden patch
+        visible = 1 - side * side / 64 ** 2
+        assert all(s >= visible - 1e-9 for s in shares["lenient"])  # nothing that saw visible input is lost
+        assert all(a >= b for a, b in zip(shares["lenient"], shares["majority"]))
+        assert all(a >= b for a, b in zip(shares["majority"], shares["strict"]))
+
+
+def _two_branch():
+    class TwoBranch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(3, 4, 5, padding=2)
+            self.bn, self.c = nn.BatchNorm2d(8), nn.Conv2d(8, 2, 1)
+            self.pool, self.flat, self.fc = nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3)
+
+        def forward(self, x):
+            return self.fc(self.flat(self.pool(self.c(self.bn(torch.cat([self.a(x), self.b(x)], 1))))))
+
+    torch.manual_seed(2)
+    return _randomise_bn(TwoBranch())
+
+
+@pytest.mark.parametrize("rule", convad.RULES)
+def test_concatenation_carries_each_inputs_mask_on_its_channels(rule):
+    m = _two_branch()
+    x = torch.randn(1, 3, 12, 12)
+    mask = (torch.rand(1, 12, 12, generator=torch.Generator().manual_seed(0)) > 0.45).float()
+    ad = convad.wrap(m, rule)
+    seen = []
+    h = m.c.register_forward_pre_hook(lambda mod, inp: seen.append(inp[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            ad(x, mask)
+    finally:
+        h.remove()
+    phi_a, phi_b, phi_c = ad.fractions
+    # the 1x1 convolution after the concatenation reads 4 channels of each branch
+    assert torch.allclose(phi_c, (phi_a + phi_b) / 2, atol=1e-12)
+    on_a, on_b = convad.keep(phi_a, rule)[0, 0], convad.keep(phi_b, rule)[0, 0]
+    bn_out = seen[0][0]
+    assert bool((bn_out[:4, ~on_a] == 0).all()) and bool((bn_out[4:, ~on_b] == 0).all())
+    if rule != "lenient":
+        assert bool((on_a & ~on_b).any())  # the branches' masks do differ here
+        assert bool((bn_out[:4, on_a & ~on_b] != 0).any())  # branch a's channels stay on where b's are off
+
+
+def test_densenet121_random_weights():
+    torch.manual_seed(0)
+    m = _randomise_bn(torchvision.models.densenet121(weights=None, num_classes=10))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = m(x)
+        for rule in convad.RULES:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert torch.allclose(convad.wrap(m, rule)(x, torch.ones(2, 64, 64)), ref, atol=1e-4, rtol=1e-4), rule
+        mask = torch.ones(2, 64, 64)
+        mask[:, 8:40, 10:50] = 0
+        x2 = x + (1 - mask[:, None]) * 4 * torch.randn_like(x)
+        ad = convad.wrap(m, "lenient")
+        assert torch.allclose(ad(x, mask), ad(x2, mask), atol=1e-4)
+        # fractions in execution order: conv0, pool0, denselayer1.conv1, denselayer1.conv2, denselayer2.conv1;
+        # denselayer2's 1x1 convolution reads pool0's 64 channels and denselayer1's 32 new ones
+        fr = ad.fractions
+        assert not torch.allclose(fr[1], fr[3])
+        assert torch.allclose(fr[4], (64 * fr[1] + 32 * fr[3]) / 96, atol=1e-12)
+
+
+def test_pooling_over_active_positions_only():
+    m = _randomise_bn(models.BenchmarkCNN("relu")).eval()
+    x = torch.randn(2, 3, 64, 64)
+    mask = torch.ones(2, 64, 64)
+    mask[0, :40] = 0
+    feats = []
+    h = m.pool.register_forward_pre_hook(lambda mod, inp: feats.append(inp[0].detach().clone()))
+    try:
+        with torch.no_grad():
+            ref = m(x)
+            assert torch.allclose(convad.wrap(m, pool="active")(x, torch.ones(2, 64, 64)), ref, atol=1e-5)
+            feats.clear()
+            ad = convad.wrap(m, "majority", pool="active")
+            out = ad(x, mask)
+    finally:
+        h.remove()
+    f = feats[0]
+    on = convad.keep(ad.fractions[-1], "majority").expand_as(f).to(f.dtype)
+    expected = m.fc((f * on).sum((2, 3)) / on.sum((2, 3)))
+    assert torch.allclose(out, expected, atol=1e-5)
+    assert not torch.allclose(out[0], m.fc(f[0].mean((1, 2))), atol=1e-3)  # differs from pooling the zeros in
+    with pytest.raises(ValueError, match="pool"):
+        convad.wrap(m, pool="max")

@@ -46,6 +46,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _checks, metrics
+from .convad import DEFAULT_RULE
 
 #: the 14 non-empty proper subsets of four children
 SUBSETS = tuple(c for k in (1, 2, 3) for c in combinations(range(4), k))
@@ -238,7 +239,7 @@ def extract(predict: Predict, resp: np.ndarray, target: int, step: float = 0.005
     return np.ones((h, w), dtype=bool), float(prob[-1, target]), queries
 
 
-def masked_predictor(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str = "strict",
+def masked_predictor(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str = DEFAULT_RULE,
                      batch_size: int = 64) -> Predict:
     """The query ``masks -> logits`` for one image (1, 3, H, W), by ConvAD or a masking value."""
     from .convad import predict_masked
@@ -246,7 +247,7 @@ def masked_predictor(model: nn.Module, x: torch.Tensor, how: str = "convad", rul
     return lambda masks: predict_masked(model, x, masks, how=how, rule=rule, batch_size=batch_size)
 
 
-def explain(model: nn.Module, x: torch.Tensor, target=None, how: str = "convad", rule: str = "strict",
+def explain(model: nn.Module, x: torch.Tensor, target=None, how: str = "convad", rule: str = DEFAULT_RULE,
             iters: int = 20, min_box: int | None = None, max_depth: int = 10, style: str = "multiplicative",
             step: float = 0.005, seed: int = 0, batch_size: int = 64, verbose: bool = True) -> list[CausalExplanation]:
     """Causal explanations of a batch of images, one occlusion method for every query.
@@ -460,7 +461,7 @@ def rho_table(surv: dict[str, np.ndarray], rhos=RHOS, gammas=GAMMAS) -> "pandas.
 # the study of chapter 4: every occlusion method on the same images
 # ----------------------------------------------------------------------------
 
-def null_class(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str = "strict") -> np.ndarray:
+def null_class(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str = DEFAULT_RULE) -> np.ndarray:
     """Class predicted when the whole image is occluded, per image: (N,).
 
     An image whose label is its null class has an empty causal explanation (nothing
@@ -478,7 +479,7 @@ def null_class(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str
     return logits.argmax(1).cpu().numpy()
 
 
-def method_name(how: str, rule: str = "strict") -> str:
+def method_name(how: str, rule: str = DEFAULT_RULE) -> str:
     """``"ConvAD (lenient)"`` or the masking value's name."""
     return f"ConvAD ({rule})" if how == "convad" else how
 
@@ -509,7 +510,7 @@ def compare(model: nn.Module, x: torch.Tensor, methods, target=None, verbose: bo
     """
     out = {}
     for how, rule in tqdm(list(methods), desc="occlusion methods", disable=not verbose):
-        out[method_name(how, rule or "strict")] = explain(model, x, target, how=how, rule=rule or "strict",
+        out[method_name(how, rule or DEFAULT_RULE)] = explain(model, x, target, how=how, rule=rule or DEFAULT_RULE,
                                                           verbose=False, **settings)
     return out
 
@@ -549,7 +550,7 @@ def summary(explanations: dict[str, list[CausalExplanation]], objects: object = 
 
 
 def penultimate_features(model: nn.Module, x: torch.Tensor, masks: torch.Tensor | None = None, how: str = "plain",
-                         rule: str = "strict", batch_size: int = 64) -> torch.Tensor:
+                         rule: str = DEFAULT_RULE, batch_size: int = 64) -> torch.Tensor:
     """The input of the model's last linear layer, for images seen through masks.
 
     Parameters

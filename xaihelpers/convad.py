@@ -1,4 +1,4 @@
-"""Activation-Deactivation (ConvAD, Chanchal, Kelly & Chockler 2025): occlude by switching activations off.
+r"""Activation-Deactivation (ConvAD, Chanchal, Kelly & Chockler 2025): occlude by switching activations off.
 
 Occlusion usually paints a masking value (0, the mean, a blur) over the hidden pixels,
 and the network then sees a picture it was never trained on. ConvAD instead carries
@@ -10,10 +10,20 @@ lies under the mask cannot reach the output.
 :func:`wrap` turns a CNN into a :class:`ConvAD` whose forward takes ``(x, mask)``.
 The choices the paper leaves open, made here and measured in chapter 4:
 
-- **which positions are occluded** (``rule``): ``"strict"`` (any masked input in the
-  receptive field; the default: the paper's deactivation taken literally, keeping no
-  position that mixed in the zeros of occluded input), ``"majority"`` (fraction
-  below 0.5), ``"lenient"`` (no unmasked input at all);
+- **which positions are occluded** (``rule``): ``"lenient"`` (no visible input in the
+  window, :math:`\Phi = 0`; the default), ``"majority"`` (:math:`\Phi < 1/2`) or
+  ``"strict"`` (any hidden input, :math:`\Phi < 1`). Strict is the paper's
+  deactivation taken literally, but in a network whose receptive field covers the
+  image it switches every deep position off for almost any mask (a 4x4 hidden patch
+  leaves none of the benchmark CNN's last layer active): the logits become the
+  classifier's bias whatever the rest of the image shows. Lenient keeps every
+  position that saw visible input, so the visible part of the image keeps working;
+  chapter 4 measures the share of active positions per depth for each rule. A
+  ``UserWarning`` says so when strict meets a receptive field larger than the image;
+- **the position attribution** follows the chapter's formula: :math:`\Phi_i(p)` is the
+  mean of :math:`\Phi_{i-1}` over the window of :math:`p` (with :math:`\Phi_0` the
+  binary mask), the share of visible input weighted by the paths that reach
+  :math:`p`; it is computed in float64 from kernels of ones, independent of TF32;
 - **where to deactivate**: after every convolution, pooling, batch norm and
   activation, so that biases and batch-norm shifts cannot switch a deactivated
   position back on (``deactivate="all"``); ``"spatial"`` only after the layers with
@@ -26,7 +36,12 @@ The choices the paper leaves open, made here and measured in chapter 4:
 - **padding** counts as visible (it carries nothing from the image), so that an
   all-ones mask gives fraction 1 at the border too;
 - **residual additions and other functional operations** keep the mask of the most
-  recent tensor of the same size (the branch's, which has the larger receptive field).
+  recent tensor of the same size (the branch's, which has the larger receptive field);
+- **concatenations** (DenseNet, Inception) carry each input's mask on its own
+  channels; a convolution then averages over the channels it reads (its group);
+- **global average pooling** is the network's own (``pool="all"``: switched-off
+  positions count as zeros) or, with ``pool="active"``, the mean over active
+  positions only.
 
 With an all-ones mask every fraction is 1 and nothing is zeroed: the wrapped network
 computes exactly the original logits (the paper's theorem; tested on every supported
@@ -35,20 +50,26 @@ architecture). Chapter 4 (``notebooks/04_activation_deactivation.ipynb``) uses i
 
 from __future__ import annotations
 
+import warnings
 import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from . import _checks
 
-RULES = ("strict", "majority", "lenient")
+RULES = ("lenient", "majority", "strict")
+DEFAULT_RULE = "lenient"
+"""The library's default rule; chapter 4 measures why (strict switches deep networks off)."""
 DEACTIVATE = ("all", "spatial")
+POOLS = ("all", "active")
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 _POINTWISE = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid,
               nn.Hardtanh, nn.Hardswish, nn.Dropout, nn.Identity)
 _GLOBAL = (nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)
+_TOL = 1e-9  # fractions are float64 and exact up to a few ulps; thresholds allow for that
 
 
 def _is_pad(m: nn.Module) -> bool:
@@ -75,56 +96,140 @@ def _window(m: nn.Module):
 
 
 def position_attribution(frac: torch.Tensor, m: nn.Module) -> torch.Tensor:
-    """The fraction of unmasked input in each output position's receptive field.
+    r"""The position attribution :math:`\Phi_i`: the mean of :math:`\Phi_{i-1}` over each output position's window.
+
+    Computed in float64 with a kernel of ones and one division, whatever the input's
+    dtype and device, so that it does not depend on TF32/cuDNN settings: an all-ones
+    window gives exactly 1 (a float32 kernel of 1/9 under TF32 sums to less than
+    1 - 1e-6, which would switch everything off under the strict rule).
 
     Parameters
     ----------
     frac : torch.Tensor
-        Fraction (or binary mask) at the layer's input, shape (N, 1, H, W).
+        :math:`\Phi_{i-1}` at the layer's input (or the binary input mask), shape (N, 1, H, W),
+        or (N, C, H, W) with one map per channel (after a concatenation).
     m : nn.Module
-        A convolution or pooling layer (its kernel, stride, padding, dilation).
+        A convolution or pooling layer (its kernel, stride, padding, dilation, groups).
 
     Returns
     -------
     torch.Tensor
-        Shape (N, 1, H', W'): the mean of ``frac`` over each window, padding counted as
-        visible; e.g. two unmasked of four inputs give 0.5.
+        float64, shape (N, 1, H', W') (or (N, C', H', W') per channel): the mean of
+        ``frac`` over each window, padding counted as visible; e.g. two unmasked of four
+        inputs give 0.5. A convolution mixes the channels of its group, a pooling layer
+        keeps each channel's map.
     """
+    frac = frac.to(torch.float64)
     k, s, p, d = _window(m)
-    ones = torch.ones(1, 1, *k, dtype=frac.dtype, device=frac.device) / (k[0] * k[1])
-    return F.conv2d(F.pad(frac, (p[1], p[1], p[0], p[0]), value=1.0), ones, stride=s, dilation=d)
+    n, c, h, w = frac.shape
+    groups, repeat = 1, 1
+    if c > 1:
+        if isinstance(m, nn.Conv2d):
+            if c != m.in_channels:
+                frac, c = frac.mean(1, keepdim=True), 1
+            else:
+                groups, repeat = m.groups, m.out_channels // m.groups
+                frac = frac.reshape(n, groups, c // groups, h, w).mean(2)
+        else:
+            groups = c
+    ones = torch.ones(groups, 1, *k, dtype=torch.float64, device=frac.device)
+    out = F.conv2d(F.pad(frac, (p[1], p[1], p[0], p[0]), value=1.0), ones, stride=s, dilation=d, groups=groups)
+    out = out / (k[0] * k[1])
+    if out.shape[1] > 1 and torch.equal(out, out[:, :1].expand_as(out)):
+        return out[:, :1]  # every channel alike: one map
+    return out.repeat_interleave(repeat, 1) if repeat > 1 else out
 
 
-def _keep(frac: torch.Tensor, rule: str) -> torch.Tensor:
+def keep(frac: torch.Tensor, rule: str = DEFAULT_RULE) -> torch.Tensor:
+    r"""Which positions stay active (bool), given their position attribution :math:`\Phi`.
+
+    ``"strict"``: :math:`\Phi = 1` (no hidden input at all); ``"majority"``:
+    :math:`\Phi \geq 1/2`; ``"lenient"``: :math:`\Phi > 0` (some visible input). The
+    thresholds allow 1e-9 for float64 rounding; lenient's is exact (a sum of zeros is 0).
+    """
+    if rule not in RULES:
+        raise ValueError(f"expected rule in {RULES}, got {rule!r}")
     if rule == "strict":
-        return (frac >= 1 - 1e-6).to(frac.dtype)
+        return frac >= 1 - _TOL
     if rule == "majority":
-        return (frac >= 0.5).to(frac.dtype)
-    return (frac > 1e-6).to(frac.dtype)
+        return frac >= 0.5 - _TOL
+    return frac > 0
+
+
+class _Carry(TorchFunctionMode):
+    """Carries masks through functional operations: concatenation (per channel) and global pooling."""
+
+    def __init__(self, ad: "ConvAD", lookup, remember) -> None:
+        super().__init__()
+        self.ad, self.lookup, self.remember = ad, lookup, remember
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.cat:
+            out = func(*args, **kwargs)
+            tensors = list(args[0])
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
+            if out.ndim == 4 and dim in (1, -3) and all(isinstance(t, torch.Tensor) for t in tensors):
+                fs = [self.lookup(t) for t in tensors]
+                if all(f.shape[1] == 1 for f in fs) and all(torch.equal(f, fs[0]) for f in fs[1:]):
+                    self.remember(out, fs[0], max(self.ad._rf_of(t) for t in tensors))
+                else:  # each input brings its own mask for its own channels
+                    f = torch.cat([f.expand(-1, t.shape[1], -1, -1) for f, t in zip(fs, tensors)], 1)
+                    self.remember(out, f, max(self.ad._rf_of(t) for t in tensors))
+            return out
+        if func is F.adaptive_avg_pool2d and self.ad.pool == "active":
+            x = args[0]
+            size = args[1] if len(args) > 1 else kwargs.get("output_size")
+            if isinstance(x, torch.Tensor) and x.ndim == 4 and size in (1, (1, 1), [1, 1]):
+                on = keep(self.lookup(x), self.ad.rule).to(x.dtype).expand_as(x)
+                return (x * on).sum((2, 3), keepdim=True) / on.sum((2, 3), keepdim=True).clamp_min(1)
+        return func(*args, **kwargs)
 
 
 class ConvAD(nn.Module):
-    """A CNN whose forward takes ``(x, mask)`` and deactivates the occluded positions.
+    r"""A CNN whose forward takes ``(x, mask)`` and deactivates the occluded positions.
 
     Parameters
     ----------
     model : nn.Module
         The classifier (eval mode); not modified (hooks live only during a forward).
-    rule : {"strict", "majority", "lenient"}
-        When a position counts as occluded (see the module notes).
+    rule : {"lenient", "majority", "strict"}
+        When a position counts as occluded (see :func:`keep` and the module notes).
     deactivate : {"all", "spatial"}
         Zero occluded positions after every supported layer, or after spatial layers only.
+    pool : {"all", "active"}
+        Global average pooling over every position (the network's own), or over the
+        active positions only (deactivated zeros do not dilute the mean).
+
+    After a forward, ``fractions`` holds :math:`\Phi` of every spatial layer in order
+    (float64) and ``receptive_field`` the largest receptive field (pixels) met.
     """
 
-    def __init__(self, model: nn.Module, rule: str = "strict", deactivate: str = "all") -> None:
+    def __init__(self, model: nn.Module, rule: str = DEFAULT_RULE, deactivate: str = "all", pool: str = "all") -> None:
         super().__init__()
         if rule not in RULES:
             raise ValueError(f"expected rule in {RULES}, got {rule!r}")
         if deactivate not in DEACTIVATE:
             raise ValueError(f"expected deactivate in {DEACTIVATE}, got {deactivate!r}")
+        if pool not in POOLS:
+            raise ValueError(f"expected pool in {POOLS}, got {pool!r}")
         check_supported(model)
-        self.model, self.rule, self.deactivate = model, rule, deactivate
+        self.model, self.rule, self.deactivate, self.pool = model, rule, deactivate, pool
         self.fractions: list[torch.Tensor] = []
+        self.receptive_field = 1
+        self._geom: dict[int, tuple] = {}
+        self._geom_by_size: dict[tuple[int, int], tuple[int, int]] = {}
+        self._warned = False
+
+    def _rf_of(self, t: torch.Tensor) -> tuple[int, int]:
+        entry = self._geom.get(id(t))
+        if entry is not None and entry[0]() is t:
+            return entry[1:]
+        return self._geom_by_size.get(tuple(t.shape[-2:]), (self.receptive_field, 1))
+
+    def active_shares(self) -> list[float]:
+        """Share of active positions at each spatial layer of the last forward (over all masks)."""
+        return [keep(f, self.rule).double().mean().item() for f in self.fractions]
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of the images ``x`` (N, 3, H, W) seen through ``mask``.
@@ -147,55 +252,73 @@ class ConvAD(nn.Module):
             raise ValueError(f"expected one mask per image ({x.shape[0]}) or one image, got {mask.shape[0]} masks")
         state: dict[int, tuple] = {}  # id(tensor) -> (weak reference, fraction map)
         by_size: dict[tuple[int, int], torch.Tensor] = {}
-        self.fractions = []
+        self.fractions, self._geom, self._geom_by_size, self.receptive_field = [], {}, {}, 1
 
         def lookup(t: torch.Tensor) -> torch.Tensor:
             entry = state.get(id(t))
             if entry is not None and entry[0]() is t:
-                return entry[1]
-            f = by_size.get(tuple(t.shape[-2:]))  # a functional op (e.g. a residual sum) in between
-            if f is None:
-                raise ValueError(f"ConvAD lost the mask at a tensor of shape {tuple(t.shape)}")
+                f = entry[1]
+            else:
+                f = by_size.get(tuple(t.shape[-2:]))  # a functional op (e.g. a residual sum) in between
+                if f is None:
+                    raise ValueError(f"ConvAD lost the mask at a tensor of shape {tuple(t.shape)}")
+            if t.ndim == 4 and f.shape[1] not in (1, t.shape[1]):
+                f = f.mean(1, keepdim=True)
             return f
 
-        def remember(t: torch.Tensor, f: torch.Tensor) -> None:
+        def remember(t: torch.Tensor, f: torch.Tensor, geom: tuple[int, int] | None = None) -> None:
             state[id(t)] = (weakref.ref(t), f)
             by_size[tuple(t.shape[-2:])] = f
+            if geom is not None:
+                self._geom[id(t)] = (weakref.ref(t), *geom)
+                self._geom_by_size[tuple(t.shape[-2:])] = geom
+                self.receptive_field = max(self.receptive_field, geom[0])
 
         def hook(mod, inp, out):
             if isinstance(mod, _GLOBAL) or not isinstance(out, torch.Tensor) or out.ndim != 4:
                 return None
             f_in = lookup(inp[0])
+            rf, jump = self._rf_of(inp[0])
             if _is_pad(mod):  # padding carries nothing from the image: it counts as visible
                 pads = mod.pads(*f_in.shape[-2:]) if hasattr(mod, "pads") else mod.padding
-                remember(out, F.pad(f_in, pads, value=1.0))
+                remember(out, F.pad(f_in, pads, value=1.0), (rf, jump))
                 return None
             if isinstance(mod, _SPATIAL):
                 f = position_attribution(f_in, mod)
+                k, s, _, d = _window(mod)
+                rf, jump = rf + (max(k) - 1) * max(d) * jump, jump * max(s)
                 self.fractions.append(f)
-                keep = _keep(f, self.rule)
             else:  # pointwise: the position's state does not change
-                f, keep = f_in, (f_in > 0).to(f_in.dtype)
+                f = f_in
             if self.deactivate == "spatial" and not isinstance(mod, _SPATIAL):
-                remember(out, f)
+                remember(out, f, (rf, jump))
                 return None
-            out = out * keep
-            remember(out, f * keep)
+            out = out * keep(f, self.rule).to(out.dtype)
+            remember(out, f, (rf, jump))
             return out
 
-        handles = [m.register_forward_hook(hook) for m in self.model.modules() if not list(m.children())]
+        handles = [m.register_forward_hook(hook, prepend=True) for m in self.model.modules() if not list(m.children())]
         try:
             x = x * (mask > 0).to(x.dtype)  # the input is the first activation: occluded pixels are off
-            remember(x, mask)
-            return self.model(x)
+            remember(x, (mask > 0).to(torch.float64), (1, 1))
+            with _Carry(self, lookup, remember):
+                out = self.model(x)
         finally:
             for h in handles:
                 h.remove()
+        if self.rule == "strict" and not self._warned and self.receptive_field > min(x.shape[-2:]):
+            self._warned = True
+            warnings.warn(f"ConvAD: the receptive field of the deepest layers ({self.receptive_field} px) exceeds the "
+                          f"image ({x.shape[-2]}x{x.shape[-1]}); under rule='strict' one hidden pixel switches off "
+                          "every position whose field reaches it, so most masks leave the network's logits at its "
+                          "bias. rule='lenient' (the default) or 'majority' keep the visible part working.",
+                          stacklevel=2)
+        return out
 
 
-def wrap(model: nn.Module, rule: str = "strict", deactivate: str = "all") -> ConvAD:
+def wrap(model: nn.Module, rule: str = DEFAULT_RULE, deactivate: str = "all", pool: str = "all") -> ConvAD:
     """Wrap ``model`` so that its forward takes ``(x, mask)``; see :class:`ConvAD`."""
-    return ConvAD(model, rule, deactivate)
+    return ConvAD(model, rule, deactivate, pool)
 
 
 MASKING = ("zero", "min", "max", "mean", "blur", "noise")
@@ -237,7 +360,7 @@ def paint(x: torch.Tensor, mask: torch.Tensor, value: str = "zero", seed: int = 
     return blend(x, m.to(x.dtype), fills[value]())
 
 
-def predict_masked(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, how: str = "convad", rule: str = "strict",
+def predict_masked(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, how: str = "convad", rule: str = DEFAULT_RULE,
                    batch_size: int = 64) -> torch.Tensor:
     """Logits of one image seen through M masks, by ConvAD or by a painted masking value.
 
