@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from xaihelpers import actmatch, models
 from xaihelpers.hooks import record
@@ -147,3 +148,49 @@ def test_mask_network_does_not_depend_on_the_thread_count():
     net.dec[-1].register_forward_hook(lambda m, i, o: feats.setdefault("x", o))
     logits = net(x)
     assert torch.allclose(logits, net.head(feats["x"]), atol=1e-5)  # float32 sums of 8 products
+
+
+def test_circuit_edge_weight_is_weight_times_activation_on_a_linear_layer():
+    """Between two layers joined by a 1x1 convolution (a linear map over channels) the edge
+    weight is |W_ji| times the source channel's mean absolute activation."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 4, 1, bias=True),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    circ = actmatch.circuit(model, x, ["1", "2"], target=1, k=5)
+    with torch.no_grad():
+        a = model[1](model[0](x))[0]  # (5, 8, 8)
+    w = model[2].weight[:, :, 0, 0].detach()  # (4, 5)
+    edges = {(s[1], d[1]): v for s, d, v in circ["edges"] if d[0] == "2"}
+    assert len(edges) == 5 * 4
+    for (i, j), v in edges.items():
+        assert v == pytest.approx(abs(float(w[j, i])) * float(a[i].abs().mean()), rel=1e-5, abs=1e-8)
+    with torch.no_grad():
+        pooled = model[3](model[2](a[None]))[0, :, 0, 0]
+    for s, d, v in circ["edges"]:
+        if d[0] == "class":
+            assert v == pytest.approx(abs(float(model[5].weight[1, s[1]])) * abs(float(pooled[s[1]])), rel=1e-5)
+
+
+def test_necessity_on_a_hand_built_classifier():
+    """A classifier that reads only the left half: a mask on the left half is sufficient and
+    necessary; one on the right half is neither."""
+    class LeftHalf(nn.Module):
+        def forward(self, x):
+            left = x[..., : x.shape[-1] // 2].mean((2, 3))  # (N, 3)
+            return torch.stack([10 * left[:, 0] - 1, torch.zeros_like(left[:, 0])], 1)  # class 1 when the left is blank
+
+    x = torch.zeros(2, 3, 8, 8)
+    x[..., :4] = 1.0  # class 0 from the left half
+    left = torch.zeros(2, 8, 8)
+    left[..., :4] = 1
+    res = actmatch.necessity(LeftHalf(), x, left)
+    assert res["kept"].all() and res["lost"].all()
+    assert np.allclose(res["area"], 0.5)
+    right = 1 - left
+    res = actmatch.necessity(LeftHalf(), x, right, target=0)
+    assert not res["kept"].any() and not res["lost"].any()
+    # hiding the left half leaves 0 there: logits (-1, 0), p_0 = 1 / (1 + e)
+    assert np.allclose(res["p_kept"], 1 / (1 + np.e))
+    with pytest.raises(ValueError, match="binary"):
+        actmatch.necessity(LeftHalf(), x, left * 0.5)

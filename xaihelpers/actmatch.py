@@ -489,16 +489,81 @@ def amortised_explain(net: MaskNet, model: nn.Module, x: torch.Tensor, target=No
 # the circuit readout of the longer version
 # ----------------------------------------------------------------------------
 
+def necessity(model: nn.Module, x: torch.Tensor, masks: object, target=None, fill: str | torch.Tensor = "mean",
+              batch_size: int = 64) -> dict[str, np.ndarray]:
+    r"""Sufficiency and necessity of binary masks: the label on the kept pixels, and on the rest.
+
+    Sufficiency asks the explanation :math:`e = m \odot x` to keep the label;
+    necessity asks the complement :math:`(1 - m) \odot x` (the explanation's pixels
+    hidden, painted with ``fill``) to lose it. Both paint with the same value, the
+    mean colour by default (0 in normalised space, the authors' fill).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    masks : array or tensor
+        Binary masks (N, H, W), 1 = the explanation.
+    target : int, sequence or None
+        Classes; ``None`` takes the predicted ones.
+    fill : "mean" or torch.Tensor
+        What hidden pixels show (see :func:`apply_mask`).
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        Each (N,): ``area`` (share of pixels in the mask), ``p_image``, ``p_kept``
+        (target probability on the explanation), ``p_removed`` (on the complement),
+        ``kept`` (the explanation's top-1 is the target), ``lost`` (the complement's
+        top-1 is not).
+    """
+    _checks.image_batch(x)
+    dev = _checks.model_device(model)
+    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).to(dev, x.dtype)
+    if m.shape != (x.shape[0], *x.shape[-2:]):
+        raise ValueError(f"expected masks of shape {(x.shape[0], *x.shape[-2:])}, got {tuple(m.shape)}")
+    if not bool(((m == 0) | (m == 1)).all()):
+        raise ValueError("expected binary masks (0 or 1); threshold soft maps first, e.g. xh.metrics.top_share")
+    x, m = x.to(dev), m[:, None]
+    out: dict[str, list] = {k: [] for k in ("p_image", "p_kept", "p_removed", "kept", "lost")}
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            xi, mi = x[i:i + batch_size], m[i:i + batch_size]
+            logits = model(xi)
+            t = _checks.targets(target if target is None or isinstance(target, int) else
+                                torch.as_tensor(target).reshape(-1)[i:i + batch_size], len(xi), logits).to(dev)
+            idx = torch.arange(len(xi), device=dev)
+            p_k = model(apply_mask(xi, mi, fill)).softmax(1)
+            p_r = model(apply_mask(xi, 1 - mi, fill)).softmax(1)
+            out["p_image"].append(logits.softmax(1)[idx, t]); out["p_kept"].append(p_k[idx, t])
+            out["p_removed"].append(p_r[idx, t]); out["kept"].append(p_k.argmax(1) == t); out["lost"].append(p_r.argmax(1) != t)
+    res = {k: torch.cat(v).cpu().numpy() for k, v in out.items()}
+    res["area"] = m.flatten(1).mean(1).cpu().numpy()
+    return res
+
+
 def circuit(model: nn.Module, x: torch.Tensor, layers: list[str], target: int, k: int = 4) -> dict:
     r"""The most energetic channels per layer and the edges between them, for one image.
 
     Nodes: per layer, the ``k`` channels with the largest energy (mean squared
     activation). Edges between consecutive layers: source channel :math:`i` to target
-    channel :math:`j` weighs :math:`\operatorname{mean}_p |\partial E_j / \partial a_i| \cdot a_i`
-    (for a linear map the gradient is the weight, so this is the longer version's
-    :math:`|w| \times` activation, extended to the residual blocks in between). The last
-    layer links to the class by :math:`|W_{fc}[t, c]| \times` the pooled activation of
-    channel :math:`c`.
+    channel :math:`j` weighs
+
+    .. math:: w_{ij} = \sum_q \left|\frac{\partial \bar a_j}{\partial a_i(q)}\right| \, |a_i(q)|,
+              \qquad \bar a_j = \operatorname{mean}_p a_j(p),
+
+    the source activation times how strongly the target channel's mean responds to it.
+    For a linear map :math:`a_j(p) = \sum_i W_{ji} a_i(p)` (a 1x1 convolution) the
+    derivative is :math:`W_{ji} / P` at every position, so :math:`w_{ij} = |W_{ji}| \cdot
+    \operatorname{mean}_q |a_i(q)|`: the longer version's :math:`|w| \times` activation
+    (tested on a linear layer); through convolutions and residual blocks the same
+    formula weighs every path. The last layer links to the class by
+    :math:`|W_{fc}[t, c]| \times` the pooled activation of channel :math:`c`, the same
+    rule at the linear head.
 
     Parameters
     ----------
@@ -536,8 +601,8 @@ def circuit(model: nn.Module, x: torch.Tensor, layers: list[str], target: int, k
             nodes[name] = [(c, float(energy[c])) for c in top]
         for (src, a_src), (dst, a_dst) in zip(zip(layers, acts), zip(layers[1:], acts[1:])):
             for j, _ in nodes[dst]:
-                grad = torch.autograd.grad((a_dst[0, j] ** 2).mean(), a_src, retain_graph=True)[0]
-                contrib = (grad.abs() * a_src.detach().abs()).mean((0, 2, 3))
+                grad = torch.autograd.grad(a_dst[0, j].mean(), a_src, retain_graph=True)[0]
+                contrib = (grad.abs() * a_src.detach().abs()).sum((0, 2, 3))
                 edges += [((src, i), (dst, j), float(contrib[i])) for i, _ in nodes[src]]
         pooled = acts[-1].detach().mean((2, 3))[0]
         w_fc = fc[-1].weight.detach()
