@@ -13,6 +13,10 @@ as well as ``rex-xai`` matches itself, they compute the same thing. Agreement is
 Spearman correlation of the maps and the overlap (IoU) of their top 10 % pixels; the
 explanation size is the smallest top fraction that keeps the label (the same
 extraction, ``xh.causal.extract``, on each map).
+
+The recorded run is ``xaihelpers/rex_crosscheck.txt`` (its output, with the command,
+versions and date as ``#`` lines); chapter 4 reads it with
+``xh.causal.rex_crosscheck_record()``.
 """
 
 from __future__ import annotations

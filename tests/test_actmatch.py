@@ -194,3 +194,9 @@ def test_necessity_on_a_hand_built_classifier():
     assert np.allclose(res["p_kept"], 1 / (1 + np.e))
     with pytest.raises(ValueError, match="binary"):
         actmatch.necessity(LeftHalf(), x, left * 0.5)
+    # the report: the left mask is sufficient, necessary and survives any background (the right half is ignored)
+    rep = actmatch.mask_report(LeftHalf(), x, left, [0, 0], torch.randn(3, 3, 8, 8))
+    assert rep["sufficient"] == rep["necessary"] == rep["survives: backgrounds"] == rep["survives: own blur"] == 1.0
+    assert rep["area"] == pytest.approx(0.5) and rep["sufficient se"] == 0
+    rep = actmatch.mask_report(LeftHalf(), x, right, [0, 0], torch.zeros(3, 3, 8, 8))
+    assert rep["sufficient"] == rep["necessary"] == rep["survives: backgrounds"] == 0.0

@@ -169,3 +169,35 @@ def test_photo_folders_in_three_layouts(tmp_path):
         data.photo_folder(v2, "voc")
     with pytest.raises(FileNotFoundError, match="no photos"):
         data.photo_folder(tmp_path / "256_ObjectCategories" / "001.ak47", "caltech256")
+
+
+def test_survival_in_the_restricted_model_ignores_the_background():
+    """Lemma 3.1's setting: judged by ConvAD with the explanation's mask, a planted image's label
+    cannot depend on the background, so each explanation survives on all backgrounds or on none,
+    and on all exactly when ConvAD alone keeps the label."""
+    torch.manual_seed(0)
+    m = models.BenchmarkCNN("relu").eval()
+    x = torch.randn(4, 3, 64, 64)
+    masks = np.zeros((4, 64, 64), dtype=bool)
+    for i in range(4):
+        masks[i, 8 * i : 8 * i + 30, 10:50] = True
+    bg = torch.cat([causal.solid_backgrounds(5, (64, 64), lambda t: (t - 0.5) / 0.25), torch.randn(5, 3, 64, 64) * 2])
+    target = torch.tensor([0, 1, 2, 3])
+    s = causal.survival(m, x, masks, bg, target, gammas=(0.0,), rule="lenient")[:, 0]
+    from xaihelpers.convad import ConvAD
+
+    with torch.no_grad():
+        alone = ConvAD(m, "lenient")(x, torch.as_tensor(masks, dtype=x.dtype)).argmax(1) == target
+    assert np.array_equal(s, alone.numpy().astype(float))
+    plain = causal.survival(m, x, masks, bg, target, gammas=(0.0,))[:, 0]
+    assert not np.isin(plain, (0.0, 1.0)).all()  # the plain network does look at the background
+
+
+def test_rex_crosscheck_record_is_consistent():
+    per_image, summary, header = causal.rex_crosscheck_record()
+    assert "rex-xai" in header and len(per_image) >= 8
+    for col in per_image.columns:
+        v = per_image[col].to_numpy()
+        # the summary is the mean and standard error of the per-image rows (both printed to 2-3 decimals)
+        assert summary.loc[col, "mean"] == pytest.approx(v.mean(), abs=0.006)
+        assert summary.loc[col, "se"] == pytest.approx(v.std(ddof=1) / np.sqrt(len(v)), abs=0.006)

@@ -24,14 +24,30 @@ maximum of 1), ReX's default, or added.
 top fraction (on a grid of ``step``) that, shown alone, keeps the label: a minimal
 *sufficient* subset of the image under the same kind of occlusion.
 
-What differs from the ``rex-xai`` package, and why: the search, the responsibility
-update and the extraction follow its defaults (20 iterations, uniform split points,
-queue of one, multiplicative combination, global extraction), but all mutants of a
-round go to the model in one batch, extraction grows the explanation in steps of a
-fraction of the image (``rex-xai`` steps by 10 pixels, thousands of queries at 224 px),
-and the mutant query takes masks rather than painted images, which is what lets
-ConvAD answer it (``rex-xai``'s prediction function receives painted tensors only).
-``benchmarks/rex_crosscheck.py`` compares the two on the masking-value path.
+What differs from the ``rex-xai`` package (version 0.4.1, its defaults), and why. The
+search follows its defaults where nothing below says otherwise: 20 iterations,
+uniform split points, a tree depth of 10, a queue of one mutant chosen by area,
+responsibility :math:`1/k` for the target's passing mutants, multiplicative combination,
+and a global extraction.
+
+- **Minimum box size.** ``rex-xai`` stops splitting a box whose *area* is below 10
+  pixels (``min_box_size=10``) and may cut anywhere inside it, so children can be one
+  pixel thin; here a box is cut only so that every child keeps at least ``min_box``
+  pixels *per side* (``max(2, H // 32)``: 2 px at 64 px, 7 px at 224 px).
+- **Which passing mutant is refined (queue area).** Both keep one mutant, the
+  smallest. ``rex-xai`` measures a mutant by all it leaves visible (the static boxes
+  included) and, when the job holds several boxes, refines the smallest passing
+  mutant of the *last* box it split; here the passing mutants of all boxes of the
+  round are pooled and the one with the smallest visible *children* area is taken.
+- **Batches.** All mutants of a round go to the model in one batch (``rex-xai``: one
+  batch of 14 per box).
+- **Extraction** grows the explanation in steps of a fraction of the image (``step``;
+  ``rex-xai`` steps by ``chunk_size`` = 10 pixels, thousands of queries at 224 px).
+- **The query** takes masks rather than painted images, which is what lets ConvAD
+  answer it (``rex-xai``'s prediction function receives painted tensors only).
+
+``benchmarks/rex_crosscheck.py`` compares the two on the masking-value path; its
+recorded result is read by :func:`rex_crosscheck_record` (chapter 4 shows it).
 """
 
 from __future__ import annotations
@@ -371,7 +387,7 @@ def plant(x: torch.Tensor, masks: object, backgrounds: torch.Tensor) -> torch.Te
 
 
 def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torch.Tensor, target=None,
-             gammas=GAMMAS, batch_size: int = 128) -> np.ndarray:
+             gammas=GAMMAS, batch_size: int = 128, rule: str | None = None) -> np.ndarray:
     r"""Share of backgrounds on which each planted explanation keeps its label.
 
     The explanation of image :math:`x` with label :math:`t` *survives* on background
@@ -398,6 +414,11 @@ def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torc
         Relative confidence thresholds.
     batch_size : int
         Planted images per forward pass.
+    rule : str, optional
+        ``None``: the plain model judges the planted image. A ConvAD rule: the
+        *restricted* model judges it (ConvAD with that rule and the explanation's
+        mask), the setting of the paper's Lemma 3.1, in which the background cannot
+        matter because hidden input is switched off.
 
     Returns
     -------
@@ -416,7 +437,13 @@ def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torc
             t = int(targets[i])
             own = (backgrounds - x[i]).flatten(1).abs().amax(1) == 0
             planted = plant(x[i:i + 1], masks[i:i + 1], backgrounds[~own])[0]  # one image at a time: B copies in memory, not N x B
-            probs = torch.cat([model(p.to(dev)).softmax(1).cpu() for p in planted.split(batch_size)])
+            if rule is None:
+                probs = torch.cat([model(p.to(dev)).softmax(1).cpu() for p in planted.split(batch_size)])
+            else:
+                from .convad import ConvAD
+
+                ad, mi = ConvAD(model, rule), torch.as_tensor(masks[i], dtype=x.dtype, device=dev)
+                probs = torch.cat([ad(p.to(dev), mi.expand(len(p), -1, -1)).softmax(1).cpu() for p in planted.split(batch_size)])
             for j, g in enumerate(gammas):
                 ok = (probs.argmax(1) == t) & (probs[:, t] >= g * p0[i, t])
                 out[i, j] = ok.double().mean().item()
@@ -550,7 +577,7 @@ def summary(explanations: dict[str, list[CausalExplanation]], objects: object = 
 
 
 def penultimate_features(model: nn.Module, x: torch.Tensor, masks: torch.Tensor | None = None, how: str = "plain",
-                         rule: str = DEFAULT_RULE, batch_size: int = 64) -> torch.Tensor:
+                         rule: str = DEFAULT_RULE, batch_size: int = 64, pool: str = "all") -> torch.Tensor:
     """The input of the model's last linear layer, for images seen through masks.
 
     Parameters
@@ -567,6 +594,8 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, masks: torch.Tensor 
         ConvAD's rule.
     batch_size : int
         Images per forward pass.
+    pool : {"all", "active"}
+        ConvAD's global pooling (see :class:`xaihelpers.convad.ConvAD`).
 
     Returns
     -------
@@ -588,7 +617,7 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, masks: torch.Tensor 
                 if how == "plain":
                     model(xb)
                 elif how == "convad":
-                    ConvAD(model, rule)(xb, masks[i:i + batch_size].to(dev))
+                    ConvAD(model, rule, pool=pool)(xb, masks[i:i + batch_size].to(dev))
                 else:
                     model(paint(xb, masks[i:i + batch_size].to(dev), how))
     finally:
@@ -624,3 +653,34 @@ def typicality(reference: torch.Tensor, features: torch.Tensor) -> np.ndarray:
     within.fill_diagonal_(float("inf"))
     scale = within.min(1).values.median().clamp(min=1e-12)
     return (torch.cdist(feat, ref).min(1).values / scale).numpy()
+
+
+def rex_crosscheck_record() -> tuple["pandas.DataFrame", "pandas.DataFrame", str]:  # noqa: F821
+    """The recorded result of ``benchmarks/rex_crosscheck.py`` (``xaihelpers/rex_crosscheck.txt``).
+
+    Returns
+    -------
+    (pandas.DataFrame, pandas.DataFrame, str)
+        Per image: Spearman agreement of the responsibility maps (ours with
+        ``rex-xai``, each with itself under another seed), top-10 % IoU and explanation
+        sizes; the summary (mean and standard error per column); the run's header
+        lines (command, versions, date).
+    """
+    import re
+    from importlib.resources import files
+
+    import pandas as pd
+
+    text = files("xaihelpers").joinpath("rex_crosscheck.txt").read_text(encoding="utf-8")
+    header = "\n".join(line[2:] for line in text.splitlines() if line.startswith("# "))
+    rows, summary = {}, {}
+    for line in text.splitlines():
+        m = re.match(r"image (\d+): (.*)", line)
+        if m:
+            rows[int(m.group(1))] = {k.strip(): float(v) for k, v in
+                                     (re.match(r"(.*\D) (-?[\d.]+)$", part.strip()).groups() for part in m.group(2).split(","))}
+            continue
+        m = re.match(r"(.+?)\s+(-?[\d.]+) \+- ([\d.]+)$", line)
+        if m:
+            summary[m.group(1).strip()] = {"mean": float(m.group(2)), "se": float(m.group(3))}
+    return pd.DataFrame(rows).T.rename_axis("image"), pd.DataFrame(summary).T, header

@@ -321,6 +321,56 @@ def wrap(model: nn.Module, rule: str = DEFAULT_RULE, deactivate: str = "all", po
     return ConvAD(model, rule, deactivate, pool)
 
 
+def active_share_by_depth(model: nn.Module, x: torch.Tensor, sides, rules=RULES) -> "pandas.DataFrame":  # noqa: F821
+    """Share of active positions at every spatial layer, for a hidden square in the middle of the image.
+
+    The measurement behind the default rule (chapter 4): under strict, a position is
+    switched off as soon as its receptive field reaches hidden input, so in a network
+    whose receptive field covers the image one small hidden square switches the deep
+    layers off entirely.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode.
+    x : torch.Tensor
+        One normalised image (1, 3, H, W); only its size matters for the shares.
+    sides : sequence of int
+        Sides of the hidden central squares, in pixels.
+    rules : sequence of str
+        ConvAD rules.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (side, rule, layer): ``side``, ``hidden`` (share of the image
+        hidden), ``rule``, ``layer`` (index of the spatial layer), ``depth``
+        ((layer + 1) / number of spatial layers), ``active`` (share of positions
+        active), ``receptive_field`` (pixels, the deepest layer's).
+    """
+    import pandas as pd
+
+    _checks.image_batch(x)
+    h, w = x.shape[-2:]
+    rows = []
+    for side in sides:
+        if not 0 < side <= min(h, w):
+            raise ValueError(f"expected sides in 1..{min(h, w)}, got {side}")
+        mask = torch.ones(1, h, w, dtype=x.dtype, device=x.device)
+        r0, c0 = (h - side) // 2, (w - side) // 2
+        mask[:, r0:r0 + side, c0:c0 + side] = 0
+        for rule in rules:
+            ad = ConvAD(model, rule)
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                ad(x[:1], mask)
+            shares = ad.active_shares()
+            rows += [{"side": side, "hidden": side * side / (h * w), "rule": rule, "layer": i,
+                      "depth": (i + 1) / len(shares), "active": a, "receptive_field": ad.receptive_field}
+                     for i, a in enumerate(shares)]
+    return pd.DataFrame(rows)
+
+
 MASKING = ("zero", "min", "max", "mean", "blur", "noise")
 
 
