@@ -312,7 +312,7 @@ class ConvAD(nn.Module):
                           f"image ({x.shape[-2]}x{x.shape[-1]}); under rule='strict' one hidden pixel switches off "
                           "every position whose field reaches it, so most masks leave the network's logits at its "
                           "bias. rule='lenient' (the default) or 'majority' keep the visible part working.",
-                          stacklevel=2)
+                          stacklevel=4)
         return out
 
 
