@@ -197,6 +197,27 @@ def test_ch3_srd_costs_about_a_backward_pass(d3):
     assert d3["srd_speed_lite0"] < 3 and d3["srd_speed_cnn"] < 5
 
 
+# ---------------------------------------------------------------- chapter 5
+
+@pytest.fixture(scope="module")
+def d5():
+    return record("05_activation_matching")["glued"]
+
+
+def test_ch5_sufficiency_is_not_necessity(d5):
+    def gap(a, b, col):  # a's share minus b's, in standard errors of the difference
+        return (d5[f"{col}_{a}"] - d5[f"{col}_{b}"]) / max(np.hypot(d5[f"{col}_{a}_se"], d5[f"{col}_{b}_se"]), 1e-9)
+
+    # "keep the label on their own more often than Mask's top pixels and GFI's", with the chapter's SEs
+    assert gap("am", "mask", "suff") > 2 and gap("am", "gfi", "suff") > 0
+    # "survive on the unseen backgrounds more often than Mask's"
+    assert gap("am", "mask", "ood") > 2
+    # "hiding them loses the label less often than hiding the other methods' pixels does"
+    assert d5["nec_am"] < min(d5["nec_gfi"], d5["nec_mask"])
+    # "buys sufficiency, not necessity": sufficient more often than necessary, by two standard errors
+    assert (d5["suff_am"] - d5["nec_am"]) > 2 * np.hypot(d5["suff_am_se"], d5["nec_am_se"])
+
+
 # ---------------------------------------------------------------- chapter 6
 
 @pytest.fixture(scope="module")
@@ -210,7 +231,9 @@ MASKS = ["GFI", "Activation Matching", "Activation Matching (amortised)"]
 def test_ch6_maps_beat_an_even_spread_and_the_pointing_game_saturates(d6):
     tab = read_table(d6, "comparison_json")
     al = tab["attribution_localisation"]
-    assert ((al - d6["chance_al"]) > 2 * tab["attribution_localisation_sem"]).all()
+    # "the two Activation Matching rows come closest to the even spread"
+    assert set(al.nsmallest(2).index) == {"Activation Matching", "Activation Matching (amortised)"}
+    assert (al > d6["chance_al"]).all()
     assert ((tab["pointing_game"] + 2 * tab["pointing_game_sem"]) >= 1).mean() >= 0.5
     assert len(near_best(tab, "attribution_localisation")) < len(near_best(tab, "pointing_game"))
 
@@ -237,9 +260,9 @@ def test_ch6_costs(d6):
     assert cost.max() / cost.min() >= 100  # "cost spans orders of magnitude"
     am, amo = "Activation Matching", "Activation Matching (amortised)"
     assert cost[amo] + 2 * sem[amo] < cost[am] - 2 * sem[am]
-    # "at a price in fit": the amortised masks need a larger share of the image
+    # "perhaps at a price in fit": larger, but not separated from noise at two standard errors
     size, ssem = tab["size"], tab["size_sem"]
-    assert size[amo] - size[am] > 2 * np.hypot(ssem[amo], ssem[am])
+    assert 0 < size[amo] - size[am] <= 2 * np.hypot(ssem[amo], ssem[am])
 
 
 def test_ch6_sanity_check_networks(d6):
