@@ -64,9 +64,9 @@ def test_quality_metrics(g):
     # equal size means equal size: each planted top share is the requested one, to half a pixel of 64 x 64
     # (keeping every pixel at the threshold value planted 17-41 % for a 10 % request)
     assert g["fixed_share_error"] <= 0.5 / 64 ** 2 + 1e-9
-    # the prose: for the half-visible masks every rule leaves the last layer all on or all off, so the
-    # pooling cannot matter there; the comparison is made where it can (some on, some off)
-    for r in ("strict", "majority", "lenient"):
+    # the prose: for the half-visible masks strict and lenient leave the last layer all off or all on, so
+    # the pooling cannot matter for them; the comparison is made where it can (some on, some off)
+    for r in ("strict", "lenient"):
         assert min(g[f"typ_last_active_{r}"], 1 - g[f"typ_last_active_{r}"]) < 1e-12, r
     assert 0 < g["quarter_last_active"] < 1
     assert np.isfinite([g["typ_clean"], g["typ_strict"], g["typ_lenient"], g["typ_zero"],
