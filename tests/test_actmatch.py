@@ -200,3 +200,20 @@ def test_necessity_on_a_hand_built_classifier():
     assert rep["area"] == pytest.approx(0.5) and rep["sufficient se"] == 0
     rep = actmatch.mask_report(LeftHalf(), x, right, [0, 0], torch.zeros(3, 3, 8, 8))
     assert rep["sufficient"] == rep["necessary"] == rep["survives: backgrounds"] == 0.0
+
+
+def test_the_logits_can_join_the_matched_layers(cnn):
+    """With layers={LOGITS: 1} the activation term is the MSE between the logits of e and of x."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    mask_logits = torch.randn(2, 1, 64, 64)
+    acts_x = actmatch._image_targets(cnn, x, {actmatch.LOGITS: 1.0})
+    _, terms = actmatch.objective(cnn, x, mask_logits, torch.tensor([0, 1]), acts_x, {actmatch.LOGITS: 1.0},
+                                  {"act": 1.0})
+    with torch.no_grad():
+        m = (torch.sigmoid(mask_logits) > 0.5).float()
+        expected = torch.nn.functional.mse_loss(cnn(x * m), cnn(x)).item()
+    assert terms["act"] == pytest.approx(expected, rel=1e-5)
+    layers = {**actmatch.default_layers(cnn), actmatch.LOGITS: 8.0}
+    out = actmatch.explain(cnn, x[:1], steps=2, widths=(4, 8), bottleneck=8, layers=layers, verbose=False)
+    assert out.masks.shape == (1, 64, 64)

@@ -39,6 +39,9 @@ from .hooks import frozen_weights, no_inplace, record
 WEIGHTS = {"act": 10.0, "ce": 15.0, "kl": 5.0, "area": 100.0, "bin": 1.0, "tv": 500.0, "rob": 100.0}
 #: weights of the matched layers, shallow to deep (the authors' for ResNet-18: relu, layer1..layer4)
 LAYER_WEIGHTS = (1.0, 2.0, 2.0, 4.0, 8.0)
+#: the name under which the classifier's output (the logits) can join the matched layers,
+#: as in the authors' notebook, e.g. ``layers={**default_layers(model), LOGITS: 8.0}``
+LOGITS = "logits"
 DISTANCES = ("mse", "cosine", "std_mse")
 FILLS = ("zeros", "gaussian", "uniform")
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.ELU, nn.LeakyReLU, nn.Hardswish, nn.Tanh, nn.Sigmoid)
@@ -285,11 +288,12 @@ def objective(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, target: t
     """
     m, soft = binarise(logits), torch.sigmoid(logits)
     e = apply_mask(x, m, fill)
-    with record(model, list(layers), detach=False) as rec:
+    with record(model, [n for n in layers if n != LOGITS], detach=False) as rec:
         logits_e = model(e)
     logits_x = acts_x["__logits__"]
+    acts_e = {**rec.activations, LOGITS: logits_e} if LOGITS in layers else rec.activations
     terms = {
-        "act": activation_loss(acts_x, rec.activations, layers, distance) if weights.get("act", 0) else None,
+        "act": activation_loss(acts_x, acts_e, layers, distance) if weights.get("act", 0) else None,
         "kl": kl_loss(logits_x, logits_e, temperature),
         "ce": ce_loss(logits_x, logits_e, target),
         "area": area_loss(soft),
@@ -302,10 +306,10 @@ def objective(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, target: t
 
 
 def _image_targets(model: nn.Module, x: torch.Tensor, layers: dict) -> dict:
-    with torch.no_grad(), record(model, list(layers)) as rec:
+    with torch.no_grad(), record(model, [n for n in layers if n != LOGITS]) as rec:
         logits = model(x)
     out = dict(rec.activations)
-    out["__logits__"] = logits
+    out["__logits__"] = out[LOGITS] = logits
     return out
 
 
@@ -339,7 +343,8 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr
     steps, lr : int, float
         Adam steps and learning rate per image (the authors: 880, 5e-5).
     layers : dict of str to float, optional
-        Matched layers and weights; default :func:`default_layers`.
+        Matched layers and weights; default :func:`default_layers`. The name
+        :data:`LOGITS` matches the classifier's output too, as the authors' notebook does.
     distance : {"mse", "cosine", "std_mse"}
         Distance of :func:`activation_loss`.
     temperature : float
