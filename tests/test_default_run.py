@@ -14,6 +14,7 @@ When either fails, run ``make book`` and ``python scripts/record_defaults.py``.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -69,8 +70,18 @@ def test_record_belongs_to_the_chapters_defaults(stem):
 @pytest.mark.notebook
 @pytest.mark.parametrize("stem", STEMS)
 def test_a_fresh_run_glues_the_recorded_names(glued, stem):
-    fresh, recorded = set(glued(stem)), set(record(stem)["glued"])
+    """The same names, up to the sample photos: a SMOKE run explains fewer photos than the
+    default one, and a value glued per photo carries the photo's name."""
+    fresh, recorded = _photo_free(glued(stem)), _photo_free(record(stem)["glued"])
     assert fresh == recorded, {"only in the fresh run": sorted(fresh - recorded), "only in the record": sorted(recorded - fresh)}
+
+
+def _photo_free(names) -> set:
+    """Glue names with every sample photo's name replaced by ``<photo>``."""
+    from xaihelpers.data import SAMPLE_NAMES
+
+    pattern = re.compile("|".join(sorted(map(re.escape, SAMPLE_NAMES), key=len, reverse=True)))
+    return {pattern.sub("<photo>", n) for n in names}
 
 
 # ---------------------------------------------------------------- chapter 1
