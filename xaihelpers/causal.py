@@ -430,6 +430,12 @@ def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torc
     if masks.shape != (x.shape[0], *x.shape[-2:]):
         raise ValueError(f"expected masks of shape {(x.shape[0], *x.shape[-2:])}, got {masks.shape}")
     out = np.zeros((len(x), len(gammas)))
+    if rule is None:
+        judge = model
+    else:
+        from .convad import ConvAD
+
+        judge = ConvAD(model, rule)  # the restricted model: the explanation's mask switches the rest off
     with torch.no_grad():
         p0 = model(x.to(dev)).softmax(1).cpu()
         targets = p0.argmax(1) if target is None else torch.as_tensor(target).reshape(-1).expand(len(x))
@@ -437,13 +443,11 @@ def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torc
             t = int(targets[i])
             own = (backgrounds - x[i]).flatten(1).abs().amax(1) == 0
             planted = plant(x[i:i + 1], masks[i:i + 1], backgrounds[~own])[0]  # one image at a time: B copies in memory, not N x B
-            if rule is None:
+            if judge is model:
                 probs = torch.cat([model(p.to(dev)).softmax(1).cpu() for p in planted.split(batch_size)])
             else:
-                from .convad import ConvAD
-
-                ad, mi = ConvAD(model, rule), torch.as_tensor(masks[i], dtype=x.dtype, device=dev)
-                probs = torch.cat([ad(p.to(dev), mi.expand(len(p), -1, -1)).softmax(1).cpu() for p in planted.split(batch_size)])
+                mi = torch.as_tensor(masks[i], dtype=x.dtype, device=dev)
+                probs = torch.cat([judge(p.to(dev), mi.expand(len(p), -1, -1)).softmax(1).cpu() for p in planted.split(batch_size)])
             for j, g in enumerate(gammas):
                 ok = (probs.argmax(1) == t) & (probs[:, t] >= g * p0[i, t])
                 out[i, j] = ok.double().mean().item()

@@ -170,18 +170,18 @@ class _Carry(TorchFunctionMode):
             tensors = list(args[0])
             dim = kwargs.get("dim", args[1] if len(args) > 1 else 0)
             if out.ndim == 4 and dim in (1, -3) and all(isinstance(t, torch.Tensor) for t in tensors):
-                fs = [self.lookup(t) for t in tensors]
+                found = [self.lookup(t) for t in tensors]
+                fs, geom = [f for f, _ in found], max(g for _, g in found)
                 if all(f.shape[1] == 1 for f in fs) and all(torch.equal(f, fs[0]) for f in fs[1:]):
-                    self.remember(out, fs[0], max(self.ad._rf_of(t) for t in tensors))
+                    self.remember(out, fs[0], geom)
                 else:  # each input brings its own mask for its own channels
-                    f = torch.cat([f.expand(-1, t.shape[1], -1, -1) for f, t in zip(fs, tensors)], 1)
-                    self.remember(out, f, max(self.ad._rf_of(t) for t in tensors))
+                    self.remember(out, torch.cat([f.expand(-1, t.shape[1], -1, -1) for f, t in zip(fs, tensors)], 1), geom)
             return out
         if func is F.adaptive_avg_pool2d and self.ad.pool == "active":
             x = args[0]
             size = args[1] if len(args) > 1 else kwargs.get("output_size")
             if isinstance(x, torch.Tensor) and x.ndim == 4 and size in (1, (1, 1), [1, 1]):
-                on = keep(self.lookup(x), self.ad.rule).to(x.dtype).expand_as(x)
+                on = keep(self.lookup(x)[0], self.ad.rule).to(x.dtype).expand_as(x)
                 return (x * on).sum((2, 3), keepdim=True) / on.sum((2, 3), keepdim=True).clamp_min(1)
         return func(*args, **kwargs)
 
@@ -217,15 +217,7 @@ class ConvAD(nn.Module):
         self.model, self.rule, self.deactivate, self.pool = model, rule, deactivate, pool
         self.fractions: list[torch.Tensor] = []
         self.receptive_field = 1
-        self._geom: dict[int, tuple] = {}
-        self._geom_by_size: dict[tuple[int, int], tuple[int, int]] = {}
         self._warned = False
-
-    def _rf_of(self, t: torch.Tensor) -> tuple[int, int]:
-        entry = self._geom.get(id(t))
-        if entry is not None and entry[0]() is t:
-            return entry[1:]
-        return self._geom_by_size.get(tuple(t.shape[-2:]), (self.receptive_field, 1))
 
     def active_shares(self) -> list[float]:
         """Share of active positions at each spatial layer of the last forward (over all masks)."""
@@ -250,35 +242,32 @@ class ConvAD(nn.Module):
             x = x.expand(mask.shape[0], -1, -1, -1)
         if mask.shape[0] != x.shape[0]:
             raise ValueError(f"expected one mask per image ({x.shape[0]}) or one image, got {mask.shape[0]} masks")
-        state: dict[int, tuple] = {}  # id(tensor) -> (weak reference, fraction map)
-        by_size: dict[tuple[int, int], torch.Tensor] = {}
-        self.fractions, self._geom, self._geom_by_size, self.receptive_field = [], {}, {}, 1
+        # id(tensor) -> (weak reference, (fraction map, (receptive field, jump))); by size for functional ops
+        state: dict[int, tuple] = {}
+        by_size: dict[tuple[int, int], tuple] = {}
+        self.fractions, self.receptive_field = [], 1
 
-        def lookup(t: torch.Tensor) -> torch.Tensor:
+        def lookup(t: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
             entry = state.get(id(t))
             if entry is not None and entry[0]() is t:
-                f = entry[1]
-            else:
-                f = by_size.get(tuple(t.shape[-2:]))  # a functional op (e.g. a residual sum) in between
-                if f is None:
+                f, geom = entry[1]
+            else:  # a functional op (e.g. a residual sum) in between: the latest map of the same size
+                if tuple(t.shape[-2:]) not in by_size:
                     raise ValueError(f"ConvAD lost the mask at a tensor of shape {tuple(t.shape)}")
+                f, geom = by_size[tuple(t.shape[-2:])]
             if t.ndim == 4 and f.shape[1] not in (1, t.shape[1]):
                 f = f.mean(1, keepdim=True)
-            return f
+            return f, geom
 
-        def remember(t: torch.Tensor, f: torch.Tensor, geom: tuple[int, int] | None = None) -> None:
-            state[id(t)] = (weakref.ref(t), f)
-            by_size[tuple(t.shape[-2:])] = f
-            if geom is not None:
-                self._geom[id(t)] = (weakref.ref(t), *geom)
-                self._geom_by_size[tuple(t.shape[-2:])] = geom
-                self.receptive_field = max(self.receptive_field, geom[0])
+        def remember(t: torch.Tensor, f: torch.Tensor, geom: tuple[int, int]) -> None:
+            state[id(t)] = (weakref.ref(t), (f, geom))
+            by_size[tuple(t.shape[-2:])] = (f, geom)
+            self.receptive_field = max(self.receptive_field, geom[0])
 
         def hook(mod, inp, out):
             if isinstance(mod, _GLOBAL) or not isinstance(out, torch.Tensor) or out.ndim != 4:
                 return None
-            f_in = lookup(inp[0])
-            rf, jump = self._rf_of(inp[0])
+            f_in, (rf, jump) = lookup(inp[0])
             if _is_pad(mod):  # padding carries nothing from the image: it counts as visible
                 pads = mod.pads(*f_in.shape[-2:]) if hasattr(mod, "pads") else mod.padding
                 remember(out, F.pad(f_in, pads, value=1.0), (rf, jump))
