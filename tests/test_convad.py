@@ -187,10 +187,15 @@ def test_rules_on_hand_worked_fractions():
     assert convad.keep(phi, "majority").tolist() == [False, False, False, True, True, True]
     assert convad.keep(phi, "strict").tolist() == [False, False, False, False, False, True]
     # Phi follows the formula (mean of the previous Phi), not the previous Phi times its decision:
-    # a 2x2 window over Phi = (1, 1, 0.25, 0.25) is 0.625 under every rule
-    seq = nn.Sequential(nn.Conv2d(1, 1, 2, stride=2), nn.Conv2d(1, 1, 2, stride=2))
-    first = convad.position_attribution(torch.tensor([[[[1.0, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 0], [1, 1, 0, 0]]]]), seq[0])
-    assert torch.allclose(first[0, 0], torch.tensor([[1.0, 1.0], [1.0, 0.0]], dtype=torch.float64))
+    # a 2x2 window over Phi = (1, 1, 0.25, 0.25) is 0.625 under every rule (majority's Phi x decision: 0.5)
+    seq = nn.Sequential(nn.Conv2d(3, 1, 2, stride=2), nn.Conv2d(1, 1, 2, stride=2)).eval()
+    mask = torch.tensor([[[1.0, 1, 1, 1], [1, 1, 1, 1], [1, 0, 1, 0], [0, 0, 0, 0]]])
+    for rule in convad.RULES:
+        ad = convad.wrap(seq, rule)
+        with torch.no_grad():
+            ad(torch.randn(1, 3, 4, 4), mask)
+        assert torch.allclose(ad.fractions[0][0, 0], torch.tensor([[1.0, 1.0], [0.25, 0.25]], dtype=torch.float64))
+        assert ad.fractions[1].item() == pytest.approx(0.625, abs=1e-12), rule
 
 
 def _plain_cnn() -> nn.Sequential:
