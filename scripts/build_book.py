@@ -17,6 +17,11 @@ The site is then built by jupyter-book, with execution off, from a staging copy
 ``_build/html`` (``-W -n --keep-going``). Staged files that did not change keep their
 times, so Sphinx rereads only the pages that changed.
 
+The student edition of every chapter (``scripts/student_notebooks.py``: no solutions,
+check cells kept) is published with the site as ``_build/html/student/<chapter>.ipynb``,
+and each staged chapter gets two badges under its Colab badge: the student edition on
+Colab (``<chapter>_student.ipynb`` of the Colab edition) and the download.
+
 Examples, from the repository root::
 
     python scripts/build_book.py                  # the whole book, default parameters
@@ -343,6 +348,60 @@ def _sync_text(text: str, dst: Path) -> bool:
     return True
 
 
+STUDENT_DIR = "student"
+"""Folder of the site (``_build/html/student/``) that holds the student editions."""
+
+_COLAB_BADGE_LINE = re.compile(r"^.*colab-badge\.svg.*$", re.M)
+_COLAB_URL = re.compile(r"https://colab\.research\.google\.com/github/[^)\s]+?/notebooks/")
+
+
+def student_badges(nb_text: str, name: str) -> str:
+    """A staged chapter with the student edition's badges under its Colab badge.
+
+    ``name`` is the chapter's file name. The Colab badge of the student edition opens
+    ``<chapter>_student.ipynb`` next to the chapter's own Colab edition; the download
+    badge links ``../student/<name>`` on the site. Text that is not a notebook, or a
+    notebook without a markdown cell, comes back unchanged.
+    """
+    try:
+        nb = json.loads(nb_text)
+        first = next(c for c in nb["cells"] if c.get("cell_type") == "markdown")
+    except (ValueError, KeyError, TypeError, StopIteration, AttributeError):
+        return nb_text
+    src = "".join(first["source"]) if isinstance(first["source"], list) else first["source"]
+    stem = Path(name).stem
+    badges = []
+    colab = _COLAB_URL.search(src)
+    if colab:
+        badges.append(f"[![Student edition on Colab](https://img.shields.io/badge/student_edition-open_in_Colab-F9AB00"
+                      f"?logo=googlecolab)]({colab.group(0)}{stem}_student.ipynb)")
+    badges.append(f'<a href="../{STUDENT_DIR}/{name}" download="{stem}_student.ipynb">'
+                  f'<img alt="Student edition: download the notebook" '
+                  f'src="https://img.shields.io/badge/student_edition-download-blue"></a>')
+    line = _COLAB_BADGE_LINE.search(src)
+    if line:
+        src = src[:line.end()] + "\n" + "\n".join(badges) + src[line.end():]
+    else:
+        head, _, rest = src.partition("\n")
+        src = f"{head}\n\n" + "\n".join(badges) + "\n" + rest
+    first["source"] = src.splitlines(keepends=True)
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
+def publish_student(html: Path, chapters: list[Path]) -> list[Path]:
+    """Write the student edition of each chapter into ``html/student/``; return the paths."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("student_notebooks", Path(__file__).with_name("student_notebooks.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = html / STUDENT_DIR
+    for old in folder.glob("*.ipynb"):
+        if old.name not in {p.name for p in chapters}:
+            old.unlink()
+    return module.write_student(folder, chapters)
+
+
 def stage(root: Path, staging: Path, notebooks: dict[str, Path]) -> int:
     """Lay out the site's sources in ``staging``; return how many files changed."""
     wanted: dict[Path, Path | str] = {}
@@ -354,8 +413,10 @@ def stage(root: Path, staging: Path, notebooks: dict[str, Path]) -> int:
     config.setdefault("execute", {})["execute_notebooks"] = "off"
     wanted[staging / "_config.yml"] = ("# Staged by scripts/build_book.py from ../../_config.yml: chapters come "
                                        "executed, so execution is off.\n" + yaml.safe_dump(config, sort_keys=False))
-    for rel, src in notebooks.items():
-        wanted[staging / rel] = src
+    for rel, src in notebooks.items():  # the executed chapters, with the student edition's badges
+        text = Path(src).read_text(encoding="utf-8")
+        badged = student_badges(text, Path(rel).name)
+        wanted[staging / rel] = src if badged == text else badged
     changed = 0
     for dst, src in wanted.items():
         changed += _sync_text(src, dst) if isinstance(src, str) else _sync_file(src, dst)
@@ -489,6 +550,9 @@ def main(argv: list[str] | None = None, root: Path = ROOT) -> int:
     say(f"site: {changed} staged file(s) changed in {_rel(staging)}")
     status = build_site(staging, args.output)
     html = args.output / "_build" / "html" / "index.html"
+    if status == 0:
+        student = publish_student(html.parent, [c.source for c in chapters])
+        say(f"site: {len(student)} student edition(s) in {_rel(html.parent / STUDENT_DIR)}")
     say(f"{'book built' if status == 0 else 'site build FAILED'} in {duration(time.perf_counter() - t0)}"
         + (f": open {_rel(html)}" if status == 0 else ""))
     return status

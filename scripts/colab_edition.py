@@ -18,6 +18,11 @@ each chapter in ``notebooks/`` it writes a notebook with the same code cells in 
   repository URL is the one in ``_config.yml`` (``repository.url``), the book's one place
   for it; the Colab badge goes (the reader is in Colab already).
 
+Next to each chapter it writes ``<chapter>_student.ipynb``, the Colab edition of the
+chapter's student edition (``scripts/student_notebooks.py``: no solutions, check cells
+kept), which the student badges on the site and the teachers' page open
+(``--no-student`` leaves them out).
+
 The output folder is under ``_build/`` and git-ignored; ``tests/test_colab.py`` checks
 that no markup is left and runs the edition in an environment like Colab's.
 """
@@ -279,9 +284,25 @@ def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None) -> 
     return out
 
 
-def write_edition(out: Path = OUT, executed: Path | None = None, notebooks: list[Path] | None = None) -> list[Path]:
-    """Write the Colab edition of every chapter (or of ``notebooks``) into ``out``; return the paths."""
+def _student_script():
+    """``scripts/student_notebooks.py`` as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("student_notebooks", Path(__file__).with_name("student_notebooks.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_edition(out: Path = OUT, executed: Path | None = None, notebooks: list[Path] | None = None,
+                  student: bool = True) -> list[Path]:
+    """Write the Colab edition of every chapter (or of ``notebooks``) into ``out``; return the paths.
+
+    With ``student`` (the default) each chapter's student edition, without the solutions,
+    is written next to it as ``<chapter>_student.ipynb``.
+    """
     bib, url = read_bib(), repository_url()
+    student_version = _student_script().student_version if student else None
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks or sorted((ROOT / "notebooks").glob("*.ipynb")):
@@ -293,10 +314,15 @@ def write_edition(out: Path = OUT, executed: Path | None = None, notebooks: list
             if not done.is_file():
                 raise FileNotFoundError(f"--executed {executed}: no executed {path.name} there")
             values = read_glued(done)
-        nb = colab_version(json.loads(path.read_text(encoding="utf-8")), bib, url, values)
-        target = out / path.name
-        target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        written.append(target)
+        source = json.loads(path.read_text(encoding="utf-8"))
+        editions = {path.name: source}
+        if student_version is not None:
+            editions[f"{path.stem}_student.ipynb"] = student_version(source)
+        for name, nb in editions.items():
+            target = out / name
+            text = json.dumps(colab_version(nb, bib, url, values), indent=1, ensure_ascii=False) + "\n"
+            target.write_text(text, encoding="utf-8")
+            written.append(target)
     return written
 
 
@@ -305,8 +331,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(OUT), help="output folder (default _build/colab)")
     ap.add_argument("--executed", default=None,
                     help="folder of executed chapters (same file names) whose glued values replace the names")
+    ap.add_argument("--no-student", action="store_true", help="leave out the student editions (<chapter>_student.ipynb)")
     args = ap.parse_args()
-    for path in write_edition(Path(args.out), Path(args.executed) if args.executed else None):
+    for path in write_edition(Path(args.out), Path(args.executed) if args.executed else None,
+                              student=not args.no_student):
         print(path)
 
 

@@ -1,8 +1,24 @@
-"""Write student versions of the chapters: the same notebooks without the exercise solutions.
+"""Write the student edition of the chapters: the same notebooks without the exercise solutions.
 
 Run: ``python scripts/student_notebooks.py [--out student]`` (or ``make student``). The
-``student/`` folder is not part of the site (only ``_toc.yml``'s files are) and is
-git-ignored; hand it to students, keep the book for yourself.
+``student/`` folder is not part of the site's sources (only ``_toc.yml``'s files are) and
+is git-ignored. The same editions are published with the book: ``make book``
+(``scripts/build_book.py``) copies them to ``_build/html/student/``, and the Colab edition
+(``scripts/colab_edition.py``) holds each one as ``<chapter>_student.ipynb``.
+
+What goes, in both forms that sphinx-exercise knows:
+
+* a ``{solution}`` directive in a markdown cell (a dropdown inside one cell): the
+  directive is cut out and the rest of the cell stays;
+* a gated solution: everything from a ``{solution-start}`` directive through the next
+  ``{solution-end}``, inclusive, across cells. Code and markdown cells in between go;
+  text before the start fence or after the end fence, in the same cell, stays;
+* a cell tagged ``solution`` (or ``remove-student``), wherever it is.
+
+A markdown cell left empty goes too. Everything else stays as it is, among it the
+exercises and the check cells (``xh.exercises.check(...)``) that tell a student whether
+an answer is right. Only the standard library is used, so that ``make student`` needs no
+virtual environment.
 """
 
 from __future__ import annotations
@@ -13,34 +29,148 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# a solution directive: an opening fence of 3+ backticks with {solution}, up to the same fence alone on a line
-SOLUTION = re.compile(r"^(?P<fence>`{3,})\{solution\}.*?^(?P=fence)[ \t]*$\n?", re.S | re.M)
+OUT = ROOT / "student"
+
+# A solution directive, in backtick or colon fences: the fence, its name, and its body up to
+# the same fence alone on a line. {solution} blocks are whole; -start and -end only open/close.
+SOLUTION = re.compile(
+    r"^(?P<fence>`{3,}|:{3,})[ \t]*\{(?P<name>solution(?:-start|-end)?)\}[^\n]*\n(?:.*?\n)??^(?P=fence)[ \t]*(?:\n|\Z)",
+    re.S | re.M,
+)
+SOLUTION_TAGS = {"solution", "remove-student"}
+"""Cell tags that remove a cell from the student edition."""
+
+CHECK = re.compile(r"\bexercises\.check\(")
+"""A check cell: it calls ``xh.exercises.check`` on the student's answer."""
+
+# The chapter's Colab badge opens the Colab edition; a student's opens the student edition.
+COLAB_LINK = re.compile(r"(https://colab\.research\.google\.com/github/[\w.-]+/[\w.-]+/blob/[\w.-]+/notebooks/)"
+                        r"(?P<stem>[\w-]+?)(?<!_student)\.ipynb")
+NOTE = ("*Student edition: the exercises come without their solutions. Where an exercise asks for "
+        "code or a number, the check cell under it tells you whether your answer is right.*")
 
 
-def strip_solutions(text: str) -> str:
-    """Markdown without its ``{solution}`` blocks (exercises stay)."""
-    return SOLUTION.sub("", text)
+def source(cell: dict) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+class GatedSolutionError(ValueError):
+    """A ``{solution-start}`` without its ``{solution-end}``, or the other way round."""
+
+
+def strip_solutions(text: str, inside: bool = False) -> tuple[str, bool]:
+    """Markdown without its solutions; and whether a gated solution is still open at its end.
+
+    Parameters
+    ----------
+    text : str
+        A markdown cell's source.
+    inside : bool
+        Whether the cell starts inside a gated solution (a ``{solution-start}`` in an
+        earlier cell, its ``{solution-end}`` not reached yet).
+
+    Returns
+    -------
+    tuple of (str, bool)
+        The text that stays, and ``inside`` at the end of the cell.
+    """
+    kept, pos = [], 0
+    for m in SOLUTION.finditer(text):
+        name = m.group("name")
+        if not inside:
+            kept.append(text[pos:m.start()])
+        if name == "solution-start":
+            if inside:
+                raise GatedSolutionError("a {solution-start} inside another gated solution (no {solution-end} "
+                                         f"before it): {m.group(0).strip()[:80]!r}")
+            inside = True
+        elif name == "solution-end":
+            if not inside:
+                raise GatedSolutionError("a {solution-end} without a {solution-start} before it")
+            inside = False
+        pos = m.end()
+    if not inside:
+        kept.append(text[pos:])
+    out = "".join(kept)
+    return re.sub(r"\n{3,}", "\n\n", out), inside
+
+
+def is_check_cell(cell: dict) -> bool:
+    return cell.get("cell_type") == "code" and bool(CHECK.search(source(cell)))
 
 
 def student_version(nb: dict) -> dict:
+    """The student edition of one chapter (a new notebook dict; ``nb`` is left unchanged).
+
+    Raises
+    ------
+    GatedSolutionError
+        When the chapter's ``{solution-start}`` and ``{solution-end}`` do not pair up.
+    """
     out = json.loads(json.dumps(nb))
+    cells, inside = [], False
     for cell in out["cells"]:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if tags & SOLUTION_TAGS:
+            continue
         if cell["cell_type"] == "markdown":
-            src = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-            cell["source"] = strip_solutions(src)
+            text, inside_after = strip_solutions(source(cell), inside)
+            inside, kept = inside_after, text.strip()
+            if not kept:
+                continue
+            if text != source(cell):
+                cell["source"] = text.strip("\n").splitlines(keepends=True)
+        elif inside:
+            continue
+        cells.append(cell)
+    if inside:
+        raise GatedSolutionError("a {solution-start} without a {solution-end} after it")
+    first = next((c for c in cells if c["cell_type"] == "markdown"), None)
+    if first is not None:  # the note under the title; the badge opens the student edition on Colab
+        head, _, rest = source(first).partition("\n")
+        text = (f"{head}\n\n{NOTE}\n\n{rest.lstrip()}" if head.startswith("# ")
+                else f"{NOTE}\n\n{source(first)}").rstrip("\n")
+        first["source"] = COLAB_LINK.sub(r"\1\g<stem>_student.ipynb", text).splitlines(keepends=True)
+    out["cells"] = cells
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=str(ROOT / "student"))
-    args = ap.parse_args()
-    out = Path(args.out)
+def solution_text(nb: dict) -> list[str]:
+    """The sources of what :func:`student_version` removes (for checks: none of it may stay)."""
+    removed, inside = [], False
+    for cell in nb["cells"]:
+        src = source(cell)
+        if set(cell.get("metadata", {}).get("tags", [])) & SOLUTION_TAGS:
+            removed.append(src)
+        elif cell["cell_type"] == "markdown":
+            text, after = strip_solutions(src, inside)
+            if text.strip() != src.strip():
+                removed.append(src)
+            inside = after
+        elif inside:
+            removed.append(src)
+    return removed
+
+
+def write_student(out: Path = OUT, notebooks: list[Path] | None = None) -> list[Path]:
+    """Write the student edition of every chapter (or of ``notebooks``) into ``out``; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
-    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
-        nb = student_version(json.loads(path.read_text()))
-        (out / path.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
-        print(f"{path.name} -> {out / path.name}")
+    written = []
+    for path in notebooks or sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = student_version(json.loads(path.read_text(encoding="utf-8")))
+        target = out / path.name
+        target.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=str(OUT), help="output folder (default: student/)")
+    args = ap.parse_args(argv)
+    for path in write_student(Path(args.out)):
+        print(f"notebooks/{path.name} -> {path}")
 
 
 if __name__ == "__main__":
