@@ -69,6 +69,16 @@ clean-cache:
 speed: $(STAMP)
 	$(PY) -m benchmarks
 
-# Student versions of the chapters, without the exercise solutions (student/, not in the site).
+# Student editions of the chapters, without the exercise solutions, into student/ (git-ignored;
+# `make book` also publishes them in _build/html/student/, and the Colab edition holds them).
 student:
 	$(PYTHON) scripts/student_notebooks.py
+
+# Lecture slides of every chapter from its own cells (reveal.js HTML in _build/slides/; the
+# executed chapters of `make book` when _cache holds them, else the sources). nbconvert's
+# reveal.js exporter is installed on first use. Options: SLIDES_FLAGS="--only 02 --source".
+SLIDES_FLAGS ?=
+.PHONY: slides
+slides: $(STAMP)
+	@$(PY) -c "import nbconvert" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check "nbconvert>=7"
+	$(PY) scripts/slides.py $(SLIDES_FLAGS)
