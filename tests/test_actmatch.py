@@ -32,7 +32,7 @@ def test_straight_through_mask_is_binary_with_a_gradient():
 
 def test_all_ones_mask_has_zero_activation_loss_and_full_area(cnn):
     x = torch.randn(2, 3, 64, 64)
-    layers = actmatch.default_layers(cnn)
+    layers = actmatch.default_layers(cnn, logits=False)
     with record(cnn, list(layers)) as rec:
         cnn(x)
     acts_x = dict(rec.activations)
@@ -84,7 +84,7 @@ def test_short_optimisation_keeps_the_label_and_shrinks_the_area():
     test = data.cluttered_fashion_mnist("test", n=1, verbose=False)
     x = prep.normalize(test.images)
     start = actmatch.explain(model, x, steps=1, lr=0.0, widths=(8, 16), bottleneck=32, verbose=False)
-    out = actmatch.explain(model, x, steps=60, lr=3e-3, widths=(8, 16), bottleneck=32, verbose=False)
+    out = actmatch.explain(model, x, steps=60, lr=1e-2, widths=(8, 16), bottleneck=32, verbose=False)
     assert out.kept.all()
     assert out.area[0] < start.area[0] - 0.1
     assert out.masks.shape == (1, 64, 64) and set(out.masks.unique().tolist()) <= {0.0, 1.0}
@@ -100,7 +100,7 @@ def test_amortised_and_circuit(cnn):
     out = actmatch.amortised_explain(net, cnn, x)
     assert torch.equal(actmatch.amortised_masks(net, x), out.masks)  # the explanation is the mask network's pass alone
     assert out.masks.shape == (6, 64, 64) and np.all((out.area >= 0) & (out.area <= 1))
-    layers = list(actmatch.default_layers(cnn))
+    layers = list(actmatch.default_layers(cnn, logits=False))
     circ = actmatch.circuit(cnn, x[:1], layers, target=2, k=3)
     assert all(len(v) == 3 for v in circ["nodes"].values())
     assert len(circ["edges"]) == 9 * (len(layers) - 1) + 3 and all(w >= 0 for *_, w in circ["edges"])
@@ -112,7 +112,10 @@ def test_torchvision_resnet18_layers_and_a_step():
 
     torch.manual_seed(0)
     m = torchvision.models.resnet18(num_classes=10).eval()
-    assert actmatch.default_layers(m) == {"relu": 1.0, "layer1": 2.0, "layer2": 2.0, "layer3": 4.0, "layer4": 8.0}
+    assert actmatch.default_layers(m, logits=False) == {"relu": 1.0, "layer1": 2.0, "layer2": 2.0, "layer3": 4.0,
+                                                         "layer4": 8.0}
+    # the authors' recipe matches the logits too, by default
+    assert actmatch.default_layers(m) == {**actmatch.default_layers(m, logits=False), actmatch.LOGITS: actmatch.LOGITS_WEIGHT}
     out = actmatch.explain(m, torch.randn(1, 3, 64, 64), steps=2, widths=(4, 8), bottleneck=8, verbose=False)
     assert out.masks.shape == (1, 64, 64) and len(out.history[0]) == 2
     assert all(r.inplace for r in m.modules() if isinstance(r, torch.nn.ReLU))  # torchvision's in-place ReLUs restored
@@ -198,8 +201,13 @@ def test_necessity_on_a_hand_built_classifier():
     rep = actmatch.mask_report(LeftHalf(), x, left, [0, 0], torch.randn(3, 3, 8, 8))
     assert rep["sufficient"] == rep["necessary"] == rep["survives: backgrounds"] == rep["survives: own blur"] == 1.0
     assert rep["area"] == pytest.approx(0.5) and rep["sufficient se"] == 0
-    rep = actmatch.mask_report(LeftHalf(), x, right, [0, 0], torch.zeros(3, 3, 8, 8))
+    fills = actmatch.training_backgrounds(2, (8, 8))
+    rep = actmatch.mask_report(LeftHalf(), x, right, [0, 0], torch.zeros(3, 3, 8, 8), training_fills=fills)
     assert rep["sufficient"] == rep["necessary"] == rep["survives: backgrounds"] == 0.0
+    # planted on a training fill, the right-half mask leaves the fill's left half to the classifier:
+    # class 0 exactly when 10 * mean(fill's channel 0 on the left) - 1 > 0
+    expected = np.mean([float(10 * b[0, :, :4].mean() - 1 > 0) for b in fills])
+    assert rep["survives: training fills"] == pytest.approx(expected)
 
 
 def test_the_logits_can_join_the_matched_layers(cnn):
@@ -217,3 +225,62 @@ def test_the_logits_can_join_the_matched_layers(cnn):
     layers = {**actmatch.default_layers(cnn), actmatch.LOGITS: 8.0}
     out = actmatch.explain(cnn, x[:1], steps=2, widths=(4, 8), bottleneck=8, layers=layers, verbose=False)
     assert out.masks.shape == (1, 64, 64)
+
+
+def test_tv_is_the_mean_over_the_eight_neighbours_by_a_literal_loop():
+    """L_tv = mean over the 8 neighbour offsets of the mean |m_p - m_q| over the pairs inside the image."""
+    g = torch.Generator().manual_seed(0)
+    m = torch.rand(1, 1, 7, 9, generator=g)
+    a = m[0, 0].tolist()
+    h, w = len(a), len(a[0])
+    per_offset = []
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            if dy == dx == 0:
+                continue
+            diffs = [abs(a[y][x] - a[y + dy][x + dx]) for y in range(h) for x in range(w)
+                     if 0 <= y + dy < h and 0 <= x + dx < w]
+            per_offset.append(sum(diffs) / len(diffs))
+    assert actmatch.tv_loss(m).item() == pytest.approx(sum(per_offset) / 8, rel=1e-6)
+
+
+def test_tv_of_one_shape_falls_with_the_resolution():
+    """The same disc (4 % of the image) at 64 and at 224 px: TV scales as 1 / side, the area not at all."""
+    def disc(side):
+        r = torch.arange(side) - (side - 1) / 2
+        return ((r[:, None] ** 2 + r[None] ** 2) <= 0.04 * side * side / np.pi).float()[None, None]
+
+    small, large = disc(64), disc(224)
+    assert actmatch.area_loss(small).item() == pytest.approx(actmatch.area_loss(large).item(), rel=0.05)
+    ratio = actmatch.tv_loss(large).item() / actmatch.tv_loss(small).item()
+    assert ratio == pytest.approx(64 / 224, rel=0.1)
+
+
+def test_training_backgrounds_are_the_robustness_terms_fills():
+    bg = actmatch.training_backgrounds(4, (8, 8), seed=1)
+    assert bg.shape == (12, 3, 8, 8)
+    assert torch.equal(bg[:4], torch.zeros(4, 3, 8, 8))
+    assert abs(bg[4:8].mean()) < 0.3 and 0.7 < bg[4:8].std() < 1.3  # Gaussian
+    assert bg[8:].min() >= -2 and bg[8:].max() <= 2 and bg[8:].std() > 0.9  # uniform on [-2, 2]: std 1.15
+    assert torch.equal(bg, actmatch.training_backgrounds(4, (8, 8), seed=1))
+
+
+def test_circuit_ignores_the_logits_entry(cnn):
+    x = torch.randn(1, 3, 64, 64)
+    with_logits = actmatch.circuit(cnn, x, list(actmatch.default_layers(cnn)), target=1, k=2)
+    without = actmatch.circuit(cnn, x, list(actmatch.default_layers(cnn, logits=False)), target=1, k=2)
+    assert with_logits["nodes"].keys() == without["nodes"].keys() and actmatch.LOGITS not in without["nodes"]
+
+
+def test_fill_reaches_the_objective_and_the_verdict(cnn):
+    """With the image itself as the fill, every explanation is the image: the activation term is 0 at
+    every step and the explanation's probability is the image's."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    out = actmatch.explain(cnn, x, steps=3, widths=(4, 8), bottleneck=8, fill=x, verbose=False)
+    assert all(h["act"] == pytest.approx(0.0, abs=1e-6) for hist in out.history for h in hist)
+    assert np.allclose(out.p_explanation, out.p_image, atol=1e-6)
+    plain = actmatch.explain(cnn, x, steps=3, widths=(4, 8), bottleneck=8, verbose=False)
+    assert plain.history[0][0]["act"] > 1e-3
+    with pytest.raises(ValueError, match="fill"):
+        actmatch.explain(cnn, x, steps=1, fill=torch.zeros(3, 3, 64, 64), verbose=False)

@@ -39,9 +39,13 @@ from .hooks import frozen_weights, no_inplace, record
 WEIGHTS = {"act": 10.0, "ce": 15.0, "kl": 5.0, "area": 100.0, "bin": 1.0, "tv": 500.0, "rob": 100.0}
 #: weights of the matched layers, shallow to deep (the authors' for ResNet-18: relu, layer1..layer4)
 LAYER_WEIGHTS = (1.0, 2.0, 2.0, 4.0, 8.0)
-#: the name under which the classifier's output (the logits) can join the matched layers,
-#: as in the authors' notebook, e.g. ``layers={**default_layers(model), LOGITS: 8.0}``
+#: the name under which the classifier's output (the logits) joins the matched layers, as in
+#: the authors' notebook (``default_layers(model, logits=False)`` leaves it out)
 LOGITS = "logits"
+#: weight of the logits among the matched layers. The notes give none; with weight 1 the
+#: logits' squared error sits on the scale of the deepest layer's weighted term (on the
+#: benchmark CNN, half the pixels hidden at random: logits MSE 17, deepest layer 8 x 3.1)
+LOGITS_WEIGHT = 1.0
 DISTANCES = ("mse", "cosine", "std_mse")
 FILLS = ("zeros", "gaussian", "uniform")
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.ELU, nn.LeakyReLU, nn.Hardswish, nn.Tanh, nn.Sigmoid)
@@ -222,39 +226,56 @@ def robustness_loss(model: nn.Module, x: torch.Tensor, m: torch.Tensor, target: 
     if seed is not None:
         g.manual_seed(seed)
     mm = m if gradient else m.detach()
-    parts = []
-    for fill in fills:
-        if fill == "zeros":
-            r = torch.zeros_like(x)
-        elif fill == "gaussian":
-            r = torch.randn(x.shape, generator=g).to(x)
-        elif fill == "uniform":
-            r = (torch.rand(x.shape, generator=g) * 4 - 2).to(x)
-        else:
-            raise ValueError(f"expected fills from {FILLS}, got {fill!r}")
-        parts.append(mm * x + (1 - mm) * r)
+    parts = [mm * x + (1 - mm) * _fill(fill, x.shape, g).to(x) for fill in fills]
     logits = model(torch.cat(parts))
     return F.cross_entropy(logits, target.repeat(len(fills)))
+
+
+def _fill(kind: str, shape, generator: torch.Generator) -> torch.Tensor:
+    if kind == "zeros":
+        return torch.zeros(shape)
+    if kind == "gaussian":
+        return torch.randn(shape, generator=generator)
+    if kind == "uniform":
+        return torch.rand(shape, generator=generator) * 4 - 2
+    raise ValueError(f"expected fills from {FILLS}, got {kind!r}")
+
+
+def training_backgrounds(n: int, size: tuple[int, int], fills=FILLS, seed: int = 0) -> torch.Tensor:
+    """Backgrounds of the kinds :func:`robustness_loss` trains on: ``n`` of each fill, (n * len(fills), 3, H, W).
+
+    Zeros (the mean colour), Gaussian and uniform noise in normalised space, drawn as
+    the loss draws them; chapter 5 plants explanations on them beside fills the loss
+    never saw.
+    """
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.cat([_fill(f, (n, 3, *size), g) for f in fills])
 
 
 # ----------------------------------------------------------------------------
 # per-image explanations
 # ----------------------------------------------------------------------------
 
-def default_layers(model: nn.Module) -> dict[str, float]:
+def default_layers(model: nn.Module, logits: bool = True) -> dict[str, float]:
     """Matched layers and their weights: ResNet's relu, layer1..layer4 (1, 2, 2, 4, 8), else five activations.
 
     For other networks, five activation modules evenly spaced from the first to the
-    last take the same weights.
+    last take the same weights. With ``logits`` (the authors' recipe) the classifier's
+    output joins them as :data:`LOGITS` with weight :data:`LOGITS_WEIGHT`; leave it
+    out (``logits=False``) for a list of modules, e.g. for :func:`circuit`.
     """
     names = dict(model.named_modules())
     if all(k in names for k in ("relu", "layer1", "layer2", "layer3", "layer4")):
-        return dict(zip(("relu", "layer1", "layer2", "layer3", "layer4"), LAYER_WEIGHTS))
-    acts = [n for n, m in model.named_modules() if n and isinstance(m, _ACTIVATIONS)]
-    if not acts:
-        raise ValueError("found no activation modules to match; pass layers= explicitly")
-    idx = np.unique(np.linspace(0, len(acts) - 1, len(LAYER_WEIGHTS)).round().astype(int))
-    return {acts[i]: w for i, w in zip(idx, LAYER_WEIGHTS[-len(idx):])}
+        out = dict(zip(("relu", "layer1", "layer2", "layer3", "layer4"), LAYER_WEIGHTS))
+    else:
+        acts = [n for n, m in model.named_modules() if n and isinstance(m, _ACTIVATIONS)]
+        if not acts:
+            raise ValueError("found no activation modules to match; pass layers= explicitly")
+        idx = np.unique(np.linspace(0, len(acts) - 1, len(LAYER_WEIGHTS)).round().astype(int))
+        out = {acts[i]: w for i, w in zip(idx, LAYER_WEIGHTS[-len(idx):])}
+    if logits:
+        out[LOGITS] = LOGITS_WEIGHT
+    return out
 
 
 @dataclass
@@ -313,13 +334,13 @@ def _image_targets(model: nn.Module, x: torch.Tensor, layers: dict) -> dict:
     return out
 
 
-def _finish(model, x, logits, logits_x, target, history, nets) -> Explanation:
+def _finish(model, x, logits, logits_x, target, history, nets, fill="mean") -> Explanation:
     """Masks from the mask logits, and the classifier's verdict (``logits_x``: the images' logits, computed once)."""
     with torch.no_grad():
         soft = torch.sigmoid(logits)
         masks = (soft > 0.5).to(x.dtype)
         p_x = logits_x.softmax(1)
-        p_e = model(apply_mask(x, masks)).softmax(1)
+        p_e = model(apply_mask(x, masks, fill)).softmax(1)
     idx = torch.arange(len(x))
     return Explanation(masks[:, 0].cpu(), soft[:, 0].cpu(), target.cpu(), masks.flatten(1).mean(1).cpu().numpy(),
                        (p_e.argmax(1) == target).cpu().numpy(), p_x[idx, target].cpu().numpy(),
@@ -329,7 +350,7 @@ def _finish(model, x, logits, logits_x, target, history, nets) -> Explanation:
 def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: float = 5e-5,
             layers: dict | None = None, distance: str = "mse", temperature: float = 2.0, rob_gradient: bool = True,
             widths=(32, 64, 128, 256), bottleneck: int = 512, seed: int = 0, verbose: bool = True,
-            **weights) -> Explanation:
+            fill: str | torch.Tensor = "mean", **weights) -> Explanation:
     """Train one mask network per image; return the binary masks and how well they keep the decision.
 
     Parameters
@@ -358,6 +379,10 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr
         Seed of the mask network's initialisation and of the noise backgrounds.
     verbose : bool
         Progress bar over steps.
+    fill : "mean" or torch.Tensor
+        What the hidden pixels of the explanation show (:func:`apply_mask`): the mean
+        colour (the authors'), or a tensor broadcastable to ``x``, e.g. a blur of the
+        images (N, 3, H, W). The verdict (``kept``, ``p_explanation``) uses the same fill.
     **weights
         Loss weights overriding :data:`WEIGHTS`, e.g. ``area=200, tv=0``.
 
@@ -366,6 +391,8 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr
     Explanation
     """
     _checks.image_batch(x)
+    if isinstance(fill, torch.Tensor) and fill.ndim == 4 and len(fill) not in (1, len(x)):
+        raise ValueError(f"expected a fill of one image or one per image ({len(x)}), got {tuple(fill.shape)}")
     unknown = set(weights) - set(WEIGHTS)
     if unknown:
         raise ValueError(f"unknown loss weights {sorted(unknown)}; expected some of {sorted(WEIGHTS)}")
@@ -383,11 +410,13 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr
             net = MaskNet(widths, bottleneck).to(dev)
             opt = torch.optim.Adam(net.parameters(), lr=lr)
             xi = x[i:i + 1]
+            fi = fill.to(dev)[i:i + 1] if isinstance(fill, torch.Tensor) and fill.ndim == 4 and len(fill) == len(x) else (
+                fill.to(dev) if isinstance(fill, torch.Tensor) else fill)
             ai = {k: v[i:i + 1] for k, v in base.items()}
             hist = []
             for step in range(steps):
                 loss, terms = objective(model, xi, net(xi), t[i:i + 1], ai, layers, w, distance, temperature,
-                                        rob_gradient, seed=seed + step)
+                                        rob_gradient, fill=fi, seed=seed + step)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -398,7 +427,8 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr
             history.append(hist)
             nets.append(net)
         bar.close()
-        return _finish(model, x, torch.cat(all_logits), base["__logits__"], t, history, nets)
+        full_fill = fill.to(dev) if isinstance(fill, torch.Tensor) else fill
+        return _finish(model, x, torch.cat(all_logits), base["__logits__"], t, history, nets, full_fill)
 
 
 # ----------------------------------------------------------------------------
@@ -553,7 +583,8 @@ def necessity(model: nn.Module, x: torch.Tensor, masks: object, target=None, fil
     return res
 
 
-def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgrounds: torch.Tensor) -> dict[str, float]:
+def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgrounds: torch.Tensor,
+                training_fills: torch.Tensor | None = None) -> dict[str, float]:
     """Sufficiency, necessity and robustness to unseen fills of binary masks, each with its standard error.
 
     The fills are ones the robustness term never trains on (it sees zeros, Gaussian
@@ -574,6 +605,9 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
         The classes.
     backgrounds : torch.Tensor
         Normalised backgrounds (B, 3, H, W).
+    training_fills : torch.Tensor, optional
+        Backgrounds of the kinds the robustness term trains on
+        (:func:`training_backgrounds`); adds ``survives: training fills``.
 
     Returns
     -------
@@ -592,6 +626,8 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
     rows = {"area": nec["area"], "sufficient": nec["kept"], "necessary": nec["lost"],
             "survives: backgrounds": survival(model, x, m.numpy(), backgrounds, t, gammas=(0.0,))[:, 0],
             "survives: own blur": necessity(model, x, m, t, fill=background(x, "blur"))["kept"]}
+    if training_fills is not None:
+        rows["survives: training fills"] = survival(model, x, m.numpy(), training_fills, t, gammas=(0.0,))[:, 0]
     out = {}
     for k, v in rows.items():
         v = np.asarray(v, dtype=float)
@@ -643,6 +679,7 @@ def circuit(model: nn.Module, x: torch.Tensor, layers: list[str], target: int, k
     fc = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not fc:
         raise ValueError("expected a model with a final nn.Linear layer")
+    layers = [n for n in layers if n != LOGITS]  # the output is the class node, not a layer of channels
     dev = _checks.model_device(model)
     with frozen_weights(model), no_inplace(model), record(model, layers, detach=False) as rec:
         model(x.to(dev).clone().requires_grad_(True))  # a graph from the input, with the weights frozen
