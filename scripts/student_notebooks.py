@@ -17,8 +17,13 @@ What goes, in both forms that sphinx-exercise knows:
 
 A markdown cell left empty goes too. Everything else stays as it is, among it the
 exercises and the check cells (``xh.exercises.check(...)``) that tell a student whether
-an answer is right. Only the standard library is used, so that ``make student`` needs no
-virtual environment.
+an answer is right.
+
+``--report NOTEBOOK ...`` reads executed student notebooks instead (a class's
+submissions run with papermill) and prints one tab-separated line per check cell: the
+notebook, the exercise and what the check said, for ``grep`` or a spreadsheet.
+
+Only the standard library is used, so that ``make student`` needs no virtual environment.
 """
 
 from __future__ import annotations
@@ -153,6 +158,51 @@ def solution_text(nb: dict) -> list[str]:
     return removed
 
 
+def check_label(cell: dict) -> str | None:
+    """The exercise label a check cell passes to ``xh.exercises.check`` (its first string argument)."""
+    m = re.search(r"\bexercises\.check\(\s*(?:label\s*=\s*)?[rb]?([\"'])([^\"'\n]+)\1", source(cell))
+    return m.group(2) if m else None
+
+
+def _output_text(cell: dict) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        kind = out.get("output_type")
+        if kind == "stream":
+            parts.append("".join(out.get("text", "")))
+        elif kind in ("execute_result", "display_data"):
+            text = out.get("data", {}).get("text/plain", "")
+            parts.append("".join(text) if isinstance(text, list) else text)
+        elif kind == "error":
+            parts.append(f"{out.get('ename')}: {out.get('evalue')}")
+    return "\n".join(p.strip("\n") for p in parts if p.strip())
+
+
+def check_report(paths: list[Path]) -> list[tuple[str, str, str]]:
+    """What the check cells of executed student notebooks printed.
+
+    Parameters
+    ----------
+    paths : list of Path
+        Executed notebooks (e.g. a class's submissions run with papermill).
+
+    Returns
+    -------
+    list of (str, str, str)
+        One row per check cell: the notebook's file name, the exercise label (or
+        ``check <n>`` when the cell names none), and its output on one line (``not run``
+        when the cell has no output).
+    """
+    rows = []
+    for path in paths:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+        checks = [c for c in nb.get("cells", []) if is_check_cell(c)]
+        for i, cell in enumerate(checks, 1):
+            said = " | ".join(line.strip() for line in _output_text(cell).splitlines() if line.strip())
+            rows.append((Path(path).name, check_label(cell) or f"check {i}", said or "not run"))
+    return rows
+
+
 def write_student(out: Path = OUT, notebooks: list[Path] | None = None) -> list[Path]:
     """Write the student edition of every chapter (or of ``notebooks``) into ``out``; return the paths."""
     out.mkdir(parents=True, exist_ok=True)
@@ -168,7 +218,14 @@ def write_student(out: Path = OUT, notebooks: list[Path] | None = None) -> list[
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(OUT), help="output folder (default: student/)")
+    ap.add_argument("--report", nargs="+", type=Path, metavar="NOTEBOOK",
+                    help="instead: print what the check cells of these executed notebooks said, one "
+                         "tab-separated line per check cell (notebook, exercise, output)")
     args = ap.parse_args(argv)
+    if args.report:
+        for row in check_report(args.report):
+            print("\t".join(row))
+        return
     for path in write_student(Path(args.out)):
         print(f"notebooks/{path.name} -> {path}")
 

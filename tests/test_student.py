@@ -133,12 +133,15 @@ def test_every_chapter_has_a_student_edition_without_solutions(editions, nb):
     kept_code = {sn.source(c).strip() for c in student["cells"] if c["cell_type"] == "code"}
     for removed in sn.solution_text(full):
         assert removed.strip() not in kept_code
-    checks = [sn.source(c) for c in full["cells"] if sn.is_check_cell(c)]
+    removed = sn.solution_text(full)
+    checks = [sn.source(c) for c in full["cells"] if sn.is_check_cell(c) and sn.source(c) not in removed]
     assert [sn.source(c) for c in student["cells"] if sn.is_check_cell(c)] == checks
+    if any(sn.is_check_cell(c) for c in full["cells"]):  # a solution may call the check too; the check cell stays
+        assert checks
     # every cell that is neither solution nor emptied by the removal stays, in order
     full_code = [sn.source(c) for c in full["cells"] if c["cell_type"] == "code"]
     assert [sn.source(c) for c in student["cells"] if c["cell_type"] == "code"] == \
-        [s for s in full_code if s not in sn.solution_text(full)]
+        [s for s in full_code if s not in removed]
 
 
 def test_colab_edition_holds_the_student_editions(tmp_path):
@@ -147,7 +150,9 @@ def test_colab_edition_holds_the_student_editions(tmp_path):
     assert [p.name for p in written] == [NOTEBOOKS[0].name, f"{NOTEBOOKS[0].stem}_student.ipynb"]
     full, student = (json.loads(p.read_text()) for p in written)
     text = _text(student)
-    assert "<summary>Solution</summary>" in _text(full) and "<summary>Solution</summary>" not in text
+    for mark in ("<summary>Solution</summary>", "**Solution**"):  # a dropdown's, a gated solution's
+        assert mark not in text
+    assert "<summary>Solution</summary>" in _text(full) or "**Solution**" in _text(full)
     assert text.count("### Exercise ") == _text(full).count("### Exercise ") >= 3
     assert sn.NOTE in text
     assert not any(c.get("metadata", {}).get("jupyter", {}).get("source_hidden") for c in student["cells"])
@@ -182,3 +187,23 @@ def test_student_edition_of_chapter_0_runs(editions, tmp_path):
     assert not [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     checks = [c for c in cells if sn.is_check_cell(c)]
     assert all(c.get("outputs") for c in checks), "every check cell says something"
+
+
+def test_report_lists_what_each_check_cell_said(tmp_path):
+    said = {"ex-a": "right: 42 is the answer", "ex-b": "wrong: the mean divides by the count\nhint: use len(xs)"}
+    nb = sn.student_version(_synthetic())
+    checks = [c for c in nb["cells"] if sn.is_check_cell(c)]
+    checks[0]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": said["ex-a"] + "\n"}]
+    checks[1]["outputs"] = [{"output_type": "display_data", "metadata": {},
+                             "data": {"text/plain": said["ex-b"]}}]
+    done = tmp_path / "alice.ipynb"
+    done.write_text(json.dumps(nb))
+    bare = tmp_path / "bob.ipynb"  # handed in without running
+    bare.write_text(json.dumps(sn.student_version(_synthetic())))
+    assert sn.check_report([done, bare]) == [
+        ("alice.ipynb", "ex-a", "right: 42 is the answer"),
+        ("alice.ipynb", "ex-b", "wrong: the mean divides by the count | hint: use len(xs)"),
+        ("bob.ipynb", "ex-a", "not run"), ("bob.ipynb", "ex-b", "not run")]
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "student_notebooks.py"), "--report", str(done)],
+                          check=True, capture_output=True, text=True)
+    assert proc.stdout.splitlines()[1].split("\t") == ["alice.ipynb", "ex-b", said["ex-b"].replace("\n", " | ")]
