@@ -1,0 +1,603 @@
+"""Self-checking exercises: the check cells of chapters 0, 1 and 3.
+
+An exercise that asks for code or a number is followed by a check cell in which the
+reader stores an answer and calls :func:`check`::
+
+    answer_ex00_layer = None  # your answer here
+    xh.exercises.check("ex00-layer", answer_ex00_layer, model, x, targets)
+
+:func:`check` prints one of three things: that the answer is right; that it is wrong,
+with a hint; or, while the answer is still ``None``, what is expected. It returns
+``True``, ``False`` or ``None`` accordingly. The reference answer is never typed in:
+each checker computes it from the objects the chapter passes (the reader's model, the
+images, the classes), so the same check holds for every ``MODEL``, device and
+``SMOKE`` setting; :func:`reference` returns it. Each checker states its tolerance
+in what it prints when no answer is given (:func:`expected`).
+
+Why not an autograder such as otter-grader or nbgrader? Their checks are written by
+``otter assign`` (or nbgrader's release step) from a master notebook with their own
+cell markup, into test files or notebook metadata that travel next to the student's
+notebook, and typically compare with values fixed when the assignment is generated.
+Here the answers depend on the reader's model, device and chapter parameters, the
+chapters are the book's pages (sphinx-exercise markup, executed by papermill), and on
+Colab the only thing installed is ``xaihelpers``. A checker that is a function of the
+chapter's objects runs wherever the chapter runs and is unit-tested like the rest of
+the package (``tests/test_exercises.py``); a teacher grading a class can call the
+same functions on each submission's variables.
+
+The module also holds the one helper a solution needs twice,
+:func:`plain_softplus` (chapter 3, ``ex03-relu6``).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["CHECKERS", "check", "expected", "reference", "plain_softplus"]
+
+
+@dataclass(frozen=True)
+class _Checker:
+    chapter: str
+    expected: str
+    reference: Callable[..., Any]
+    judge: Callable[..., tuple[bool, str]]
+
+
+CHECKERS: dict[str, _Checker] = {}
+
+
+def _register(name: str, chapter: str, expected: str, reference: Callable[..., Any]):
+    def wrap(judge):
+        CHECKERS[name] = _Checker(chapter, expected, reference, judge)
+        return judge
+    return wrap
+
+
+def _lookup(name: str) -> _Checker:
+    if name not in CHECKERS:
+        raise ValueError(f"expected an exercise name in {sorted(CHECKERS)}, got {name!r}")
+    return CHECKERS[name]
+
+
+def expected(name: str) -> str:
+    """What exercise ``name`` expects as an answer, with the tolerance of its check."""
+    return _lookup(name).expected
+
+
+def reference(name: str, *context, **settings):
+    """The reference answer of exercise ``name``, computed from the chapter's objects.
+
+    Parameters
+    ----------
+    name : str
+        The exercise's label, e.g. ``"ex00-layer"`` (one of :data:`CHECKERS`).
+    *context
+        The chapter's objects the check cell passes (model, images, classes, ...).
+    **settings
+        Keyword context, e.g. ``methods=`` for ``ex01-randomise``.
+
+    Returns
+    -------
+    object
+        What a right answer equals, within the tolerance :func:`expected` states.
+    """
+    return _lookup(name).reference(*context, **settings)
+
+
+def check(name: str, answer, *context, **settings) -> bool | None:
+    """Print whether ``answer`` to exercise ``name`` is right; a hint when it is not.
+
+    Parameters
+    ----------
+    name : str
+        The exercise's label, e.g. ``"ex01-tolerance"``.
+    answer : object or None
+        The reader's answer; ``None`` prints what is expected.
+    *context, **settings
+        The chapter's objects the reference answer is computed from, as the
+        chapter's check cell passes them.
+
+    Returns
+    -------
+    bool or None
+        ``True`` when right, ``False`` when wrong, ``None`` when there is no answer yet.
+    """
+    checker = _lookup(name)
+    if answer is None:
+        print(f"{name}: no answer yet. Expected: {checker.expected}")
+        return None
+    try:
+        ok, message = checker.judge(answer, *context, **settings)
+    except (TypeError, ValueError, IndexError, RuntimeError) as err:  # an answer of the wrong kind
+        ok, message = False, f"the answer could not be compared ({type(err).__name__}: {err})"
+    print(f"{name}: {'right' if ok else 'not right yet'}. {message}")
+    return ok
+
+
+# ----------------------------------------------------------------------------
+# comparing answers
+# ----------------------------------------------------------------------------
+
+def _device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _tensor(answer) -> torch.Tensor:
+    """The answer as a float CPU tensor (from a tensor, an array, a list or a number)."""
+    if isinstance(answer, torch.Tensor):
+        return answer.detach().float().cpu()
+    if isinstance(answer, dict):
+        raise TypeError("expected numbers or a tensor, got a dict")
+    return torch.as_tensor(np.asarray(answer, dtype=np.float64)).float()
+
+
+def _gap(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Largest absolute difference relative to the largest absolute reference value."""
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
+
+
+def _maps_judge(answer, ref: torch.Tensor, rtol: float, alternatives: dict[str, torch.Tensor], hint: str):
+    """Compare maps: shape first, then the largest difference relative to the reference's largest value."""
+    a = _tensor(answer)
+    if a.shape != ref.shape and a.squeeze().shape == ref.squeeze().shape:
+        a = a.reshape(ref.shape)
+    if a.shape != ref.shape:
+        return False, f"expected a tensor of shape {tuple(ref.shape)}, got {tuple(a.shape)}."
+    gap = _gap(a, ref)
+    if gap <= rtol:
+        return True, f"Largest difference from the reference: {gap:.1e} of its largest value (tolerance {rtol:g})."
+    for what, alt in alternatives.items():
+        if alt.shape == ref.shape and _gap(a, alt) <= rtol:
+            return False, f"Hint: {what}"
+    return False, f"Largest difference from the reference: {gap:.2g} of its largest value. Hint: {hint}"
+
+
+def _numbers_judge(answer, ref: torch.Tensor, atol: float, alternatives: dict[str, torch.Tensor], hint: str, what: str):
+    a = _tensor(answer).flatten()
+    if a.numel() != ref.numel():
+        return False, f"expected {ref.numel()} numbers ({what}), got {a.numel()}."
+    diff = float((a - ref).abs().max())
+    if diff <= atol:
+        return True, f"Largest difference from the reference: {diff:.1e} (tolerance {atol:g})."
+    for text, alt in alternatives.items():
+        if alt.numel() == ref.numel() and float((a - alt.flatten()).abs().max()) <= atol:
+            return False, f"Hint: {text}"
+    return False, f"Largest difference from the reference: {diff:.3g} (tolerance {atol:g}). Hint: {hint}"
+
+
+def _names(answer) -> set[str]:
+    if isinstance(answer, str):
+        return {answer}
+    return {str(a) for a in answer}
+
+
+def _set_judge(answer, ref: set[str], universe: set[str], hints: dict[str, str], what: str):
+    got = _names(answer)
+    unknown = got - universe
+    if unknown:
+        return False, f"expected names among {sorted(universe)}, got unknown {sorted(unknown)}."
+    if got == ref:
+        return True, f"The {what} are {sorted(ref) or 'none'}."
+    missing, extra = sorted(ref - got), sorted(got - ref)
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing")
+    if extra:
+        parts.append(f"{len(extra)} that should not be there")
+    tips = [hints[n] for n in missing + extra if n in hints]
+    return False, f"Your list has {' and '.join(parts)}. Hint: " + (" ".join(dict.fromkeys(tips)) if tips else hints["*"])
+
+
+# ----------------------------------------------------------------------------
+# chapter 0: getting started
+# ----------------------------------------------------------------------------
+
+def _top3(model: nn.Module, x1: torch.Tensor) -> list[int]:
+    with torch.no_grad():
+        return model(x1.to(_device(model))).topk(3, dim=1).indices[0].tolist()
+
+
+def _ex00_softmax_reference(model: nn.Module, x_cat: torch.Tensor) -> torch.Tensor:
+    from .baselines import grad_cam
+
+    top3 = _top3(model, x_cat)
+    return grad_cam(model, x_cat.repeat(3, 1, 1, 1), top3).detach().cpu()
+
+
+@_register("ex00-softmax", "00_getting_started",
+           "the Grad-CAM maps of the cat photo for its three most probable classes, most probable first: "
+           "a tensor of shape (3, H, W), computed at the default layer; right when its largest difference "
+           "from the reference is at most 1e-3 of the reference's largest value.",
+           reference=_ex00_softmax_reference)
+def _ex00_softmax(answer, model, x_cat):
+    ref = _ex00_softmax_reference(model, x_cat)
+    alts = {f"the maps are right but in the order {perm} of the top-3 list; keep its order, most probable first.":
+            ref[perm] for perm in ([0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0])}
+    return _maps_judge(answer, ref, 1e-3, alts,
+                       "explain x[i:i+1].repeat(3, 1, 1, 1), the cat photo three times, for the classes "
+                       "[c for c, _, _ in top5[i]][:3] with xh.baselines.grad_cam.")
+
+
+
+
+def _ex00_layer_reference(model: nn.Module, x: torch.Tensor, targets) -> torch.Tensor:
+    from .baselines import grad_cam
+    from .srd import high_layer
+
+    return grad_cam(model, x, targets, layer=high_layer(model)).detach().cpu()
+
+
+@_register("ex00-layer", "00_getting_started",
+           "Grad-CAM maps of every photo in x for its top-1 class at the middle layer xh.srd.high_layer(model), "
+           "a tensor of shape (N, H, W); right when its largest difference from the reference is at most 1e-3 "
+           "of the reference's largest value.",
+           reference=_ex00_layer_reference)
+def _ex00_layer(answer, model, x, targets):
+    from .baselines import grad_cam
+
+    ref = _ex00_layer_reference(model, x, targets)
+    alts = {"these are the maps of the default (last) layer: pass layer=xh.srd.high_layer(model).":
+            grad_cam(model, x, targets).detach().cpu()}
+    return _maps_judge(answer, ref, 1e-3, alts,
+                       "call xh.baselines.grad_cam(model, x, targets, layer=xh.srd.high_layer(model)).")
+
+
+
+
+def _ex00_relu_reference(model: nn.Module, x_coffee: torch.Tensor, classes) -> torch.Tensor:
+    from .baselines import grad_cam
+
+    return grad_cam(model, x_coffee, list(classes).index("espresso"), relu=False)[0].detach().cpu()
+
+
+@_register("ex00-relu", "00_getting_started",
+           "the signed Grad-CAM map (relu=False) of the coffee photo for the class 'espresso', a tensor of "
+           "shape (H, W); right when its largest difference from the reference is at most 1e-3 of the "
+           "reference's largest absolute value.",
+           reference=_ex00_relu_reference)
+def _ex00_relu(answer, model, x_coffee, classes):
+    from .baselines import grad_cam
+
+    ref = _ex00_relu_reference(model, x_coffee, classes)
+    alts = {"this map has no negative values: it is the map after the ReLU; pass relu=False.":
+            grad_cam(model, x_coffee, list(classes).index("espresso"))[0].detach().cpu()}
+    return _maps_judge(answer, ref, 1e-3, alts,
+                       "explain the class classes.index('espresso') for the coffee photo alone, with relu=False.")
+
+
+
+
+def _ex00_hooks_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    from .hooks import record
+    from .models import default_layer
+
+    layer = default_layer(model)
+    with torch.no_grad(), record(model, [layer]) as rec:
+        model(x.to(_device(model)))
+    return rec.activations[layer].mean(dim=(2, 3)).cpu()
+
+
+@_register("ex00-hooks", "00_getting_started",
+           "the mean over space of the last feature map (layer xh.models.default_layer(model)) for every "
+           "photo in x, a tensor of shape (N, C); right when its largest difference from the reference is at "
+           "most 1e-4 of the reference's largest value.",
+           reference=_ex00_hooks_reference)
+def _ex00_hooks(answer, model, x):
+    ref = _ex00_hooks_reference(model, x)
+    a = _tensor(answer)
+    if a.ndim == 4 and a.shape[:2] == ref.shape and a.shape[2:] != (1, 1):
+        return False, "Hint: these are the whole feature maps (N, C, h, w); average them over the two spatial dimensions."
+    return _maps_judge(answer, ref, 1e-4, {},
+                       "record layer xh.models.default_layer(model) during model(x) and take .mean(dim=(2, 3)).")
+
+
+
+
+# ----------------------------------------------------------------------------
+# chapter 1: evaluating explanations
+# ----------------------------------------------------------------------------
+
+TOLERANCES = (0, 2, 4, 8)
+
+
+def _pointing_rates(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    from .metrics import pointing_game
+
+    return torch.tensor([float(np.nanmean(pointing_game(maps, masks, tolerance=t))) for t in TOLERANCES])
+
+
+def _ex01_tolerance_reference(model: nn.Module, x: torch.Tensor, y, masks) -> torch.Tensor:
+    from .baselines import explain
+
+    return _pointing_rates(explain(model, x, y, "gradcam"), masks)
+
+
+@_register("ex01-tolerance", "01_evaluating_explanations",
+           "Grad-CAM's pointing-game hit rate (\"gradcam\" of xh.baselines.explain, the mean over the images) "
+           f"at the tolerances {TOLERANCES} pixels, four numbers in that order; right when each is within one "
+           "image's share (1/N) of the reference.",
+           reference=_ex01_tolerance_reference)
+def _ex01_tolerance(answer, model, x, y, masks):
+    from .baselines import explain
+
+    ref = _ex01_tolerance_reference(model, x, y, masks)
+    a = _tensor(answer).flatten()
+    if a.numel() == ref.numel() and bool((a.diff() < -1e-9).any()):
+        return False, "Hint: a hit rate cannot fall as the tolerance grows (a larger tolerance grows the object)."
+    alts = {"these are the vanilla gradient's (saliency) rates; the exercise asks for Grad-CAM's.":
+            _pointing_rates(explain(model, x, y, "saliency"), masks)}
+    return _numbers_judge(answer, ref, 1.0 / len(x) + 1e-9, alts,
+                          "[np.nanmean(xh.metrics.pointing_game(maps, masks, tolerance=t)) for t in (0, 2, 4, 8)] "
+                          "with maps = xh.baselines.explain(model, x, y, \"gradcam\").", "one hit rate per tolerance")
+
+
+
+METRIC_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability", "loc_error")
+NORMALISE_SETTINGS = {"stability_samples": 2, "fidelity_subsets": 20, "verbose": False}
+
+
+def _metric_values(df) -> dict[str, np.ndarray]:
+    loc = [c for c in df.columns if c.startswith("loc_error@")]
+    out = {c: df[c].to_numpy(dtype=float) for c in METRIC_COLUMNS if c != "loc_error"}
+    out["loc_error"] = df[loc].to_numpy(dtype=float)
+    return out
+
+
+def _ex01_normalise_reference(model: nn.Module, x: torch.Tensor, y, masks, boxes) -> set[str]:
+    from .baselines import explainer
+    from .metrics import evaluate
+
+    ig = explainer("integrated_gradients")
+    a, _ = evaluate(ig, model, x, y, masks, boxes, **NORMALISE_SETTINGS)
+    b, _ = evaluate(ig, model, x, y, masks, boxes, normalise=None, **NORMALISE_SETTINGS)
+    va, vb = _metric_values(a), _metric_values(b)
+    return {c for c in METRIC_COLUMNS if not np.allclose(va[c], vb[c], rtol=0, atol=1e-6, equal_nan=True)}
+
+
+@_register("ex01-normalise", "01_evaluating_explanations",
+           "the names of the metrics whose per-image values change (by more than 1e-6 on some image) when "
+           "Integrated Gradients is scored with normalise=None instead of the default, with "
+           f"xh.metrics.evaluate(..., {', '.join(f'{k}={v}' for k, v in NORMALISE_SETTINGS.items())}) on the "
+           f"images passed; a list of names among {METRIC_COLUMNS} (loc_error changes when any threshold's "
+           "column does).",
+           reference=_ex01_normalise_reference)
+def _ex01_normalise(answer, model, x, y, masks, boxes):
+    ref = _ex01_normalise_reference(model, x, y, masks, boxes)
+    hints = {
+        "stability": "stability is a distance between maps divided by a distance between inputs: it scales with the maps.",
+        "fidelity": "fidelity is a correlation, unchanged by a positive factor; it changes only through the clamp.",
+        "*": "compare the two evaluate() tables column by column, image by image; a scale-free metric changes "
+             "only where the clamp to [-1, 1] cuts something off.",
+    }
+    for c in ("pointing_game", "attribution_localisation", "sparseness", "loc_error"):
+        hints[c] = f"{c} is unchanged by a positive factor; it changes only where the clamp cuts values off."
+    return _set_judge(answer, ref, set(METRIC_COLUMNS), hints, "metrics that change")
+
+
+
+
+def _cascade_means(model: nn.Module, x: torch.Tensor, y, methods, similarity: str) -> dict[str, float]:
+    from .baselines import explainer
+    from .metrics import cascading_randomisation
+
+    out = {}
+    for m in methods:
+        c = cascading_randomisation(explainer(m), model, x, y, similarity=similarity)
+        out[m] = float(c.loc[c["stage"] > 0, "similarity"].mean())
+    return out
+
+
+def _ex01_randomise_reference(model: nn.Module, x: torch.Tensor, y, methods) -> set[str]:
+    return {m for m, v in _cascade_means(model, x, y, methods, "ssim").items() if v >= 0.5}
+
+
+@_register("ex01-randomise", "01_evaluating_explanations",
+           "the methods (of those passed as methods=) that fail the cascading randomisation check when the "
+           "similarity is SSIM: their mean SSIM over the randomised stages (stage > 0) is at least 0.5, the "
+           "chapter's criterion; a list of names (empty when none fails). Right when it is the same set.",
+           reference=_ex01_randomise_reference)
+def _ex01_randomise(answer, model, x, y, methods):
+    ref = _ex01_randomise_reference(model, x, y, methods)
+    if _names(answer) != ref and _names(answer) == _ex01_randomise_spearman(model, x, y, methods):
+        return False, "Hint: these fail with the rank correlation; pass similarity=\"ssim\"."
+    return _set_judge(answer, ref, set(methods), {"*": "a method fails when the mean of its SSIM over the "
+                      "stages after the first (stage > 0) is at least 0.5."}, "methods that fail with SSIM")
+
+
+def _ex01_randomise_spearman(model, x, y, methods) -> set[str]:
+    return {m for m, v in _cascade_means(model, x, y, methods, "spearman").items() if v >= 0.5}
+
+
+
+
+# ----------------------------------------------------------------------------
+# chapter 3: sharing ratio decomposition
+# ----------------------------------------------------------------------------
+
+def _positive_shares(model: nn.Module, x: torch.Tensor, y) -> torch.Tensor:
+    from .srd import explain
+
+    dev = _device(model)
+    x, y = x.to(dev), torch.as_tensor(y).to(dev)
+    return torch.tensor([float((explain(model, x, y, vectors=v) > 0).float().mean()) for v in ("pre", "post")])
+
+
+@_register("ex03-post", "03_sharing_ratio_decomposition",
+           "two numbers (pre, post): the share of all pixels of the SRD-input maps of the images passed (for "
+           "their labels) whose relevance is positive, with pre-activation vectors (the default) and with "
+           "vectors=\"post\"; right when each is within 1e-3 of the reference.",
+           reference=_positive_shares)
+def _ex03_post(answer, model, x, y):
+    ref = _positive_shares(model, x, y)
+    return _numbers_judge(answer, ref, 1e-3, {"the two numbers are swapped: the order is (pre, post).": ref.flip(0)},
+                          "(xh.srd.explain(cnn, x, y, vectors=v) > 0).float().mean() for v in (\"pre\", \"post\").",
+                          "pre and post")
+
+
+
+
+def _half_shares(model: nn.Module, x_duo: torch.Tensor, classes, rule: str) -> torch.Tensor:
+    from .metrics import attribution_localisation
+    from .srd import explain
+
+    maps = explain(model, x_duo.to(_device(model)).expand(2, -1, -1, -1), list(classes), rule=rule)
+    left = torch.zeros_like(maps, dtype=torch.bool)
+    left[..., : maps.shape[-1] // 2] = True
+    return torch.tensor(attribution_localisation(maps, torch.stack([left[0], ~left[1]])), dtype=torch.float32)
+
+
+def _ex03_rule_reference(model: nn.Module, x_duo: torch.Tensor, classes) -> torch.Tensor:
+    return _half_shares(model, x_duo, classes, "identity")
+
+
+@_register("ex03-rule", "03_sharing_ratio_decomposition",
+           "two numbers: with rule=\"identity\", the share of positive SRD-input relevance for the first class "
+           "that lies on the left half of the two-object image, and for the second class on the right half (as "
+           "the chapter measures them with xh.metrics.attribution_localisation); right when each is within "
+           "1e-3 of the reference.",
+           reference=_ex03_rule_reference)
+def _ex03_rule(answer, model, x_duo, classes):
+    ref = _ex03_rule_reference(model, x_duo, classes)
+    alts = {"these are the shares with the class-contrastive start (the chapter's); pass rule=\"identity\".":
+            _half_shares(model, x_duo, classes, "contrastive")}
+    return _numbers_judge(answer, ref, 1e-3, alts,
+                          "explain xd.expand(2, -1, -1, -1) for pair_classes with rule=\"identity\" and measure "
+                          "each map's share on its own half, as the chapter's cell does.", "one share per class")
+
+
+
+BETAS = (10, 30, 100)
+
+
+def plain_softplus(model: nn.Module, beta: float) -> nn.Module:
+    r"""A copy of ``model`` with every ``nn.ReLU6`` (and ``nn.ReLU``) replaced by a plain :math:`\mathrm{softplus}_\beta`.
+
+    The foil of chapter 3's exercise ``ex03-relu6``: unlike
+    :func:`xaihelpers.attack.smooth`, which smooths ReLU6 as
+    :math:`\mathrm{softplus}_\beta(z) - \mathrm{softplus}_\beta(z - 6)`, this copy drops the cap at 6.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The network; it is copied, never changed.
+    beta : float
+        The softplus slope.
+
+    Returns
+    -------
+    nn.Module
+        The copy, in evaluation mode.
+    """
+    out = copy.deepcopy(model).eval()
+    for parent in out.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, (nn.ReLU, nn.ReLU6)):
+                setattr(parent, name, nn.Softplus(beta=beta))
+    return out
+
+
+def _logit_gaps(model: nn.Module, x: torch.Tensor, make) -> torch.Tensor:
+    x = x.to(_device(model))
+    with torch.no_grad():
+        y = model(x)
+        return torch.tensor([float((make(model, b)(x) - y).abs().max()) for b in BETAS])
+
+
+def _ex03_relu6_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    from .attack import smooth
+
+    return _logit_gaps(model, x, smooth)
+
+
+@_register("ex03-relu6", "03_sharing_ratio_decomposition",
+           f"three numbers: the largest absolute difference between the logits of xh.attack.smooth(net, beta) "
+           f"and those of net on the images passed, for beta = {BETAS} in that order; right when each is within "
+           "1e-3 of the reference's value plus 1e-4 (relative and absolute tolerance).",
+           reference=_ex03_relu6_reference)
+def _ex03_relu6(answer, model, x):
+    ref = _ex03_relu6_reference(model, x)
+    a = _tensor(answer).flatten()
+    if a.numel() != ref.numel():
+        return False, f"expected {ref.numel()} numbers, one per beta in {BETAS}, got {a.numel()}."
+    if torch.allclose(a, ref, rtol=1e-3, atol=1e-4):
+        return True, f"Largest logit differences {[f'{v:.3g}' for v in ref.tolist()]} for beta = {BETAS}."
+    plain = _logit_gaps(model, x, plain_softplus)
+    if torch.allclose(a, plain, rtol=1e-3, atol=1e-4):
+        return False, "Hint: these are the differences of the plain softplus copy; the exercise asks for xh.attack.smooth."
+    return False, (f"Largest mismatch {float((a - ref).abs().max()):.3g}. Hint: for each beta, "
+                   "(xh.attack.smooth(net, beta)(xp) - net(xp)).abs().max() under torch.no_grad().")
+
+
+
+
+def _binarised_accuracy(model: nn.Module, x: torch.Tensor, y, batch_size: int = 256) -> np.ndarray:
+    """Accuracy with the output of one ReLU at a time replaced by its 0/1 mask (the SRD paper's Figure 6).
+
+    Chapter 3 draws these accuracies as bars; exercise ``ex03-apop-layer`` asks which
+    layer costs most.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A ReLU network (e.g. the benchmark CNN ``fmnist_cnn_relu``).
+    x : torch.Tensor
+        Normalised images, shape (N, 3, H, W).
+    y : sequence of int or torch.Tensor
+        Their labels, shape (N,).
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    numpy.ndarray
+        One accuracy per ReLU, in the order of the forward pass.
+    """
+    from .apop import frozen_forward
+
+    n_relu = sum(isinstance(m, (nn.ReLU, nn.ReLU6)) for m in model.modules())
+    if n_relu == 0:
+        raise ValueError(f"expected a model with nn.ReLU modules, found none in {type(model).__name__}")
+    dev, y = _device(model), torch.as_tensor(y).cpu()
+    acc = []
+    for k in range(n_relu):
+        with torch.no_grad():
+            pred = torch.cat([frozen_forward(model, b.to(dev), [], binarise=k).argmax(1).cpu() for b in x.split(batch_size)])
+        acc.append((pred == y).float().mean().item())
+    return np.array(acc)
+
+
+def _ex03_apop_layer_reference(model: nn.Module, x: torch.Tensor, y) -> set[int]:
+    acc = _binarised_accuracy(model, x, y)
+    width = 2 * np.sqrt(2 * max(acc.min() * (1 - acc.min()), 0.05 * 0.95) / len(x))
+    return {int(k) + 1 for k in np.flatnonzero(acc - acc.min() <= width)}
+
+
+@_register("ex03-apop-layer", "03_sharing_ratio_decomposition",
+           "the number of the ReLU (1 = first in the forward pass) whose binarisation leaves the lowest "
+           "accuracy on the images passed; right when its accuracy is within two standard errors of the "
+           "difference of two binomial rates of the lowest (so the chapter's bars on more images give an "
+           "accepted answer).",
+           reference=_ex03_apop_layer_reference)
+def _ex03_apop_layer(answer, model, x, y):
+    ok_layers = _ex03_apop_layer_reference(model, x, y)
+    try:
+        k = int(answer)
+    except (TypeError, ValueError):
+        return False, f"expected one ReLU number (an int from 1), got {answer!r}."
+    if k != answer or isinstance(answer, bool):
+        return False, f"expected one ReLU number (an int from 1), got {answer!r}."
+    if k in ok_layers:
+        return True, f"Accepted ReLU numbers: {sorted(ok_layers)}."
+    if k + 1 in ok_layers:
+        return False, "Hint: number the ReLUs from 1, as the chart's axis does (np.argmin gives an index from 0)."
+    return False, "Hint: binarise one ReLU at a time (xh.apop.frozen_forward(..., binarise=k)) and take the lowest accuracy."
+
+
