@@ -207,3 +207,16 @@ def test_report_lists_what_each_check_cell_said(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "student_notebooks.py"), "--report", str(done)],
                           check=True, capture_output=True, text=True)
     assert proc.stdout.splitlines()[1].split("\t") == ["alice.ipynb", "ex-b", said["ex-b"].replace("\n", " | ")]
+
+
+def test_teachers_page_links_every_student_edition_and_names_real_exercises():
+    import yaml
+
+    page = (ROOT / "book" / "for_teachers.md").read_text()
+    slug = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].split("github.com/")[1].rstrip("/")
+    for nb in NOTEBOOKS:
+        assert f"https://colab.research.google.com/github/{slug}/blob/colab/notebooks/{nb.stem}_student.ipynb" in page
+        assert f'href="../student/{nb.name}"' in page and f"`{nb.stem}.slides.html`" in page
+    labels = {m for nb in NOTEBOOKS for m in re.findall(r":label: (ex[\w-]+)", nb.read_text())}
+    named = set(re.findall(r"`(ex\d\d-[\w-]+)`", page))
+    assert len(named) >= len(NOTEBOOKS) and named <= labels, sorted(named - labels)
