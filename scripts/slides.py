@@ -59,6 +59,7 @@ EXERCISE_DIRECTIVE = re.compile(r"^(`{3,}|:{3,})[ \t]*\{exercise(-start)?\}", re
 DRAWS = re.compile(r"\bplt\.|\bfig\b|\baxes?\b|\.plot\(|\bimshow\(|\bxh\.viz\.|\bplot_\w+\(|\bdisplay\(")
 CHECK = re.compile(r"\bexercises\.check\(")
 RECORD = "application/papermill.record/"
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 def _script(name: str):
@@ -122,10 +123,16 @@ def _shows_result(cell: dict, executed: bool) -> bool:
 
 
 def _slide_outputs(outputs: list[dict]) -> list[dict]:
-    """The outputs a slide shows: no glued records (the text cites them), no stderr (warnings, progress bars)."""
+    """The outputs a slide shows.
+
+    Left out: glued records (the text cites them), stderr (warnings, progress bars) and
+    widgets (progress bars and sliders, which need a live kernel).
+    """
     kept = []
     for out in outputs:
         if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            continue
+        if WIDGET in out.get("data", {}):
             continue
         data = out.get("data")
         if data is not None:
@@ -282,7 +289,11 @@ def build(path: Path, out: Path, use_cache: bool = True, cache: Path = CACHE,
         from xaihelpers.runtime import read_glued
 
         values = read_glued(done)
-    deck = slide_notebook(student.student_version(nb), executed=done is not None, values=values)
+    nb = student.student_version(nb)
+    for cell in nb["cells"]:  # the note that tells a reader of the notebook what it is has no place on a slide
+        if cell["cell_type"] == "markdown" and student.NOTE in source(cell):
+            cell["source"] = source(cell).replace(student.NOTE + "\n\n", "").replace(student.NOTE, "")
+    deck = slide_notebook(nb, executed=done is not None, values=values)
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{path.stem}.slides.html"
     target.write_text(export(deck), encoding="utf-8")

@@ -100,6 +100,7 @@ def test_synthetic_chapter_one_section_per_heading(tmp_path):
     for gone in ("PARAMETERS-CELL", "google.colab", "CHECK-CELL", "SKIPPED-MARKDOWN", "GATED-SOLUTION-PROSE",
                  "GATED_SOLUTION_CODE", "DROPDOWN-SOLUTION", "{exercise}", ":label:", "{solution"):
         assert gone not in text, gone
+    assert _squash(sn.NOTE) not in text  # the student edition's note is for readers of the notebook
     assert "#notaheading:acommentincode" in text  # the code block inside the markdown stayed where it was
     assert "PLAIN-CODE" in text and "FIGURE-CODE" in text  # unexecuted: the code that draws is shown
     # the exercises are the last slide, both of them, without their solutions
@@ -111,6 +112,8 @@ def test_executed_figure_gets_a_subslide_with_its_output_alone(tmp_path):
     cells = [c.copy() for c in SYNTHETIC]
     fig = new_code_cell("fig, ax = plt.subplots()  # FIGURE-CODE", outputs=[
         new_output("stream", name="stderr", text="WARNING-ON-STDERR"),
+        new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {"model_id": "m1"},
+                                         "text/plain": "PROGRESS-BAR 0%|"}),
         new_output("display_data", data={"image/png": PNG, "text/plain": "<Figure>"}),
         new_output("display_data", data={"application/papermill.record/text/plain": "0.5"},
                    metadata={"scrapbook": {"name": "share", "mime_prefix": "application/papermill.record/"}}),
@@ -127,7 +130,7 @@ def test_executed_figure_gets_a_subslide_with_its_output_alone(tmp_path):
     figure = method[-1]
     assert figure.find("img") is not None and "FIGURE-CODE" not in figure.get_text()
     text = target.read_text()
-    assert "PRINTED-OUTPUT" in text and "WARNING-ON-STDERR" not in text
+    assert "PRINTED-OUTPUT" in text and "WARNING-ON-STDERR" not in text and "PROGRESS-BAR" not in text
     assert "The share is 50%." in BeautifulSoup(text, "html.parser").get_text()
 
 
