@@ -220,3 +220,30 @@ def test_teachers_page_links_every_student_edition_and_names_real_exercises():
     labels = {m for nb in NOTEBOOKS for m in re.findall(r":label: (ex[\w-]+)", nb.read_text())}
     named = set(re.findall(r"`(ex\d\d-[\w-]+)`", page))
     assert len(named) >= len(NOTEBOOKS) and named <= labels, sorted(named - labels)
+
+
+@pytest.mark.site
+def test_make_book_publishes_the_student_editions(tmp_path):
+    """A one-chapter book built by scripts/build_book.py: the page has the badges, the site the edition."""
+    bb = _script("build_book")
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "xaihelpers").mkdir()
+    (tmp_path / "xaihelpers" / "__init__.py").write_text("")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "intro.md").write_text("# A book\n")
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: notebooks/ch\n")
+    (tmp_path / "_config.yml").write_text("title: A book\nexecute:\n  timeout: 120\n"
+                                          "sphinx:\n  extra_extensions: [sphinx_exercise]\n")
+    nb = _synthetic()
+    nb["cells"] = [c for c in nb["cells"] if "xh." not in sn.source(c)]  # no package in this book
+    nb["metadata"]["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "notebooks" / "ch.ipynb").write_text(json.dumps(nb))
+    assert bb.main(["--jobs", "1"], root=tmp_path) == 0
+    html = tmp_path / "_build" / "html"
+    edition = json.loads((html / "student" / "ch.ipynb").read_text())
+    assert edition == json.loads(json.dumps(sn.student_version(nb)))
+    page = (html / "notebooks" / "ch.html").read_text()
+    assert 'href="../student/ch.ipynb"' in page
+    assert "https://colab.research.google.com/github/o/r/blob/colab/notebooks/ch_student.ipynb" in page
+    assert "DROPDOWN-ANSWER" in page  # the book itself keeps its solutions
