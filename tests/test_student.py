@@ -155,6 +155,8 @@ def test_colab_edition_holds_the_student_editions(tmp_path):
     assert "<summary>Solution</summary>" in _text(full) or "**Solution**" in _text(full)
     assert text.count("### Exercise ") == _text(full).count("### Exercise ") >= 3
     assert sn.NOTE in text
+    for raw in ("{glue", "{cite", "{exercise", "{solution", ":label:", ":class: dropdown"):
+        assert raw not in text, raw  # Colab renders no MyST
     assert not any(c.get("metadata", {}).get("jupyter", {}).get("source_hidden") for c in student["cells"])
 
 
