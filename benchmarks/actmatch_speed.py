@@ -1,8 +1,8 @@
 """Cost of Activation Matching explanations, as ratios to passes of the classifier.
 
-Per-image training (``xh.actmatch.explain`` with the authors' U-Net and ``--steps``
+Per-image training (``xh.actmatch.train`` with the authors' U-Net and ``--steps``
 steps) is given in forward+backward passes of the classifier on one image; an
-amortised explanation (``xh.actmatch.amortised_explain`` with a mask network of the
+amortised explanation (``xh.actmatch.amortised_masks`` with a mask network of the
 same size, its weights do not change the cost) in forward passes of the classifier per
 image, at batch ``--batch``: the explanation is the mask network's forward pass
 (``xh.actmatch.amortised_masks``), for the authors' U-Net and a narrow one (8-64, 128). All timings come from the same run.

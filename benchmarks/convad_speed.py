@@ -4,7 +4,7 @@ Both are timed in the same run (fastest of a few calls, no gradients), for ResNe
 (random weights: the cost does not depend on them) and the offline EfficientNet-Lite0,
 with a random half-visible mask per image.
 
-It also times one complete causal explanation (``xh.causal.explain``: responsibility
+It also times one complete causal explanation (``xh.causal.search``: responsibility
 with ``--iters`` partition trees, then extraction) of a sample photo with
 EfficientNet-Lite0, by ConvAD and by painting 0, and gives it in seconds and in plain
 forward passes of one image.
@@ -59,7 +59,7 @@ def main() -> None:
     print(f"\none complete causal explanation of a photo (EfficientNet-Lite0, {args.iters} trees):")
     print(f"{'occlusion':12s} {'seconds':>8s} {'queries':>8s} {'in 1-image forwards':>20s}")
     for how in ("convad", "zero"):
-        e = causal.explain(net, x, how=how, rule="lenient", iters=args.iters, verbose=False)[0]
+        e = causal.search(net, x, how=how, rule="lenient", iters=args.iters, verbose=False)[0]
         print(f"{how:12s} {e.seconds:8.1f} {e.queries:8d} {e.seconds / one:20.0f}")
 
 

@@ -39,13 +39,13 @@ def measure(name: str, model: torch.nn.Module, size: int, batch: int, device: st
     """
     model = model.to(device).eval()
     x = torch.randn(batch, 3, size, size, device=device)
-    gfi.explain(model, x[:1], 0, iterations=2, stage1_iterations=1)  # warm-up
+    gfi.explain(model, x[:1], 0, iterations=2, stage1_iterations=1, verbose=False)  # warm-up
     schedule = {"iterations": iterations, "stage1_iterations": iterations // 8}  # the authors: 10 of 80
     times: dict[str, list[float]] = {"ref": [], "one": [], "many": [], "two": [], "both": []}
     for _ in tqdm(range(rounds), desc=name, leave=False):
         times["ref"].append(best(lambda: reference_pass(model, x[:1]), repeat=20))
-        times["one"].append(best(lambda: gfi.explain(model, x[:1], 0, **schedule), repeat=1, warm_up=False))
-        times["many"].append(best(lambda: gfi.explain(model, x, 0, **schedule), repeat=1, warm_up=False))
+        times["one"].append(best(lambda: gfi.explain(model, x[:1], 0, verbose=False, **schedule), repeat=1, warm_up=False))
+        times["many"].append(best(lambda: gfi.explain(model, x, 0, verbose=False, **schedule), repeat=1, warm_up=False))
         with frozen_weights(model):  # what a GFI step runs: forward, and backward to the input only
             times["two"].append(best(lambda: reference_pass(model, torch.cat([x[:1], x[:1]])), repeat=10))
             times["both"].append(best(lambda: reference_pass(model, torch.cat([x, x])), repeat=5))

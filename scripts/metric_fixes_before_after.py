@@ -53,7 +53,7 @@ def stability_rows(old, new, cnn, x, y, images, samples):
             s = pkg.metrics.stability(new.srd.explain, cnn, x[:images], y[:images], n_samples=samples, **kw)
             rows.append({"method": name, "version": label, "stability": float(np.nanmean(s))})
     for name in ("gradcam", "layercam", "saliency", "integrated_gradients"):
-        fn = new.baselines.explainer(name)
+        fn = new.explainers.get(name)
         for label, pkg in (("before", old), ("after", new)):
             s = pkg.metrics.stability(fn, cnn, x[:images], y[:images], n_samples=samples)
             rows.append({"method": name, "version": label, "stability": float(np.nanmean(s))})
@@ -64,7 +64,7 @@ def tie_rows(old, new, cnn, x, y, masks, iters):
     """Error 4: the pointing game of a constant map; causal maps' top 10 % and their deletion."""
     const = torch.ones(len(x), *x.shape[-2:])
     pg = {label: float(np.nanmean(pkg.metrics.pointing_game(const, masks))) for label, pkg in (("before", old), ("after", new))}
-    resp = new.causal.explain(cnn, x, y, rule="lenient", iters=iters, verbose=False)  # chapter 4's rule
+    resp = new.causal.search(cnn, x, y, rule="lenient", iters=iters, verbose=False)  # chapter 4's rule
     maps = torch.as_tensor(np.stack([e.responsibility for e in resp]), dtype=torch.float32)
     flat = maps.flatten(1)
     k = round(0.1 * flat.shape[1])
@@ -98,7 +98,7 @@ def randomisation_rows(old, new, cnn, x, y):
     """Error 6: chapter 1's cascading check after all layers, and SmoothGrad's batch dependence."""
     rows = {}
     for name in ("saliency", "gradcam", "integrated_gradients", "lrp_epsilon_plus"):
-        fn = new.baselines.explainer(name)
+        fn = new.explainers.get(name)
         for label, pkg in (("before", old), ("after", new)):
             casc = pkg.metrics.cascading_randomisation(fn, cnn, x, y)
             last = casc[casc["stage"] == casc["stage"].max()]["similarity"].mean()

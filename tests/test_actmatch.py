@@ -83,21 +83,21 @@ def test_short_optimisation_keeps_the_label_and_shrinks_the_area():
 
     test = data.cluttered_fashion_mnist("test", n=1, verbose=False)
     x = prep.normalize(test.images)
-    start = actmatch.explain(model, x, steps=1, lr=0.0, widths=(8, 16), bottleneck=32, verbose=False)
-    out = actmatch.explain(model, x, steps=60, lr=1e-2, widths=(8, 16), bottleneck=32, verbose=False)
+    start = actmatch.train(model, x, steps=1, lr=0.0, widths=(8, 16), bottleneck=32, verbose=False)
+    out = actmatch.train(model, x, steps=60, lr=1e-2, widths=(8, 16), bottleneck=32, verbose=False)
     assert out.kept.all()
     assert out.area[0] < start.area[0] - 0.1
     assert out.masks.shape == (1, 64, 64) and set(out.masks.unique().tolist()) <= {0.0, 1.0}
     assert len(out.history[0]) == 60 and {"act", "kl", "ce", "area", "bin", "tv", "rob"} <= set(out.history[0][0])
     with pytest.raises(ValueError, match="unknown loss weights"):
-        actmatch.explain(model, x, steps=1, sparsity=3)
+        actmatch.train(model, x, steps=1, sparsity=3)
 
 
 def test_amortised_and_circuit(cnn):
     x = torch.randn(6, 3, 64, 64)
     net, hist = actmatch.train_amortised(cnn, x, epochs=1, batch_size=3, widths=(4, 8), bottleneck=16, verbose=False)
     assert len(hist) == 2
-    out = actmatch.amortised_explain(net, cnn, x)
+    out = actmatch.apply_amortised(net, cnn, x)
     assert torch.equal(actmatch.amortised_masks(net, x), out.masks)  # the explanation is the mask network's pass alone
     assert out.masks.shape == (6, 64, 64) and np.all((out.area >= 0) & (out.area <= 1))
     layers = list(actmatch.default_layers(cnn, logits=False))
@@ -116,7 +116,7 @@ def test_torchvision_resnet18_layers_and_a_step():
                                                          "layer4": 8.0}
     # the authors' recipe matches the logits too, by default
     assert actmatch.default_layers(m) == {**actmatch.default_layers(m, logits=False), actmatch.LOGITS: actmatch.LOGITS_WEIGHT}
-    out = actmatch.explain(m, torch.randn(1, 3, 64, 64), steps=2, widths=(4, 8), bottleneck=8, verbose=False)
+    out = actmatch.train(m, torch.randn(1, 3, 64, 64), steps=2, widths=(4, 8), bottleneck=8, verbose=False)
     assert out.masks.shape == (1, 64, 64) and len(out.history[0]) == 2
     assert all(r.inplace for r in m.modules() if isinstance(r, torch.nn.ReLU))  # torchvision's in-place ReLUs restored
 
@@ -223,7 +223,7 @@ def test_the_logits_can_join_the_matched_layers(cnn):
         expected = torch.nn.functional.mse_loss(cnn(x * m), cnn(x)).item()
     assert terms["act"] == pytest.approx(expected, rel=1e-5)
     layers = {**actmatch.default_layers(cnn), actmatch.LOGITS: 8.0}
-    out = actmatch.explain(cnn, x[:1], steps=2, widths=(4, 8), bottleneck=8, layers=layers, verbose=False)
+    out = actmatch.train(cnn, x[:1], steps=2, widths=(4, 8), bottleneck=8, layers=layers, verbose=False)
     assert out.masks.shape == (1, 64, 64)
 
 
@@ -277,10 +277,10 @@ def test_fill_reaches_the_objective_and_the_verdict(cnn):
     every step and the explanation's probability is the image's."""
     torch.manual_seed(0)
     x = torch.randn(2, 3, 64, 64)
-    out = actmatch.explain(cnn, x, steps=3, widths=(4, 8), bottleneck=8, fill=x, verbose=False)
+    out = actmatch.train(cnn, x, steps=3, widths=(4, 8), bottleneck=8, fill=x, verbose=False)
     assert all(h["act"] == pytest.approx(0.0, abs=1e-6) for hist in out.history for h in hist)
     assert np.allclose(out.p_explanation, out.p_image, atol=1e-6)
-    plain = actmatch.explain(cnn, x, steps=3, widths=(4, 8), bottleneck=8, verbose=False)
+    plain = actmatch.train(cnn, x, steps=3, widths=(4, 8), bottleneck=8, verbose=False)
     assert plain.history[0][0]["act"] > 1e-3
     with pytest.raises(ValueError, match="fill"):
-        actmatch.explain(cnn, x, steps=1, fill=torch.zeros(3, 3, 64, 64), verbose=False)
+        actmatch.train(cnn, x, steps=1, fill=torch.zeros(3, 3, 64, 64), verbose=False)

@@ -137,7 +137,7 @@ def test_explain_refuses_unknown_methods_and_bad_input(cnn):
         xh.baselines.explain(model, x, y, "deeplift-ish")
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         xh.baselines.explain(model, x[0], y, "saliency")
-    f = xh.baselines.explainer("occlusion", window=16, stride=16)
+    f = xh.explainers.get("occlusion", window=16, stride=16)
     assert f.__name__ == "occlusion" and f(model, x, y).shape == (3, 64, 64)
 
 

@@ -73,7 +73,7 @@ def test_explain_with_convad_and_painting_on_the_benchmark_cnn():
     m = models.BenchmarkCNN("relu").eval()
     x = torch.randn(2, 3, 64, 64)
     for how in ("convad", "zero"):
-        out = causal.explain(m, x, how=how, iters=1, step=0.05, verbose=False)
+        out = causal.search(m, x, how=how, iters=1, step=0.05, verbose=False)
         assert len(out) == 2 and out[0].responsibility.shape == (64, 64) and out[0].mask.dtype == bool
         assert 0 < out[0].size <= 1 and out[0].queries > 0
     assert causal.null_class(m, x, "convad").shape == (2,)

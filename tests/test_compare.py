@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from xaihelpers import compare, data, models
+from xaihelpers import compare, data, explainers, models
 
 
 @pytest.fixture(scope="module")
@@ -58,20 +58,12 @@ def test_agreement_is_symmetric_and_one_for_identical_or_monotone_maps():
     assert abs(agree.loc["a", "noise"]) < 0.3
 
 
-def test_srd_explainer_checks_its_resolution(bench):
-    cnn, x, y, *_ = bench
-    with pytest.raises(ValueError, match="resolution"):
-        compare.srd_explainer("middle")
-    low, high, inp = (compare.srd_explainer(r)(cnn, x, y) for r in ("low", "high", "input"))
-    assert inp.shape == (3, 64, 64) and low.shape[-1] < high.shape[-1] < inp.shape[-1]
-
-
 def test_score_gives_every_metric_in_its_range(bench):
     cnn, x, y, masks, boxes, prep = bench
     from xaihelpers import causal
 
     bg = causal.solid_backgrounds(4, (64, 64), prep.normalize)
-    ex = {"SRD-input": compare.srd_explainer("input"), "gradient": compare.baseline_explainer("saliency")}
+    ex = {"SRD-input": explainers.get("srd_input"), "gradient": explainers.get("saliency")}
     results, maps = compare.score(ex, cnn, x, y, masks, boxes, bg, stability_images={"gradient": 1},
                                   stability_samples=2, fidelity_subsets=10, verbose=False)
     assert set(results) == set(ex) and maps["SRD-input"].shape == (3, 64, 64)

@@ -58,7 +58,7 @@ def test_eq2_and_eq3_losses():
 def test_explain_optimises_and_leaves_the_model_alone(cnn):
     model, x, y = cnn
     before = [p.clone() for p in model.parameters()]
-    r = gfi.explain(model, x, y, iterations=20, stage1_iterations=5, return_details=True)
+    r = gfi.optimise(model, x, y, iterations=20, stage1_iterations=5)
     assert r.mask.shape == (4, 64, 64) and r.mask.min() >= 0 and r.mask.max() <= 1
     assert r.stage1_mask.shape == r.mask.shape and len(r.losses) == 20
     assert r.losses[4] < r.losses[0] and r.losses[-1] < r.losses[5]  # both stages descend
@@ -77,7 +77,7 @@ def test_batching_equals_one_by_one(cnn):
 def test_explain_in_double_precision(free_mask):
     model = models.BenchmarkCNN("relu").double().eval()
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
-    r = gfi.explain(model, x, [0, 1], iterations=4, stage1_iterations=2, free_mask=free_mask, return_details=True)
+    r = gfi.optimise(model, x, [0, 1], iterations=4, stage1_iterations=2, free_mask=free_mask)
     assert r.mask.dtype == r.weights.dtype == torch.float64 and r.mask.shape == (2, 64, 64)
     assert all(isinstance(v, float) for v in r.losses) and len(r.losses) == 4
 

@@ -358,9 +358,8 @@ EXPLAINERS = {
     "baselines": lambda m, x: baselines.explain(m, x, method="saliency"),
     "gfi": lambda m, x: gfi.explain(m, x, iterations=2, stage1_iterations=1),
     "srd": lambda m, x: srd.explain(m, x),
-    "causal": lambda m, x: torch.stack([torch.as_tensor(e.responsibility)
-                                        for e in causal.explain(m, x, how="zero", iters=1, step=0.1, verbose=False)]),
-    "actmatch": lambda m, x: actmatch.explain(m, x, steps=1, widths=(4, 8), bottleneck=8, verbose=False).masks,
+    "causal": lambda m, x: causal.explain(m, x, how="zero", iters=1, step=0.1, verbose=False),
+    "actmatch": lambda m, x: actmatch.train(m, x, steps=1, widths=(4, 8), bottleneck=8, verbose=False).masks,
 }
 
 

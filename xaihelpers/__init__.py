@@ -32,8 +32,12 @@ and named after what they hold:
     with the planting test of robustness (chapter 4).
 ``actmatch``
     Activation Matching (Suhail et al. 2025), per image and amortised (chapter 5).
+``explainers``
+    every explanation method of the book by name, one call for all:
+    ``xh.explainers.get("srd_input")(model, x, target)`` returns maps (N, h, w) on
+    ``x``'s device (chapters 1-6).
 ``compare``
-    every method behind one call, scored, ranked and compared (chapter 6).
+    every method scored on the same images, ranked and compared (chapter 6).
 ``papers``
     the numbers the papers report, beside ours.
 ``metrics``
@@ -43,7 +47,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, causal, compare, convad, data, gfi, hooks, metrics, models, papers, perturbation, runtime, srd, viz
+from . import actmatch, apop, attack, baselines, causal, compare, convad, data, explainers, gfi, hooks, metrics, models, papers, perturbation, runtime, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -58,6 +62,7 @@ __all__ = [
     "baselines",
     "causal",
     "compare",
+    "explainers",
     "convad",
     "data",
     "gfi",

@@ -18,8 +18,10 @@ formula. Defaults are the authors' (``WEIGHTS``, ``LAYER_WEIGHTS``, Adam at 5e-5
 
 Beyond the paper, :func:`train_amortised` trains one mask network on many images
 with the same objective, so that a new image costs one forward pass of the mask
-network (:func:`amortised_explain`); :func:`circuit` is the longer version's circuit
-readout.
+network (:func:`amortised_explain`, :func:`apply_amortised`); :func:`circuit` is the
+longer version's circuit readout. :func:`explain` returns the maps, as every method of
+the book does (:mod:`xaihelpers.explainers`); :func:`train` returns the whole
+:class:`Explanation`.
 """
 
 from __future__ import annotations
@@ -280,7 +282,7 @@ def default_layers(model: nn.Module, logits: bool = True) -> dict[str, float]:
 
 @dataclass
 class Explanation:
-    """What :func:`explain` returns.
+    """What :func:`train` returns.
 
     Attributes: ``masks`` (N, H, W) binary; ``soft`` (N, H, W) sigmoid before the
     threshold; ``target`` (N,); ``area`` (N,) share of pixels kept; ``kept`` (N,) whether
@@ -347,7 +349,18 @@ def _finish(model, x, logits, logits_x, target, history, nets, fill="mean") -> E
                        p_e[idx, target].cpu().numpy(), history, nets)
 
 
-def explain(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: float = 5e-5,
+def explain(model: nn.Module, x: torch.Tensor, target=None, **settings) -> torch.Tensor:
+    """Activation Matching's maps (N, H, W) on ``x``'s device: the mask networks' sigmoid before the threshold.
+
+    The binary mask is the map above 0.5; the sigmoid also ranks the pixels, which
+    ranking metrics need. ``settings`` are :func:`train`'s; the binary masks, the
+    classifier's verdict, the loss history and the trained networks come from
+    :func:`train` itself.
+    """
+    return train(model, x, target, **settings).soft.to(x.device)
+
+
+def train(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: float = 5e-5,
             layers: dict | None = None, distance: str = "mse", temperature: float = 2.0, rob_gradient: bool = True,
             widths=(32, 64, 128, 256), bottleneck: int = 512, seed: int = 0, verbose: bool = True,
             fill: str | torch.Tensor = "mean", **weights) -> Explanation:
@@ -452,7 +465,7 @@ def train_amortised(model: nn.Module, x: torch.Tensor, target=None, epochs: int 
     epochs, batch_size, lr
         Adam schedule over the images (shuffled each epoch).
     layers, distance, temperature, widths, bottleneck, seed, **weights
-        As in :func:`explain`.
+        As in :func:`train`.
     verbose : bool
         Progress bar over batches.
 
@@ -499,7 +512,22 @@ def amortised_masks(net: MaskNet, x: torch.Tensor, batch_size: int = 64) -> torc
         return torch.cat([(net(x[i:i + batch_size].to(dev)) > 0).to(x.dtype)[:, 0] for i in range(0, len(x), batch_size)])
 
 
-def amortised_explain(net: MaskNet, model: nn.Module, x: torch.Tensor, target=None, batch_size: int = 64) -> Explanation:
+def amortised_explain(model: nn.Module, x: torch.Tensor, target=None, *, net: MaskNet, batch_size: int = 64) -> torch.Tensor:
+    """An amortised mask network's maps (N, H, W) on ``x``'s device: the sigmoid of one pass of ``net``.
+
+    The mask network sees the image only, not the class: ``target`` is accepted for the
+    common call and not used (it explains the class the classifier predicts, as it was
+    trained to). ``model`` is not run. The binary masks are the maps above 0.5
+    (:func:`amortised_masks`); :func:`apply_amortised` adds the classifier's verdict.
+    """
+    _checks.image_batch(x)
+    dev = next(net.parameters()).device
+    with torch.no_grad():
+        return torch.cat([torch.sigmoid(net(x[i:i + batch_size].to(dev)))[:, 0]
+                          for i in range(0, len(x), batch_size)]).to(x.device)
+
+
+def apply_amortised(net: MaskNet, model: nn.Module, x: torch.Tensor, target=None, batch_size: int = 64) -> Explanation:
     """Masks of new images from a trained amortised network, with the classifier's verdict on them.
 
     The explanation itself is :func:`amortised_masks` (one pass of ``net``); this adds
@@ -508,7 +536,7 @@ def amortised_explain(net: MaskNet, model: nn.Module, x: torch.Tensor, target=No
     Returns
     -------
     Explanation
-        As :func:`explain`, without history or networks.
+        As :func:`train`, without history or networks.
     """
     _checks.image_batch(x)
     dev = _checks.model_device(model)

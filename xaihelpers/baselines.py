@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -384,12 +383,12 @@ def explain(
     Returns
     -------
     torch.Tensor
-        float32 maps of shape (N, H, W) on the CPU.
+        float32 maps of shape (N, H, W) on ``x``'s device.
     """
     _checks.image_batch(x)
     if method not in METHODS + OWN_METHODS:
         raise ValueError(f"expected method in {METHODS + OWN_METHODS}, got {method!r}")
-    dev = _checks.model_device(model)
+    dev, home = _checks.model_device(model), x.device
     x = x.detach().to(dev)
     with torch.no_grad():
         logits = model(x)
@@ -400,7 +399,7 @@ def explain(
     finally:
         for p, grad in saved:
             p.grad = grad
-    return out.detach().float().cpu()
+    return out.detach().float().to(home)
 
 
 def _explain(model, x, t, method, layer, n_classes, settings) -> torch.Tensor:
@@ -421,15 +420,3 @@ def _explain(model, x, t, method, layer, n_classes, settings) -> torch.Tensor:
         with torch.enable_grad():
             out = _gradcam_lib(model, x, t, method, layer or default_layer(model), **settings)
     return out
-
-
-def explainer(method: str, **settings) -> Callable[..., torch.Tensor]:
-    """:func:`explain` with ``method`` and ``settings`` fixed: a callable ``(model, x, target) -> (N, H, W)``."""
-    if method not in METHODS + OWN_METHODS:
-        raise ValueError(f"expected method in {METHODS + OWN_METHODS}, got {method!r}")
-
-    def run(model: nn.Module, x: torch.Tensor, target=None, **more) -> torch.Tensor:
-        return explain(model, x, target, method, **{**settings, **more})
-
-    run.__name__ = method
-    return run

@@ -74,7 +74,7 @@ Predict = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass
 class CausalExplanation:
-    """What :func:`explain` returns for one image.
+    """What :func:`search` returns for one image.
 
     Attributes: ``responsibility`` (H, W) in [0, 1]; ``mask`` (H, W) bool, the minimal
     sufficient explanation; ``target``; ``size`` (fraction of the image in the mask);
@@ -263,9 +263,19 @@ def masked_predictor(model: nn.Module, x: torch.Tensor, how: str = "convad", rul
     return lambda masks: predict_masked(model, x, masks, how=how, rule=rule, batch_size=batch_size)
 
 
-def explain(model: nn.Module, x: torch.Tensor, target=None, how: str = "convad", rule: str = DEFAULT_RULE,
-            iters: int = 20, min_box: int | None = None, max_depth: int = 10, style: str = "multiplicative",
-            step: float = 0.005, seed: int = 0, batch_size: int = 64, verbose: bool = True) -> list[CausalExplanation]:
+def explain(model: nn.Module, x: torch.Tensor, target=None, **settings) -> torch.Tensor:
+    """Causal responsibility maps (N, H, W), float32 on ``x``'s device: :func:`search`'s ``responsibility``.
+
+    ``settings`` are :func:`search`'s (``how``, ``rule``, ``iters``, ...); the extracted
+    explanations, their sizes and query counts come from :func:`search` itself.
+    """
+    out = search(model, x, target, **settings)
+    return torch.from_numpy(np.stack([e.responsibility for e in out])).float().to(x.device)
+
+
+def search(model: nn.Module, x: torch.Tensor, target=None, how: str = "convad", rule: str = DEFAULT_RULE,
+           iters: int = 20, min_box: int | None = None, max_depth: int = 10, style: str = "multiplicative",
+           step: float = 0.005, seed: int = 0, batch_size: int = 64, verbose: bool = True) -> list[CausalExplanation]:
     """Causal explanations of a batch of images, one occlusion method for every query.
 
     Parameters
@@ -517,7 +527,7 @@ def method_name(how: str, rule: str = DEFAULT_RULE) -> str:
 
 def compare(model: nn.Module, x: torch.Tensor, methods, target=None, verbose: bool = True,
             **settings) -> dict[str, list[CausalExplanation]]:
-    """:func:`explain` once per occlusion method, on the same images and targets.
+    """:func:`search` once per occlusion method, on the same images and targets.
 
     Parameters
     ----------
@@ -532,7 +542,7 @@ def compare(model: nn.Module, x: torch.Tensor, methods, target=None, verbose: bo
     verbose : bool
         Progress bar over methods.
     **settings
-        Passed to :func:`explain`.
+        Passed to :func:`search`.
 
     Returns
     -------
@@ -541,7 +551,7 @@ def compare(model: nn.Module, x: torch.Tensor, methods, target=None, verbose: bo
     """
     out = {}
     for how, rule in tqdm(list(methods), desc="occlusion methods", disable=not verbose):
-        out[method_name(how, rule or DEFAULT_RULE)] = explain(model, x, target, how=how, rule=rule or DEFAULT_RULE,
+        out[method_name(how, rule or DEFAULT_RULE)] = search(model, x, target, how=how, rule=rule or DEFAULT_RULE,
                                                           verbose=False, **settings)
     return out
 

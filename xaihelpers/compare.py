@@ -1,9 +1,9 @@
 """Every method of the book behind one call, scored on the same images (chapter 6).
 
 Chapter 6 (``notebooks/06_comparison.ipynb``) puts the four papers' methods and the
-strongest baselines of chapter 1 side by side. Each method becomes an *explainer*, a
-callable ``(model, x, target) -> maps`` of shape (N, h, w), so one scoring loop
-(:func:`score`) treats them alike:
+strongest baselines of chapter 1 side by side. Each method is an *explainer* of
+:mod:`xaihelpers.explainers`, a callable ``(model, x, target) -> maps`` of shape
+(N, h, w), so one scoring loop (:func:`score`) treats them alike:
 
 - where they point: pointing game, attribution localisation, localisation error;
 - how faithful: fidelity, deletion and insertion AUC;
@@ -20,15 +20,14 @@ two methods' maps are (Spearman rank correlation per image, averaged).
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from . import _checks, actmatch, baselines, causal, gfi, metrics, srd
-
-Explainer = Callable[..., torch.Tensor]
+from . import _checks, causal, metrics
+from .explainers import Explainer
 
 #: the metrics of chapter 6, grouped by the question they answer, and whether higher is better
 QUESTIONS = {
@@ -39,71 +38,6 @@ QUESTIONS = {
     "how fast?": {"seconds": False, "per_fwd_bwd": False},
 }
 HIGHER_IS_BETTER = {k: v for group in QUESTIONS.values() for k, v in group.items()}
-
-
-def _named(fn: Explainer, name: str) -> Explainer:
-    fn.__name__ = name
-    return fn
-
-
-def gfi_explainer(**settings) -> Explainer:
-    """Guided Feature Inversion (chapter 2) as an explainer; ``settings`` go to :func:`xaihelpers.gfi.explain`."""
-    return _named(lambda model, x, target=None: gfi.explain(model, x, target, **settings), "GFI")
-
-
-def srd_explainer(resolution: str = "input", **settings) -> Explainer:
-    """SRD (chapter 3) at one of its three resolutions.
-
-    Parameters
-    ----------
-    resolution : {"input", "high", "low"}
-        SRD-input (pixels), SRD-high (:func:`xaihelpers.srd.high_layer`) or SRD-low
-        (the encoder's output).
-    **settings
-        Passed to :func:`xaihelpers.srd.explain`.
-    """
-    if resolution not in ("input", "high", "low"):
-        raise ValueError(f"expected resolution 'input', 'high' or 'low', got {resolution!r}")
-
-    def run(model, x, target=None):
-        layer = srd.high_layer(model) if resolution == "high" else ("input" if resolution == "input" else None)
-        return srd.explain(model, x, target, layer=layer, **settings).cpu()
-
-    return _named(run, f"SRD-{resolution}")
-
-
-def causal_explainer(how: str = "convad", rule: str = "lenient", **settings) -> Explainer:
-    """Causal responsibility maps (chapter 4) under ConvAD or a masking value; see :func:`xaihelpers.causal.explain`."""
-    def run(model, x, target=None):
-        out = causal.explain(model, x, target, how=how, rule=rule, verbose=False, **settings)
-        return torch.from_numpy(np.stack([e.responsibility for e in out])).float()
-
-    return _named(run, f"causal ({causal.method_name(how, rule)})")
-
-
-def actmatch_explainer(**settings) -> Explainer:
-    """Activation Matching trained per image (chapter 5); the map is the mask network's sigmoid.
-
-    The binary mask is that map above 0.5; the sigmoid also ranks the pixels, which the
-    metrics need. ``settings`` go to :func:`xaihelpers.actmatch.explain`.
-    """
-    return _named(lambda model, x, target=None: actmatch.explain(model, x, target, verbose=False, **settings).soft,
-                  "Activation Matching")
-
-
-def amortised_explainer(net: actmatch.MaskNet) -> Explainer:
-    """An amortised mask network (chapter 5) as an explainer: the sigmoid of its output."""
-    def run(model, x, target=None):
-        dev = next(net.parameters()).device
-        with torch.no_grad():
-            return torch.cat([torch.sigmoid(net(b.to(dev)))[:, 0].cpu() for b in x.split(64)])
-
-    return _named(run, "Activation Matching (amortised)")
-
-
-def baseline_explainer(method: str, **settings) -> Explainer:
-    """A baseline of chapter 1 (:func:`xaihelpers.baselines.explain`) under its own name."""
-    return _named(baselines.explainer(method, **settings), method)
 
 
 def top_masks(maps: object, fractions: object, size: tuple[int, int], seed: int = 0) -> torch.Tensor:

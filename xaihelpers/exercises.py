@@ -32,6 +32,7 @@ The module also holds the one helper a solution needs twice,
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -171,6 +172,13 @@ def _numbers_judge(answer, ref: torch.Tensor, atol: float, alternatives: dict[st
         if alt.numel() == ref.numel() and float((a - alt.flatten()).abs().max()) <= atol:
             return False, f"Hint: {text}"
     return False, f"Largest difference from the reference: {diff:.3g} (tolerance {atol:g}). Hint: {hint}"
+
+
+def _explainer(method: str) -> Callable[..., torch.Tensor]:
+    """The baseline ``method`` as an explainer ``(model, x, target, **settings) -> maps``."""
+    from .baselines import explain
+
+    return functools.partial(explain, method=method)
 
 
 def _names(answer) -> set[str]:
@@ -341,7 +349,7 @@ def _ex01_tolerance(answer, model, x, y, masks):
 
 
 METRIC_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability", "loc_error")
-NORMALISE_SETTINGS = {"stability_samples": 2, "fidelity_subsets": 20, "verbose": False}
+NORMALISE_SETTINGS = {"stability_samples": 1, "fidelity_subsets": 20, "n_steps": 8, "verbose": False}
 
 
 def _metric_values(df) -> dict[str, np.ndarray]:
@@ -352,10 +360,9 @@ def _metric_values(df) -> dict[str, np.ndarray]:
 
 
 def _ex01_normalise_reference(model: nn.Module, x: torch.Tensor, y, masks, boxes) -> set[str]:
-    from .baselines import explainer
     from .metrics import evaluate
 
-    ig = explainer("integrated_gradients")
+    ig = _explainer("integrated_gradients")
     a, _ = evaluate(ig, model, x, y, masks, boxes, **NORMALISE_SETTINGS)
     b, _ = evaluate(ig, model, x, y, masks, boxes, normalise=None, **NORMALISE_SETTINGS)
     va, vb = _metric_values(a), _metric_values(b)
@@ -385,12 +392,11 @@ def _ex01_normalise(answer, model, x, y, masks, boxes):
 
 
 def _cascade_means(model: nn.Module, x: torch.Tensor, y, methods, similarity: str) -> dict[str, float]:
-    from .baselines import explainer
     from .metrics import cascading_randomisation
 
     out = {}
     for m in methods:
-        c = cascading_randomisation(explainer(m), model, x, y, similarity=similarity)
+        c = cascading_randomisation(_explainer(m), model, x, y, similarity=similarity)
         out[m] = float(c.loc[c["stage"] > 0, "similarity"].mean())
     return out
 

@@ -209,7 +209,7 @@ def target_loss(score_kept: torch.Tensor, score_removed: torch.Tensor, weights: 
 
 @dataclass
 class GFIResult:
-    """What :func:`explain` returns with ``return_details=True``.
+    """What :func:`optimise` returns: the masks and how the optimisation got there.
 
     Attributes
     ----------
@@ -229,7 +229,16 @@ class GFIResult:
     losses: list[float]
 
 
-def explain(
+def explain(model: nn.Module, x: torch.Tensor, target=None, **settings) -> torch.Tensor:
+    """Guided Feature Inversion's masks, (N, H, W) in [0, 1] on ``x``'s device: :func:`optimise`'s ``mask``.
+
+    ``settings`` are :func:`optimise`'s (``layer``, ``iterations``, ``bg``, ...); the
+    optimisation's history comes from :func:`optimise` itself.
+    """
+    return optimise(model, x, target, **settings).mask.to(x.device)
+
+
+def optimise(
     model: nn.Module,
     x: torch.Tensor,
     target=None,
@@ -250,9 +259,8 @@ def explain(
     probabilities: bool = True,
     free_mask: bool = False,
     normalise: str = "max",
-    return_details: bool = False,
-    verbose: bool = False,
-):
+    verbose: bool = True,
+) -> GFIResult:
     r"""Guided Feature Inversion: optimise channel weights so the mask keeps the class.
 
     Stage 1 (``stage1_iterations``) minimises the inversion loss (Eq. 2) at ``layer``;
@@ -305,15 +313,14 @@ def explain(
     normalise : {"max", "minmax"}
         How Eq. 4's mask is normalised (:func:`mask_from_weights`); the authors' code
         uses ``"minmax"`` and 11 steps of stage 1 (:data:`AUTHORS_CODE`).
-    return_details : bool
-        Return a :class:`GFIResult` instead of the masks alone.
     verbose : bool
         Show a progress bar over the iterations.
 
     Returns
     -------
-    torch.Tensor or GFIResult
-        Masks of shape (N, H, W) in [0, 1] on ``x``'s device, or the details.
+    GFIResult
+        The masks (N, H, W) in [0, 1] on the model's device, the stage-1 masks, the
+        weights and the losses.
     """
     from tqdm.auto import tqdm
 
@@ -378,8 +385,6 @@ def explain(
             if it + 1 == stage1_iterations:
                 stage1_mask = _current(weights, basis, size, free_mask, normalise)
     final = _current(weights, basis, size, free_mask, normalise)
-    if not return_details:
-        return final
     losses = torch.stack(losses).tolist() if losses else []  # one transfer at the end, not one per step
     return GFIResult(final, final if stage1_mask is None else stage1_mask, weights.detach(), losses)
 

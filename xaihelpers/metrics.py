@@ -22,7 +22,7 @@ game counts tied maxima by their share inside the mask.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
@@ -31,7 +31,8 @@ from torch import nn
 
 from . import _checks
 
-Explainer = Callable[..., torch.Tensor]
+if TYPE_CHECKING:
+    from .explainers import Explainer
 
 
 # ----------------------------------------------------------------------------
@@ -875,7 +876,7 @@ def evaluate(
     ----------
     explainer : callable
         ``explainer(model, x, target, **settings) -> (N, h, w)``, e.g.
-        :func:`xaihelpers.baselines.explainer`.
+        :func:`xaihelpers.explainers.get`.
     model : nn.Module
         Classifier returning logits.
     x : torch.Tensor

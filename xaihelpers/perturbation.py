@@ -63,7 +63,7 @@ def explain(
     jitter: int | None = None,
     probabilities: bool = True,
     seed: int = 0,
-    verbose: bool = False,
+    verbose: bool = True,
 ) -> torch.Tensor:
     r"""Fong & Vedaldi's deletion mask, optimised for N images together.
 
@@ -97,14 +97,14 @@ def explain(
     Returns
     -------
     torch.Tensor
-        Saliency maps :math:`1 - \uparrow m`, shape (N, H, W), in [0, 1].
+        Saliency maps :math:`1 - \uparrow m`, shape (N, H, W), in [0, 1], on ``x``'s device.
     """
     from tqdm.auto import tqdm
 
     _checks.image_batch(x)
     if iterations < 1:
         raise ValueError(f"expected at least one iteration, got {iterations}")
-    dev = _checks.model_device(model)
+    dev, home = _checks.model_device(model), x.device
     x = x.detach().to(dev)
     n, _, h, w = x.shape
     side = mask_size or max(2, h // 8)
@@ -133,4 +133,4 @@ def explain(
                 m.clamp_(0, 1)
     with torch.no_grad():
         up = F.interpolate(m[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
-    return 1 - up.clamp(0, 1)
+    return (1 - up.clamp(0, 1)).to(home)

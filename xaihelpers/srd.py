@@ -338,7 +338,7 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
         t = _checks.targets(target, x.shape[0], logits.detach())
         return _start_relevance(logits, leaf, t, rule, unit, create_graph)
 
-    return _decompose(model, x, start, start if layer is None else layer, eq4, unit, vectors, create_graph)
+    return _decompose(model, x, start, start if layer is None else layer, eq4, unit, vectors, create_graph).to(x.device)
 
 
 def _decompose(model, x, start, stop, relevance_fn, unit="vector", vectors="pre", create_graph=False) -> torch.Tensor:
