@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch import nn
 
-from xaihelpers import actmatch, models
+from xaihelpers import actmatch, models, occlusion
 from xaihelpers.hooks import record
 
 
@@ -201,7 +201,7 @@ def test_necessity_on_a_hand_built_classifier():
     rep = actmatch.mask_report(LeftHalf(), x, left, [0, 0], torch.randn(3, 3, 8, 8))
     assert rep["sufficient"] == rep["necessary"] == rep["survives: backgrounds"] == rep["survives: own blur"] == 1.0
     assert rep["area"] == pytest.approx(0.5) and rep["sufficient se"] == 0
-    fills = actmatch.training_backgrounds(2, (8, 8))
+    fills = occlusion.training_backgrounds(2, (8, 8))
     rep = actmatch.mask_report(LeftHalf(), x, right, [0, 0], torch.zeros(3, 3, 8, 8), training_fills=fills)
     assert rep["sufficient"] == rep["necessary"] == rep["survives: backgrounds"] == 0.0
     # planted on a training fill, the right-half mask leaves the fill's left half to the classifier:
@@ -257,12 +257,12 @@ def test_tv_of_one_shape_falls_with_the_resolution():
 
 
 def test_training_backgrounds_are_the_robustness_terms_fills():
-    bg = actmatch.training_backgrounds(4, (8, 8), seed=1)
+    bg = occlusion.training_backgrounds(4, (8, 8), seed=1)
     assert bg.shape == (12, 3, 8, 8)
     assert torch.equal(bg[:4], torch.zeros(4, 3, 8, 8))
     assert abs(bg[4:8].mean()) < 0.3 and 0.7 < bg[4:8].std() < 1.3  # Gaussian
     assert bg[8:].min() >= -2 and bg[8:].max() <= 2 and bg[8:].std() > 0.9  # uniform on [-2, 2]: std 1.15
-    assert torch.equal(bg, actmatch.training_backgrounds(4, (8, 8), seed=1))
+    assert torch.equal(bg, occlusion.training_backgrounds(4, (8, 8), seed=1))
 
 
 def test_circuit_ignores_the_logits_entry(cnn):

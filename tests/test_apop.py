@@ -4,7 +4,7 @@ import pytest
 import torch
 import torchvision
 
-from xaihelpers import apop, models
+from xaihelpers import apop, models, occlusion
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_agreement_table_and_binarisation(cnn):
     x = torch.randn(8, 3, 64, 64)
     table = apop.agreement(cnn, x, labels=torch.zeros(8, dtype=torch.long), verbose=False)
     assert table.loc[("image", "original"), "top1_agree"] == 1.0
-    assert len(table) == 1 + len(apop.INPUTS) * len(apop.MODES)
+    assert len(table) == 1 + len(occlusion.UNINFORMATIVE) * len(apop.MODES)
     assert ((table >= 0) & (table <= 1)).all().all()
     assert (table["top5_agree"] >= table["top1_agree"]).all()
     out = apop.frozen_forward(cnn, x, [], binarise=0)
@@ -43,7 +43,7 @@ def test_agreement_table_and_binarisation(cnn):
     with pytest.raises(ValueError, match="ReLU-family"):
         apop.record_pattern(models.BenchmarkCNN("gelu").eval(), x)
     with pytest.raises(ValueError, match="input kind"):
-        apop.fill(x, "checkerboard")
+        occlusion.uninformative(x, "checkerboard")
 
 
 def test_replay_on_a_changed_input_by_hand():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xaihelpers import causal, data, models
+from xaihelpers import causal, data, models, occlusion
 
 
 def _square_oracle(r0=8, r1=16, c0=40, c1=48, k=3):
@@ -85,9 +85,9 @@ def test_survival_and_the_rho_table():
     torch.manual_seed(0)
     m = models.BenchmarkCNN("relu").eval()
     x = torch.randn(3, 3, 64, 64)
-    bg = causal.solid_backgrounds(4, (64, 64), lambda t: (t - 0.5) / 0.25)
+    bg = occlusion.solid_backgrounds(4, (64, 64), lambda t: (t - 0.5) / 0.25)
     assert bg.shape == (4, 3, 64, 64) and bg.flatten(2).std(2).max() < 1e-6  # solid colours
-    tex = causal.texture_backgrounds(3, (64, 64), lambda t: t)
+    tex = occlusion.texture_backgrounds(3, (64, 64), lambda t: t)
     assert tex.shape == (3, 3, 64, 64) and tex.flatten(1).std(1).min() > 0.01  # textures vary
     full = np.ones((3, 64, 64), dtype=bool)
     s = causal.survival(m, x, full, torch.cat([bg, tex]), gammas=(0.0, 1.0))
@@ -99,7 +99,7 @@ def test_survival_and_the_rho_table():
         assert (np.diff(table.loc[g, "a"].to_numpy()) <= 1e-12).all()  # robust at rho implies at smaller rho
     assert (table["b"] == 1).all()
     with pytest.raises(ValueError, match="masks of shape"):
-        causal.plant(x, np.ones((2, 64, 64)), bg)
+        occlusion.plant(x, np.ones((2, 64, 64)), bg)
     with pytest.raises(ValueError, match="masks of shape"):
         causal.survival(m, x, np.ones((2, 64, 64)), bg)
 
@@ -181,7 +181,7 @@ def test_survival_in_the_restricted_model_ignores_the_background():
     masks = np.zeros((4, 64, 64), dtype=bool)
     for i in range(4):
         masks[i, 8 * i : 8 * i + 30, 10:50] = True
-    bg = torch.cat([causal.solid_backgrounds(5, (64, 64), lambda t: (t - 0.5) / 0.25), torch.randn(5, 3, 64, 64) * 2])
+    bg = torch.cat([occlusion.solid_backgrounds(5, (64, 64), lambda t: (t - 0.5) / 0.25), torch.randn(5, 3, 64, 64) * 2])
     target = torch.tensor([0, 1, 2, 3])
     s = causal.survival(m, x, masks, bg, target, gammas=(0.0,), rule="lenient")[:, 0]
     from xaihelpers.convad import ConvAD
@@ -190,7 +190,7 @@ def test_survival_in_the_restricted_model_ignores_the_background():
         alone = ConvAD(m, "lenient")(x, torch.as_tensor(masks, dtype=x.dtype)).argmax(1) == target
     assert np.array_equal(s, alone.numpy().astype(float))
     with torch.no_grad():  # the plain network does look at the background
-        planted = causal.plant(x[:1], masks[:1], bg)[0]
+        planted = occlusion.plant(x[:1], masks[:1], bg)[0]
         assert (m(planted) - m(planted[:1])).abs().max() > 1e-3
 
 

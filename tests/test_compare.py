@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from xaihelpers import compare, data, explainers, models
+from xaihelpers import compare, data, explainers, models, occlusion
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_score_gives_every_metric_in_its_range(bench):
     cnn, x, y, masks, boxes, prep = bench
     from xaihelpers import causal
 
-    bg = causal.solid_backgrounds(4, (64, 64), prep.normalize)
+    bg = occlusion.solid_backgrounds(4, (64, 64), prep.normalize)
     ex = {"SRD-input": explainers.get("srd_input"), "gradient": explainers.get("saliency")}
     results, maps = compare.score(ex, cnn, x, y, masks, boxes, bg, stability_images={"gradient": 1},
                                   stability_samples=2, fidelity_subsets=10, verbose=False)

@@ -7,7 +7,7 @@ import torch
 import torchvision
 from torch import nn
 
-from xaihelpers import convad, models
+from xaihelpers import convad, models, occlusion
 
 
 def _archs():
@@ -112,15 +112,15 @@ def test_painting_and_predict_masked():
     masks[1:, 20:40, 20:40] = 0
     with torch.no_grad():
         ref = m(x)
-    for how in ("convad",) + convad.MASKING:
+    for how in ("convad",) + occlusion.MASKING:
         out = convad.predict_masked(m, x, masks, how=how, batch_size=3)
         assert out.shape == (4, 10) and torch.allclose(out[0], ref[0], atol=1e-5), how
-    for value in convad.MASKING:
-        painted = convad.paint(x.expand(4, -1, -1, -1), masks, value)
+    for value in occlusion.MASKING:
+        painted = occlusion.paint(x.expand(4, -1, -1, -1), masks, value)
         assert torch.equal(painted[..., masks[1] == 1][1], x[0][..., masks[1] == 1])  # visible pixels kept
-    assert convad.paint(x, masks[1:2], "max")[..., 30, 30].eq(x.max()).all()
+    assert occlusion.paint(x, masks[1:2], "max")[..., 30, 30].eq(x.max()).all()
     with pytest.raises(ValueError, match="masking value"):
-        convad.paint(x, masks[:1], "pink")
+        occlusion.paint(x, masks[:1], "pink")
     with pytest.raises(ValueError, match="one image"):
         convad.predict_masked(m, x.expand(2, -1, -1, -1), masks)
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xaihelpers import data, gfi, models, perturbation
+from xaihelpers import data, gfi, models, occlusion, perturbation
 
 
 @pytest.fixture(scope="module")
@@ -17,21 +17,21 @@ def test_eq1_blend_keeps_the_image_where_the_mask_is_one():
     x, p = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
     m = torch.zeros(2, 8, 8)
     m[:, :4] = 1
-    out = gfi.blend(x, m, p)
+    out = occlusion.blend(x, m, p)
     assert torch.equal(out[..., :4, :], x[..., :4, :]) and torch.equal(out[..., 4:, :], p[..., 4:, :])
     with pytest.raises(ValueError, match="mask of shape"):
-        gfi.blend(x, torch.ones(2, 4, 4), p)
+        occlusion.blend(x, torch.ones(2, 4, 4), p)
 
 
-@pytest.mark.parametrize("kind", gfi.BACKGROUNDS)
+@pytest.mark.parametrize("kind", occlusion.BACKGROUNDS)
 def test_backgrounds(kind):
     x = torch.randn(2, 3, 32, 32)
-    p = gfi.background(x, kind)
+    p = occlusion.background(x, kind)
     assert p.shape == x.shape and torch.isfinite(p).all()
     if kind == "blur":  # smoothing lowers the pixel-to-pixel variation
         assert p.diff(dim=-1).abs().mean() < 0.5 * x.diff(dim=-1).abs().mean()
     with pytest.raises(ValueError, match="background kind"):
-        gfi.background(x, "checkerboard")
+        occlusion.background(x, "checkerboard")
 
 
 def test_eq4_mask_is_a_normalised_weighted_sum_of_channels():
@@ -139,8 +139,8 @@ def test_meaningful_perturbation_deletes_the_evidence(cnn):
     assert sal.shape == (4, 64, 64) and sal.min() >= 0 and sal.max() <= 1
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with torch.no_grad():  # deleting the salient part lowers the class probability more than deleting as much at random
-        p = gfi.background(x, "blur")
-        score = lambda keep: model(gfi.blend(x, keep, p)).softmax(1).gather(1, y[:, None])[:, 0]  # noqa: E731
+        p = occlusion.background(x, "blur")
+        score = lambda keep: model(occlusion.blend(x, keep, p)).softmax(1).gather(1, y[:, None])[:, 0]  # noqa: E731
         shuffled = sal.flatten(1)[:, torch.randperm(64 * 64, generator=torch.Generator().manual_seed(0))].view_as(sal)
         assert score(1 - sal).mean() < score(1 - shuffled).mean()
     with pytest.raises(ValueError, match="at least one iteration"):
@@ -227,10 +227,10 @@ def test_stage_switch_and_which_image_is_kept(settings):
     assert [len(b) for b in batches] == [3] * s1 + [6] * (15 - s1)  # stage 1: Phi(x, m); stage 2: kept, removed
     with torch.no_grad():
         m0 = gfi.mask_from_weights(torch.full((3, 4), 0.1), model.features(x), (16, 16), settings.get("normalise", "max"))
-    p = gfi.background(x, "noise")
+    p = occlusion.background(x, "noise")
     assert m0.std() > 0.05  # a mask that is not uniform, so kept and removed differ
     for b in batches[:s1]:
-        assert torch.allclose(b, gfi.blend(x, m0, p), atol=1e-6)
+        assert torch.allclose(b, occlusion.blend(x, m0, p), atol=1e-6)
     for b in batches[s1:]:
-        assert torch.allclose(b[:3], gfi.blend(x, m0, p), atol=1e-6)  # the mask kept: Eq. 3's -s_c term
-        assert torch.allclose(b[3:], gfi.blend(x, 1 - m0, p), atol=1e-6)  # the mask removed: its +lambda s_c term
+        assert torch.allclose(b[:3], occlusion.blend(x, m0, p), atol=1e-6)  # the mask kept: Eq. 3's -s_c term
+        assert torch.allclose(b[3:], occlusion.blend(x, 1 - m0, p), atol=1e-6)  # the mask removed: its +lambda s_c term

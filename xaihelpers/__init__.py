@@ -21,6 +21,9 @@ and named after what they hold:
     optimisation (chapter 2).
 ``perturbation``
     Fong & Vedaldi's meaningful-perturbation mask, GFI's baseline (chapter 2).
+``occlusion``
+    hiding part of an image: the blend of Eq. 1, backgrounds, painting values, fills
+    and backgrounds without class evidence (chapters 1-6).
 ``srd``, ``apop``
     Sharing Ratio Decomposition (Han et al. 2024) and activation-pattern-only
     prediction (chapter 3).
@@ -47,7 +50,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, causal, compare, convad, data, explainers, gfi, hooks, metrics, models, papers, perturbation, runtime, srd, viz
+from . import actmatch, apop, attack, baselines, causal, compare, convad, data, explainers, gfi, hooks, metrics, models, occlusion, papers, perturbation, runtime, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -69,6 +72,7 @@ __all__ = [
     "hooks",
     "metrics",
     "models",
+    "occlusion",
     "papers",
     "perturbation",
     "runtime",

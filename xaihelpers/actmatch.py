@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from . import _checks
 from .hooks import frozen_weights, no_inplace, record
+from .occlusion import NOISE_FILLS as FILLS, blend, noise_fill
 
 #: the authors' loss weights
 WEIGHTS = {"act": 10.0, "ce": 15.0, "kl": 5.0, "area": 100.0, "bin": 1.0, "tv": 500.0, "rob": 100.0}
@@ -49,7 +50,6 @@ LOGITS = "logits"
 #: benchmark CNN, half the pixels hidden at random: logits MSE 17, deepest layer 8 x 3.1)
 LOGITS_WEIGHT = 1.0
 DISTANCES = ("mse", "cosine", "std_mse")
-FILLS = ("zeros", "gaussian", "uniform")
 _ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.ELU, nn.LeakyReLU, nn.Hardswish, nn.Tanh, nn.Sigmoid)
 
 
@@ -118,10 +118,10 @@ def binarise(logits: torch.Tensor) -> torch.Tensor:
 def apply_mask(x: torch.Tensor, m: torch.Tensor, fill: str | torch.Tensor = "mean") -> torch.Tensor:
     r"""The explanation :math:`e = m \odot x + (1 - m) \odot r`; ``"mean"`` is r = 0 in normalised space (the authors')."""
     if isinstance(fill, torch.Tensor):
-        return m * x + (1 - m) * fill
+        return blend(x, m, fill)
     if fill != "mean":
         raise ValueError(f"expected fill='mean' or a tensor, got {fill!r}")
-    return m * x
+    return blend(x, m, torch.zeros_like(x))
 
 
 # ----------------------------------------------------------------------------
@@ -228,30 +228,9 @@ def robustness_loss(model: nn.Module, x: torch.Tensor, m: torch.Tensor, target: 
     if seed is not None:
         g.manual_seed(seed)
     mm = m if gradient else m.detach()
-    parts = [mm * x + (1 - mm) * _fill(fill, x.shape, g).to(x) for fill in fills]
+    parts = [blend(x, mm, noise_fill(fill, x.shape, g).to(x)) for fill in fills]
     logits = model(torch.cat(parts))
     return F.cross_entropy(logits, target.repeat(len(fills)))
-
-
-def _fill(kind: str, shape, generator: torch.Generator) -> torch.Tensor:
-    if kind == "zeros":
-        return torch.zeros(shape)
-    if kind == "gaussian":
-        return torch.randn(shape, generator=generator)
-    if kind == "uniform":
-        return torch.rand(shape, generator=generator) * 4 - 2
-    raise ValueError(f"expected fills from {FILLS}, got {kind!r}")
-
-
-def training_backgrounds(n: int, size: tuple[int, int], fills=FILLS, seed: int = 0) -> torch.Tensor:
-    """Backgrounds of the kinds :func:`robustness_loss` trains on: ``n`` of each fill, (n * len(fills), 3, H, W).
-
-    Zeros (the mean colour), Gaussian and uniform noise in normalised space, drawn as
-    the loss draws them; chapter 5 plants explanations on them beside fills the loss
-    never saw.
-    """
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.cat([_fill(f, (n, 3, *size), g) for f in fills])
 
 
 # ----------------------------------------------------------------------------
@@ -617,7 +596,7 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
 
     The fills are ones the robustness term never trains on (it sees zeros, Gaussian
     and uniform noise): the ``backgrounds`` (e.g. solid colours and texture crops,
-    :func:`xaihelpers.causal.solid_backgrounds`, :func:`~xaihelpers.causal.texture_backgrounds`)
+    :func:`xaihelpers.occlusion.solid_backgrounds`, :func:`~xaihelpers.occlusion.texture_backgrounds`)
     and a Gaussian blur of each image itself. Chapter 5 compares Activation Matching
     with GFI and Mask at equal area with it.
 
@@ -635,7 +614,7 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
         Normalised backgrounds (B, 3, H, W).
     training_fills : torch.Tensor, optional
         Backgrounds of the kinds the robustness term trains on
-        (:func:`training_backgrounds`); adds ``survives: training fills``.
+        (:func:`xaihelpers.occlusion.training_backgrounds`); adds ``survives: training fills``.
 
     Returns
     -------
@@ -646,7 +625,7 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
         the standard error over images.
     """
     from .causal import survival
-    from .gfi import background
+    from .occlusion import background
 
     m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).float().cpu()
     t = torch.as_tensor(target).reshape(-1).cpu()

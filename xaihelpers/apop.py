@@ -20,9 +20,9 @@ from torch import nn
 
 from . import _checks
 from .hooks import no_inplace
+from .occlusion import UNINFORMATIVE as INPUTS, uninformative
 
 MODES = ("apop", "apop_relu")
-INPUTS = ("zeros", "ones", "normal")
 _RELUS = (nn.ReLU, nn.ReLU6)
 
 
@@ -126,18 +126,6 @@ def frozen_forward(model: nn.Module, x: torch.Tensor, pattern: list[torch.Tensor
         return model(x)
 
 
-def fill(x: torch.Tensor, kind: str, seed: int = 0) -> torch.Tensor:
-    """An input without information, shaped like ``x``: ``"zeros"``, ``"ones"`` or ``"normal"`` (N(0, 1))."""
-    if kind == "zeros":
-        return torch.zeros_like(x)
-    if kind == "ones":
-        return torch.ones_like(x)
-    if kind == "normal":
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        return torch.randn(x.shape, generator=gen).to(x)
-    raise ValueError(f"expected an input kind in {INPUTS}, got {kind!r}")
-
-
 def agreement(model: nn.Module, x: torch.Tensor, labels=None, inputs=INPUTS, modes=MODES, batch_size: int = 64,
               verbose: bool = True):
     """APOP's tables: top-1/top-5 of the frozen network for each input and mode.
@@ -175,7 +163,7 @@ def agreement(model: nn.Module, x: torch.Tensor, labels=None, inputs=INPUTS, mod
         rows = {("image", "original"): logits}
         for kind in inputs:
             for mode in modes:
-                rows[(kind, mode)] = frozen_forward(model, fill(xb, kind, seed=i), pattern, mode)
+                rows[(kind, mode)] = frozen_forward(model, uninformative(xb, kind, seed=i), pattern, mode)
         for key, out in rows.items():
             top5 = out.topk(min(5, out.shape[1]), 1).indices
             acc = sums.setdefault(key, {"top1_agree": 0.0, "top5_agree": 0.0, "top1_acc": 0.0, "top5_acc": 0.0})

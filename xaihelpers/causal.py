@@ -63,6 +63,7 @@ from tqdm.auto import tqdm
 
 from . import _checks, metrics
 from .convad import DEFAULT_RULE
+from .occlusion import plant
 
 #: the 14 non-empty proper subsets of four children
 SUBSETS = tuple(c for k in (1, 2, 3) for c in combinations(range(4), k))
@@ -288,7 +289,7 @@ def search(model: nn.Module, x: torch.Tensor, target=None, how: str = "convad", 
         Explained classes; ``None`` takes the predicted ones.
     how : str
         ``"convad"`` (activations switched off, :mod:`xaihelpers.convad`) or a masking
-        value of :data:`xaihelpers.convad.MASKING` painted over the occluded pixels.
+        value of :data:`xaihelpers.occlusion.MASKING` painted over the occluded pixels.
     rule : str
         ConvAD's occlusion rule.
     iters, min_box, max_depth, style, seed
@@ -330,70 +331,6 @@ def search(model: nn.Module, x: torch.Tensor, target=None, how: str = "convad", 
 
 RHOS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 GAMMAS = (0.0, 0.5, 0.8)
-
-
-def solid_backgrounds(n: int, size: tuple[int, int], normalize: Callable[[torch.Tensor], torch.Tensor],
-                      seed: int = 0) -> torch.Tensor:
-    """``n`` images of one random colour each, normalised as the model expects: (n, 3, H, W)."""
-    g = torch.Generator().manual_seed(seed)
-    colours = torch.rand(n, 3, 1, 1, generator=g)
-    return normalize(colours.expand(n, 3, *size).contiguous())
-
-
-def texture_backgrounds(n: int, size: tuple[int, int], normalize: Callable[[torch.Tensor], torch.Tensor],
-                        seed: int = 0) -> torch.Tensor:
-    """``n`` random crops of texture photographs (scikit-image's brick, grass, gravel), normalised.
-
-    Other images without an object in them: backgrounds that carry no class evidence.
-    Each crop covers a random 40-100 % of the texture's shorter side, resized to ``size``.
-
-    Returns
-    -------
-    torch.Tensor
-        Shape (n, 3, H, W).
-    """
-    import skimage.data
-    import torch.nn.functional as F
-
-    rng = np.random.default_rng(seed)
-    textures = [torch.from_numpy(getattr(skimage.data, t)().astype(np.float32) / 255.0)
-                for t in ("brick", "grass", "gravel")]
-    out = []
-    for i in range(n):
-        t = textures[i % len(textures)]
-        side = int(min(t.shape) * rng.uniform(0.4, 1.0))
-        r, c = (int(rng.integers(0, d - side + 1)) for d in t.shape)
-        crop = t[r:r + side, c:c + side][None, None]
-        out.append(F.interpolate(crop, size=size, mode="bilinear", align_corners=False)[0].expand(3, -1, -1))
-    return normalize(torch.stack(out))
-
-
-def plant(x: torch.Tensor, masks: object, backgrounds: torch.Tensor) -> torch.Tensor:
-    """Every explanation on every background: ``m * x + (1 - m) * b``.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        Normalised images (N, 3, H, W).
-    masks : array or tensor
-        Explanations (N, H, W), 1 = part of the explanation.
-    backgrounds : torch.Tensor
-        Normalised backgrounds (B, 3, H, W).
-
-    Returns
-    -------
-    torch.Tensor
-        Shape (N, B, 3, H, W).
-    """
-    _checks.image_batch(x)
-    _checks.image_batch(backgrounds, "backgrounds")
-    m = torch.as_tensor(np.asarray(masks), dtype=x.dtype)
-    if m.shape != (x.shape[0], *x.shape[-2:]):
-        raise ValueError(f"expected masks of shape {(x.shape[0], *x.shape[-2:])}, got {tuple(m.shape)}")
-    if backgrounds.shape[-2:] != x.shape[-2:]:
-        raise ValueError(f"expected backgrounds of size {tuple(x.shape[-2:])}, got {tuple(backgrounds.shape[-2:])}")
-    m = m[:, None, None]
-    return m * x[:, None] + (1 - m) * backgrounds[None]
 
 
 def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torch.Tensor, target=None,
@@ -508,7 +445,8 @@ def null_class(model: nn.Module, x: torch.Tensor, how: str = "convad", rule: str
     An image whose label is its null class has an empty causal explanation (nothing
     needs to be seen); the study leaves such images out.
     """
-    from .convad import MASKING, ConvAD, paint
+    from .convad import ConvAD
+    from .occlusion import MASKING, paint
 
     if how != "convad" and how not in MASKING:
         raise ValueError(f"expected how='convad' or one of {MASKING}, got {how!r}")
@@ -616,7 +554,8 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, masks: torch.Tensor 
     torch.Tensor
         Shape (N, D).
     """
-    from .convad import ConvAD, paint
+    from .convad import ConvAD
+    from .occlusion import paint
 
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not linears:

@@ -59,6 +59,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from . import _checks
+from .occlusion import MASKING, paint
 
 RULES = ("lenient", "majority", "strict")
 DEFAULT_RULE = "lenient"
@@ -360,43 +361,6 @@ def active_share_by_depth(model: nn.Module, x: torch.Tensor, sides, rules=RULES)
     return pd.DataFrame(rows)
 
 
-MASKING = ("zero", "min", "max", "mean", "blur", "noise")
-
-
-def paint(x: torch.Tensor, mask: torch.Tensor, value: str = "zero", seed: int = 0) -> torch.Tensor:
-    """Occlusion the usual way: paint a masking value where ``mask`` is 0.
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        Normalised images (N, 3, H, W).
-    mask : torch.Tensor
-        (N, H, W) or (N, 1, H, W), 1 = visible.
-    value : {"zero", "min", "max", "mean", "blur", "noise"}
-        0 in normalised space (the data set's mean colour, ReX's default), each image's
-        minimum, maximum or mean, a Gaussian blur of the image, or Gaussian noise with
-        the image's mean and standard deviation.
-
-    Returns
-    -------
-    torch.Tensor
-        The occluded images, shape (N, 3, H, W).
-    """
-    from .gfi import background, blend
-
-    if value not in MASKING:
-        raise ValueError(f"expected a masking value in {MASKING}, got {value!r}")
-    flat = x.flatten(1)
-    fills = {
-        "zero": lambda: torch.zeros_like(x),
-        "min": lambda: flat.amin(1)[:, None, None, None].expand_as(x),
-        "max": lambda: flat.amax(1)[:, None, None, None].expand_as(x),
-        "mean": lambda: background(x, "mean"),
-        "blur": lambda: background(x, "blur"),
-        "noise": lambda: background(x, "noise", seed=seed),
-    }
-    m = mask if mask.ndim == 3 else mask[:, 0]
-    return blend(x, m.to(x.dtype), fills[value]())
 
 
 def predict_masked(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, how: str = "convad", rule: str = DEFAULT_RULE,

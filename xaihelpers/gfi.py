@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
+from .occlusion import BACKGROUNDS, background, blend  # noqa: F401  (Eq. 1 and its backgrounds)
 from .hooks import frozen_weights, record
 
-BACKGROUNDS = ("blur", "noise", "constant", "mean")
 
 
 def default_layer(model: nn.Module) -> str:
@@ -49,71 +49,6 @@ def default_layer(model: nn.Module) -> str:
     if isinstance(feats, nn.Sequential) and isinstance(feats[-1], nn.MaxPool2d) and len(feats) > 1:
         return f"features.{len(feats) - 1}"
     return last_conv(model)
-
-
-def background(x: torch.Tensor, kind: str = "blur", radius: float | None = None, seed: int = 0) -> torch.Tensor:
-    """The background :math:`p` of Eq. 1, same shape as ``x`` (N, 3, H, W).
-
-    Parameters
-    ----------
-    x : torch.Tensor
-        Normalised images.
-    kind : {"blur", "noise", "constant", "mean"}
-        ``"blur"``: Gaussian blur with standard deviation ``radius`` (the authors:
-        radius 11 at 224 px); ``"noise"``: Gaussian noise with the image's mean and
-        standard deviation; ``"constant"``: zeros (the dataset's mean pixel);
-        ``"mean"``: each image's mean colour.
-    radius : float, optional
-        Blur standard deviation in pixels; default ``11 * H / 224``.
-    seed : int
-        Seed of the noise.
-
-    Returns
-    -------
-    torch.Tensor
-        The background, shape (N, 3, H, W).
-    """
-    _checks.image_batch(x)
-    if kind == "blur":
-        from torchvision.transforms.functional import gaussian_blur
-
-        sigma = 11.0 * x.shape[-1] / 224 if radius is None else float(radius)
-        k = 2 * int(3 * sigma) + 1
-        k = min(k, 2 * ((min(x.shape[-2:]) - 1) // 2) + 1)
-        return gaussian_blur(x, [k, k], [sigma, sigma])
-    if kind == "noise":
-        gen = torch.Generator(device="cpu").manual_seed(seed)
-        noise = torch.randn(x.shape, generator=gen).to(x)
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        std = x.std(dim=(1, 2, 3), keepdim=True)
-        return mean + std * noise
-    if kind == "constant":
-        return torch.zeros_like(x)
-    if kind == "mean":
-        return x.mean(dim=(2, 3), keepdim=True).expand_as(x).clone()
-    raise ValueError(f"expected background kind in {BACKGROUNDS}, got {kind!r}")
-
-
-def blend(x: torch.Tensor, mask: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    r"""Eq. 1: :math:`\Phi(x, m) = x \odot m + p \odot (1 - m)`.
-
-    Parameters
-    ----------
-    x, p : torch.Tensor
-        Image and background, shape (N, 3, H, W).
-    mask : torch.Tensor
-        Shape (N, H, W) or (N, 1, H, W), values in [0, 1].
-
-    Returns
-    -------
-    torch.Tensor
-        The blended input, shape (N, 3, H, W).
-    """
-    if mask.ndim == 3:
-        mask = mask[:, None]
-    if mask.shape[0] != x.shape[0] or mask.shape[-2:] != x.shape[-2:]:
-        raise ValueError(f"expected a mask of shape (N, H, W) = {(x.shape[0], *x.shape[-2:])}, got {tuple(mask.shape)}")
-    return x * mask + p * (1 - mask)
 
 
 NORMALISATIONS = ("max", "minmax")

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
+from .occlusion import RISE_BLUR_SIGMA, RISE_BLUR_SIZE, RISE_IMAGE_SIZE, rise_blur  # noqa: F401
 
 if TYPE_CHECKING:
     from .explainers import Explainer
@@ -609,35 +610,6 @@ def _top_fractions(order: torch.Tensor, fractions: torch.Tensor, h: int, w: int)
 
 
 # RISE's insertion blur (Petsiuk et al. 2018, their evaluation code): an 11x11 kernel, sigma 5, at 224 px
-RISE_BLUR_SIZE, RISE_BLUR_SIGMA, RISE_IMAGE_SIZE = 11, 5.0, 224
-
-
-def _odd_kernel_side(sigma: float) -> int:
-    """RISE's kernel side for ``sigma`` (11 for sigma 5): 11/5 sigma rounded to an odd integer, at least 3."""
-    return max(3, 2 * int(math.floor((RISE_BLUR_SIZE / RISE_BLUR_SIGMA * sigma - 1) / 2 + 0.5)) + 1)
-
-
-def _blur(x: torch.Tensor, sigma: float, size: int | None = None) -> torch.Tensor:
-    """RISE's blur: a ``size`` x ``size`` Gaussian kernel applied per channel with zero padding.
-
-    The kernel is built as RISE's ``gkern`` builds it: a unit impulse in the centre of
-    the window filtered by scipy's Gaussian of standard deviation ``sigma`` (which
-    reflects at the window's border, so the kernel sums to 1); it is separable, the
-    outer product of the 1-D filter with itself.
-    """
-    from scipy.ndimage import gaussian_filter1d
-
-    k = _odd_kernel_side(sigma) if size is None else int(size)
-    if k < 1 or k % 2 == 0:
-        raise ValueError(f"expected an odd blur kernel side, got {size}")
-    impulse = np.zeros(k)
-    impulse[k // 2] = 1.0
-    k1 = gaussian_filter1d(impulse, sigma, mode="reflect")
-    kern = torch.from_numpy(np.outer(k1, k1)).to(x)
-    c = x.shape[1]
-    return F.conv2d(x, kern.expand(c, 1, k, k), padding=k // 2, groups=c)
-
-
 def _curve(model, x, a, t, steps, start, end, batch_size, seed) -> torch.Tensor:
     """Target probability while pixels move from ``start`` to ``end`` in map order."""
     n, _, h, w = x.shape
@@ -712,7 +684,7 @@ def deletion_insertion(
     x, a, t = _setup(model, x, maps, target)
     sigma = RISE_BLUR_SIGMA * x.shape[-2] / RISE_IMAGE_SIZE if blur_sigma is None else float(blur_sigma)
     deletion = _curve(model, x, a, t, steps, x, torch.zeros_like(x), batch_size, seed)
-    insertion = _curve(model, x, a, t, steps, _blur(x, sigma, blur_size), x, batch_size, seed)
+    insertion = _curve(model, x, a, t, steps, rise_blur(x, sigma, blur_size), x, batch_size, seed)
     dx = 1.0 / steps
     auc = lambda c: ((c[:, 1:] + c[:, :-1]) / 2).sum(1).numpy() * dx  # noqa: E731
     return auc(deletion), auc(insertion)

@@ -8,7 +8,7 @@ The explanation is the smallest region whose *deletion* destroys the class score
     + \\lambda_1 \\, \\mathrm{mean}\\,|1 - m| + \\lambda_2 \\, \\mathrm{TV}_\\beta(m),
 
 with :math:`\\Phi(x, m) = x \\odot m + p \\odot (1 - m)` (Eq. 1 of Guided Feature
-Inversion, :func:`xaihelpers.gfi.blend`), a blurred background :math:`p`, a mask at
+Inversion, :func:`xaihelpers.occlusion.blend`), a blurred background :math:`p`, a mask at
 low resolution upsampled bilinearly (:math:`\\uparrow`), the total variation
 :math:`\\mathrm{TV}_\\beta(m) = \\mathrm{mean}|\\partial_u m|^\\beta + \\mathrm{mean}|\\partial_v m|^\\beta`
 with :math:`\\beta = 3`, and the input jittered by a few pixels at every step so
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
-from .gfi import background, blend
+from .occlusion import background, blend
 from .hooks import frozen_weights
 
 
@@ -83,7 +83,7 @@ def explain(
         Weights of the area term (mean of :math:`1 - m`) and of the total variation,
         and the TV exponent.
     bg, radius : str, float
-        Background of the deleted region (see :func:`xaihelpers.gfi.background`).
+        Background of the deleted region (see :func:`xaihelpers.occlusion.background`).
     jitter : int, optional
         Largest random shift of the perturbed image per step; default ``H // 56``
         (4 px at 224).
