@@ -191,7 +191,7 @@ def slide_notebook(nb: dict, executed: bool, bib: dict | None = None, values: di
                 text = conv.text(colab.COLAB_BADGE.sub("", piece)).strip("\n")
                 if not text.strip():
                     continue
-                new = {"cell_type": "markdown", "id": f"{cell.get('id', 'md')}-{i}",
+                new = {"cell_type": "markdown", "id": f"{str(cell.get('id') or 'md')[:56]}-{i}",
                        "metadata": {k: v for k, v in cell.get("metadata", {}).items() if k != "slideshow"},
                        "source": text}
                 if not in_exercises and EXERCISE_DIRECTIVE.search(piece) and not explicit:

@@ -139,6 +139,7 @@ def test_explicit_tags_override_the_structure():
                     new_code_cell("plt.plot(x)", metadata={"tags": ["skip-slide"]}),
                     new_code_cell("x = 1", metadata={"tags": ["subslide"]})])
     deck = slides.slide_notebook(nb, executed=False, bib={})
+    nbformat.validate(nbformat.reads(json.dumps(deck), as_version=4))
     kinds = [(c["cell_type"], c["metadata"]["slideshow"]["slide_type"]) for c in deck["cells"]]
     assert kinds == [("markdown", "slide"), ("markdown", "fragment"), ("code", "subslide")]
 
