@@ -97,3 +97,23 @@ def test_online_model_loads_from_a_filled_cache(no_network):
     assert len(classes) == 1000 and preprocess.mean == models.IMAGENET_MEAN
     x = torch.randn(2, 3, 64, 64)
     assert torch.allclose(model(x), reference.eval()(x), atol=1e-5)
+
+
+def test_one_default_layer_picker_for_every_role(lite0):
+    """The documented layer of each role, on the four architectures of the book; gfi and srd ask the same picker."""
+    import torchvision
+
+    from xaihelpers import gfi, srd
+
+    nets = {"lite0": lite0[0], "resnet18": torchvision.models.resnet18(num_classes=10),
+            "vgg16": torchvision.models.vgg16(num_classes=10), "bench": models.BenchmarkCNN("relu")}
+    expected = {"lite0": ("_act_head", "_act_head", "_blocks.4"), "resnet18": ("layer4", "layer4", "layer2"),
+                "vgg16": ("features.29", "features.30", "features.16"), "bench": ("features.res2", "features.res2", "features.res1")}
+    for key, net in nets.items():
+        got = tuple(models.default_layer(net, role) for role in models.LAYER_ROLES)
+        assert got == expected[key], key
+        assert gfi.default_layer(net) == srd.encoder_layer(net) == got[1] and srd.high_layer(net) == got[2]
+        for name in got:
+            net.get_submodule(name)  # each is a real module
+    with pytest.raises(ValueError, match="role"):
+        models.default_layer(nets["bench"], "deepest")

@@ -35,7 +35,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _checks
-from .hooks import frozen_weights, no_inplace, record
+from .hooks import ACTIVATION_TYPES, frozen_weights, no_inplace, record
 from .occlusion import NOISE_FILLS as FILLS, blend, noise_fill
 
 #: the authors' loss weights
@@ -50,7 +50,6 @@ LOGITS = "logits"
 #: benchmark CNN, half the pixels hidden at random: logits MSE 17, deepest layer 8 x 3.1)
 LOGITS_WEIGHT = 1.0
 DISTANCES = ("mse", "cosine", "std_mse")
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.ELU, nn.LeakyReLU, nn.Hardswish, nn.Tanh, nn.Sigmoid)
 
 
 # ----------------------------------------------------------------------------
@@ -249,7 +248,7 @@ def default_layers(model: nn.Module, logits: bool = True) -> dict[str, float]:
     if all(k in names for k in ("relu", "layer1", "layer2", "layer3", "layer4")):
         out = dict(zip(("relu", "layer1", "layer2", "layer3", "layer4"), LAYER_WEIGHTS))
     else:
-        acts = [n for n, m in model.named_modules() if n and isinstance(m, _ACTIVATIONS)]
+        acts = [n for n, m in model.named_modules() if n and isinstance(m, ACTIVATION_TYPES)]
         if not acts:
             raise ValueError("found no activation modules to match; pass layers= explicitly")
         idx = np.unique(np.linspace(0, len(acts) - 1, len(LAYER_WEIGHTS)).round().astype(int))

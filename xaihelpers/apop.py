@@ -19,11 +19,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
-from .hooks import no_inplace
+from .hooks import RELU_TYPES, no_inplace
 from .occlusion import UNINFORMATIVE as INPUTS, uninformative
 
 MODES = ("apop", "apop_relu")
-_RELUS = (nn.ReLU, nn.ReLU6)
+_RELUS = RELU_TYPES
 
 
 def _pattern_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:

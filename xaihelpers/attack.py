@@ -41,6 +41,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _checks, metrics, srd
+from .hooks import RELU_TYPES
 from .models import IMAGENET_STD
 
 METHODS = ("gradient", "input_x_gradient", "guided_backprop", "integrated_gradients", "lrp_epsilon_plus", "srd")
@@ -125,7 +126,7 @@ def smooth(model: nn.Module, beta: float | None = None, guided: bool = False) ->
     found = 0
     for parent in out.modules():
         for name, child in parent.named_children():
-            if isinstance(child, (nn.ReLU, nn.ReLU6)):
+            if isinstance(child, RELU_TYPES):
                 setattr(parent, name, SmoothReLU(beta, guided, 6.0 if isinstance(child, nn.ReLU6) else None))
                 found += 1
     if not found:

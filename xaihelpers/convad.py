@@ -59,6 +59,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from . import _checks
+from .hooks import ACTIVATION_TYPES
 from .occlusion import MASKING, paint
 
 RULES = ("lenient", "majority", "strict")
@@ -67,8 +68,7 @@ DEFAULT_RULE = "lenient"
 DEACTIVATE = ("all", "spatial")
 POOLS = ("all", "active")
 _SPATIAL = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
-_POINTWISE = (nn.BatchNorm2d, nn.ReLU, nn.ReLU6, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid,
-              nn.Hardtanh, nn.Hardswish, nn.Dropout, nn.Identity)
+_POINTWISE = (nn.BatchNorm2d, nn.Dropout, nn.Identity) + ACTIVATION_TYPES
 _GLOBAL = (nn.AdaptiveAvgPool2d, nn.Flatten, nn.Linear)
 _TOL = 1e-9  # fractions are float64 and exact up to a few ulps; thresholds allow for that
 

@@ -37,18 +37,15 @@ from .hooks import frozen_weights, record
 
 
 def default_layer(model: nn.Module) -> str:
-    """The layer used as both :math:`l` and :math:`l_1` (the authors use VGG-19's pool5).
+    """The layer used as both :math:`l` and :math:`l_1` (the authors use VGG-19's pool5): the encoder's output.
 
-    ``features.30`` (pool5) for VGG-16, ``layer4`` for ResNets, ``_act_head`` for
-    EfficientNet-Lite0 and ``features.res2`` for the benchmark CNNs.
+    :func:`xaihelpers.models.default_layer` with ``role="encoder"``: ``features.30``
+    (pool5) for VGG-16, ``layer4`` for ResNets, ``_act_head`` for EfficientNet-Lite0 and
+    ``features.res2`` for the benchmark CNNs.
     """
-    from .models import default_layer as last_conv
+    from .models import default_layer as pick
 
-    names = dict(model.named_modules())
-    feats = names.get("features")
-    if isinstance(feats, nn.Sequential) and isinstance(feats[-1], nn.MaxPool2d) and len(feats) > 1:
-        return f"features.{len(feats) - 1}"
-    return last_conv(model)
+    return pick(model, "encoder")
 
 
 NORMALISATIONS = ("max", "minmax")

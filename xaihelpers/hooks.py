@@ -13,6 +13,13 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+#: the elementwise activation modules the book knows, one list for every module that looks for them
+#: (SRD's decomposable activations, Activation Matching's matched layers, ConvAD's pointwise layers)
+ACTIVATION_TYPES = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid,
+                    nn.Softplus, nn.Mish, nn.Hardswish, nn.Hardsigmoid)
+#: the piecewise-linear gates among them (APOP's activation patterns, the attack's smoothed ReLUs)
+RELU_TYPES = (nn.ReLU, nn.ReLU6)
+
 
 class Recording:
     """What :func:`record` collects; filled during the passes made inside the ``with`` block.

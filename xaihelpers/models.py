@@ -373,20 +373,48 @@ def load_model(name: str = "efficientnet_lite0", device: torch.device | str | No
     return loaded
 
 
-def default_layer(model: nn.Module) -> str:
-    """Name of the last convolutional feature layer, the usual target of CAM methods.
+#: the roles of :func:`default_layer`
+LAYER_ROLES = ("cam", "encoder", "middle")
+
+
+def default_layer(model: nn.Module, role: str = "cam") -> str:
+    """The book's default layer of a model for one role: every method picks its layer here.
 
     Parameters
     ----------
     model : nn.Module
-        A model returned by :func:`load_model`.
+        A model returned by :func:`load_model` (or a torchvision ResNet/VGG).
+    role : {"cam", "encoder", "middle"}
+        ``"cam"``: the last convolutional feature layer, the usual target of CAM
+        methods (``"_act_head"`` for EfficientNet-Lite0, ``"layer4"`` for ResNets,
+        ``"features.29"`` for VGG-16, ``"features.res2"`` for the benchmark CNNs).
+        ``"encoder"``: the encoder's output, GFI's :math:`l` and :math:`l_1` and where
+        SRD starts (SRD-low): VGG's pool5 (``features.30``), else the ``"cam"`` layer.
+        ``"middle"``: a middle block, SRD-high's layer, 28 x 28 at 224 px (``layer2``,
+        ``_blocks.4``, VGG's pool3 ``features.16``; ``features.res1`` for the benchmark CNNs).
 
     Returns
     -------
     str
-        A name accepted by ``model.get_submodule``: ``"_act_head"`` for
-        EfficientNet-Lite0, ``"layer4"`` for ResNets, ``"features.29"`` for VGG-16.
+        A name accepted by ``model.get_submodule``.
     """
+    if role not in LAYER_ROLES:
+        raise ValueError(f"expected role in {LAYER_ROLES}, got {role!r}")
+    names = dict(model.named_modules())
+    feats = names.get("features")
+    if role == "encoder":
+        if isinstance(feats, nn.Sequential) and len(feats) > 1 and isinstance(feats[-1], nn.MaxPool2d):
+            return f"features.{len(feats) - 1}"
+        return default_layer(model, "cam")
+    if role == "middle":
+        for name in ("layer2", "_blocks.4", "features.res1"):
+            if name in names:
+                return name
+        if isinstance(feats, nn.Sequential):
+            pools = [i for i, m in enumerate(feats) if isinstance(m, nn.MaxPool2d)]
+            if len(pools) >= 3:
+                return f"features.{pools[2]}"
+        raise ValueError(f"no default middle layer for {type(model).__name__}; pass layer= a module name")
     if isinstance(model, EfficientNetLite0):
         return "_act_head"
     if isinstance(model, BenchmarkCNN):

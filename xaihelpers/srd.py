@@ -51,10 +51,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import _checks
-from .hooks import no_inplace
+from .hooks import ACTIVATION_TYPES, no_inplace
 
-ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.ELU, nn.LeakyReLU, nn.SiLU, nn.GELU, nn.Tanh, nn.Sigmoid,
-               nn.Softplus, nn.Mish, nn.Hardswish, nn.Hardsigmoid)
+ACTIVATIONS = ACTIVATION_TYPES
 # Leaf modules whose forward is affine given the recorded max-pool indices.
 AFFINE = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout,
           nn.Identity, nn.Linear, nn.ZeroPad2d, nn.ConstantPad2d)
@@ -93,33 +92,22 @@ def check_supported(model: nn.Module) -> None:
 
 
 def encoder_layer(model: nn.Module) -> str:
-    """The encoder output where SRD starts (SRD-low): VGG's pool5, ResNet's ``layer4``, ...
+    """The encoder output where SRD starts (SRD-low): :func:`xaihelpers.models.default_layer` with ``role="encoder"``."""
+    from .models import default_layer
 
-    The same layer as :func:`xaihelpers.gfi.default_layer`: ``features.30`` for VGG-16,
-    ``layer4`` for ResNets, ``_act_head`` for EfficientNet-Lite0 and ``features.res2``
-    for the benchmark CNNs.
-    """
-    from .gfi import default_layer
-
-    return default_layer(model)
+    return default_layer(model, "encoder")
 
 
 def high_layer(model: nn.Module) -> str:
     """A middle block for SRD-high, 28 x 28 at 224 px input (the paper's resolution).
 
-    ``layer2`` for ResNets, ``features.16`` (pool3) for VGG-16, ``_blocks.4`` for
-    EfficientNet-Lite0, ``features.res1`` (16 x 16 at 64 px) for the benchmark CNNs.
+    :func:`xaihelpers.models.default_layer` with ``role="middle"``: ``layer2`` for
+    ResNets, ``features.16`` (pool3) for VGG-16, ``_blocks.4`` for EfficientNet-Lite0,
+    ``features.res1`` (16 x 16 at 64 px) for the benchmark CNNs.
     """
-    names = dict(model.named_modules())
-    for name in ("layer2", "_blocks.4", "features.res1"):
-        if name in names:
-            return name
-    feats = names.get("features")
-    if isinstance(feats, nn.Sequential):
-        pools = [i for i, m in enumerate(feats) if isinstance(m, nn.MaxPool2d)]
-        if len(pools) >= 3:
-            return f"features.{pools[2]}"
-    raise ValueError(f"no default SRD-high layer for {type(model).__name__}; pass layer= a module name")
+    from .models import default_layer
+
+    return default_layer(model, "middle")
 
 
 class _BiasShare(torch.autograd.Function):
