@@ -229,6 +229,19 @@ def test_ch5_sufficiency_is_not_necessity(d5):
     assert (d5["suff_am"] - d5["nec_am"]) > 2 * np.hypot(d5["suff_am_se"], d5["nec_am_se"])
 
 
+def test_ch5_photo_masks_are_larger_than_the_papers(d5):
+    # "with the default CPU budget ... the masks are larger" than the paper's 2-5 % of the pixels
+    assert d5["photo_area"] > 0.05 and d5["photo_model"] == "efficientnet_lite0"
+
+
+def test_ch5_verdicts_follow_the_shares(d5):
+    # the robustness comparison's verdicts, recomputed from the glued shares and standard errors
+    for short in ("rob", "rob_unseen"):
+        gap, width = d5[f"{short}_on"] - d5[f"{short}_off"], 2 * np.hypot(d5[f"{short}_on_se"], d5[f"{short}_off_se"])
+        expected = "not distinguishable at two standard errors" if abs(gap) <= width else ("higher" if gap > 0 else "lower")
+        assert d5[f"{short}_verdict"] == expected
+
+
 # ---------------------------------------------------------------- chapter 6
 
 @pytest.fixture(scope="module")
