@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaihelpers import attack, data, models, srd
+from xaihelpers import attack, data, models, srd, viz
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +122,9 @@ def test_summary_and_plots_of_an_attack(bench):
     assert tab.loc["gradient", "SSIM"] == pytest.approx(r["ssim"].mean())
     change = 255 * ((r["x_adv"] - x[:2]) * torch.tensor(prep.std).view(1, 3, 1, 1)).abs().max().item()
     assert tab.loc["gradient", "largest RGB change (/255)"] == pytest.approx(change) and 0 < change <= 8 + 1e-3
-    fig = attack.plot_robustness({"gradient": r}, "t")
+    fig = viz.attack_robustness({"gradient": r}, "t")
     assert len(fig.axes) == 2
-    fig = attack.plot_pair({"gradient": r}, x[:2], x[2:4], prep.denormalize, "t")
+    fig = viz.attack_pair({"gradient": r}, x[:2], x[2:4], prep.denormalize, "t")
     assert len(fig.axes) == 6  # 3 rows: image + one method
 
 
@@ -191,3 +191,15 @@ def test_map_weight_is_rescaled_with_the_map_size():
     loss = {s: attack.expl_weight(s * s) * (bump(s, 0.3, 0.4) - bump(s, 0.6, 0.5)).pow(2).mean() for s in (64, 224)}
     # the weighted map term is the same at both sizes (to the sampling error), unscaled it differs 150-fold
     assert float(loss[64] / loss[224]) == pytest.approx(1.0, rel=0.01)
+
+
+def test_summary_values_by_hand():
+    import pandas as pd
+
+    tab = pd.DataFrame({"SSIM": [0.2, 0.9, 0.5], "PCC": [0.7, 0.1, 0.3], "label kept": [1.0, 0.5, 0.0],
+                        "stopped": [0.0, 1.0, 1.0], "steps run": [10, 4, 7]}, index=["srd", "gradient", "gradcam"])
+    v = attack.summary_values(tab, 6)
+    assert v["best_ssim"] == "gradient" and v["best_pcc"] == "srd"
+    assert v["srd_rank_ssim"] == "3 of 3" and v["srd_rank_pcc"] == "1 of 3"
+    assert v["n"] == 6 and v["kept"] == pytest.approx(0.5) and v["stopped"] == pytest.approx(2 / 3) and v["steps"] == pytest.approx(7)
+    assert v["json"] is tab

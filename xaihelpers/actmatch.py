@@ -708,35 +708,6 @@ def circuit(model: nn.Module, x: torch.Tensor, layers: list[str], target: int, k
     return {"nodes": nodes, "edges": edges}
 
 
-def draw_circuit(ax, circ: dict, title: str | None = None, class_name: str | None = None):
-    """Draw :func:`circuit`'s graph in layers, left to right, edge width by weight (networkx)."""
-    import networkx as nx
-
-    g = nx.DiGraph()
-    pos = {}
-    for col, (layer, chans) in enumerate(circ["nodes"].items()):
-        for row, (c, _) in enumerate(chans):
-            g.add_node((layer, c))
-            pos[(layer, c)] = (col, -row)
-    cls = [e[1] for e in circ["edges"] if e[1][0] == "class"]
-    if cls:
-        g.add_node(cls[0])
-        pos[cls[0]] = (len(circ["nodes"]), -(len(next(iter(circ["nodes"].values()))) - 1) / 2)
-    for s, d, wgt in circ["edges"]:
-        g.add_edge(s, d, weight=wgt)
-    ws = np.array([d["weight"] for *_, d in g.edges(data=True)]) if g.number_of_edges() else np.ones(1)
-    nx.draw_networkx_edges(g, pos, ax=ax, width=0.3 + 4 * ws / ws.max(), alpha=0.6, arrows=False)
-    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=260, node_color="#8ecae6")
-    labels = {n: (class_name or "class") if n[0] == "class" else str(n[1]) for n in g.nodes}
-    nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=7)
-    for col, layer in enumerate(circ["nodes"]):
-        ax.text(col, 0.7, layer, ha="center", fontsize=7, rotation=20)
-    ax.set_axis_off()
-    if title:
-        ax.set_title(title)
-    return ax
-
-
 def activation_distance(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, layers: dict | None = None,
                         distance: str = "mse") -> float:
     r""":math:`\mathcal{L}_{act}` between images and their explanations ``masks * x`` (masks (N, H, W), 1 = kept)."""

@@ -363,70 +363,19 @@ def summary(results: dict, x: torch.Tensor, std=(1.0, 1.0, 1.0)):
                          for m, r in results.items()}).T
 
 
-def glue_summary(prefix: str, table, n: int) -> None:
-    """Glue a :func:`summary` table for chapter 3's prose and tests.
+def summary_values(table, n: int) -> dict:
+    """The numbers chapter 3's prose cites from a :func:`summary` table, by short name.
 
-    Keys: ``{prefix}_json`` (the table), ``{prefix}_best_ssim`` / ``_best_pcc`` (the method
-    whose maps changed least), ``{prefix}_srd_rank_ssim`` / ``_srd_rank_pcc`` ("k of m"),
-    ``{prefix}_n`` (attacked images, ``n``), ``{prefix}_kept`` (share of labels kept),
-    ``{prefix}_stopped`` (share of attacks the stopping rule ended, over all methods) and
-    ``{prefix}_steps`` (mean steps an attack ran).
+    ``json`` (the table), ``best_ssim`` / ``best_pcc`` (the method whose maps changed
+    least), ``srd_rank_ssim`` / ``srd_rank_pcc`` ("k of m"), ``n`` (attacked images),
+    ``kept`` (share of labels kept), ``stopped`` (share of attacks the stopping rule
+    ended, over all methods) and ``steps`` (mean steps an attack ran). The chapter glues
+    each as ``{prefix}_{name}``.
     """
-    from .runtime import glue, glue_table
-
-    glue_table(f"{prefix}_json", table)
+    out = {"json": table}
     for col, key in (("SSIM", "ssim"), ("PCC", "pcc")):
-        glue(f"{prefix}_best_{key}", table[col].idxmax())
-        glue(f"{prefix}_srd_rank_{key}", f"{int(table[col].rank(ascending=False)['srd'])} of {len(table)}")
-    glue(f"{prefix}_n", n)
-    glue(f"{prefix}_kept", float(table["label kept"].mean()))
-    glue(f"{prefix}_stopped", float(table["stopped"].mean()))
-    glue(f"{prefix}_steps", float(table["steps run"].mean()))
-
-
-def plot_robustness(results: dict, title: str):
-    """Box plots of SSIM and PCC between original and manipulated maps, one box per method; returns the figure."""
-    import matplotlib.pyplot as plt
-
-    names = list(results)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
-    for ax, key, label in zip(axes, ("ssim", "pcc"), ("SSIM", "PCC")):
-        values = [np.asarray(results[m][key], dtype=float) for m in names]
-        ax.boxplot(values, showfliers=False)
-        for i, v in enumerate(values, start=1):  # every pair as a dot: few pairs make a box alone misleading
-            ax.plot(i + np.linspace(-0.12, 0.12, len(v)), v, "o", color="tab:blue", alpha=0.6, markersize=4)
-        ax.set_xticks(range(1, len(names) + 1), [m.replace("_", " ") for m in names], rotation=30, ha="right")
-        ax.set_title(label)
-        ax.grid(axis="y", alpha=0.4)
-    axes[0].set_ylabel("original vs manipulated map\n(higher: harder to fool)")
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_pair(results: dict, images: torch.Tensor, targets: torch.Tensor, denormalize, title: str, i: int = 0):
-    """Image ``i``, its attacked copy and its target image, each next to every method's map; returns the figure.
-
-    ``denormalize`` turns normalised images (N, 3, H, W) into (N, H, W, 3) arrays,
-    e.g. :meth:`xaihelpers.models.Preprocess.denormalize`. The attacked copy shown is
-    the one made for the last method of ``results``.
-    """
-    import matplotlib.pyplot as plt
-
-    from . import viz
-
-    last = list(results)[-1]
-    shown = {"original": images[i:i + 1], "manipulated": results[last]["x_adv"][i:i + 1], "target_maps": targets[i:i + 1]}
-    names = {"original": "image", "manipulated": f"attacked for {last}", "target_maps": "target image"}
-    fig, axes = plt.subplots(3, len(results) + 1, figsize=(1.9 * (len(results) + 1), 6))
-    for row, (key, label) in enumerate((("original", "original"), ("manipulated", "manipulated"), ("target_maps", "target"))):
-        img = denormalize(shown[key].cpu())[0]
-        axes[row, 0].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
-        axes[row, 0].set_title(names[key], fontsize=8)
-        for j, (m, r) in enumerate(results.items(), start=1):
-            axes[row, j].imshow(torch.as_tensor(r[key][i]).cpu().numpy(), cmap=viz.HEAT)
-            axes[row, j].set_title(f"{m}\n{label}" if row == 0 else label, fontsize=8)
-    for ax in axes.flat:
-        ax.set_axis_off()
-    fig.suptitle(title)
-    return fig
+        out[f"best_{key}"] = table[col].idxmax()
+        out[f"srd_rank_{key}"] = f"{int(table[col].rank(ascending=False)['srd'])} of {len(table)}"
+    out.update(n=n, kept=float(table["label kept"].mean()), stopped=float(table["stopped"].mean()),
+               steps=float(table["steps run"].mean()))
+    return out

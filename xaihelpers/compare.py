@@ -235,47 +235,6 @@ LABELS = {"pointing_game": "pointing game", "attribution_localisation": "attribu
           "size": "smallest sufficient share", "seconds": "seconds per image", "per_fwd_bwd": "/ forward+backward"}
 
 
-def plot_question(tab: "pandas.DataFrame", question: str, title: str | None = None):  # noqa: F821
-    """One panel per metric of a question of :data:`QUESTIONS`: mean ± standard error per method.
-
-    The best method of each panel is drawn in a darker colour; the panel title says
-    whether higher or lower is better.
-
-    Parameters
-    ----------
-    tab : pandas.DataFrame
-        Output of :func:`table`.
-    question : str
-        A key of :data:`QUESTIONS`.
-    title : str, optional
-        Figure title (default the question).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    import matplotlib.pyplot as plt
-
-    if question not in QUESTIONS:
-        raise ValueError(f"expected a question of {list(QUESTIONS)}, got {question!r}")
-    cols = [c for c in QUESTIONS[question] if c in tab.columns]
-    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 0.35 * len(tab) + 1.4), sharey=True, squeeze=False)
-    for ax, c in zip(axes[0], cols):
-        vals, err = tab[c].to_numpy(float), tab[f"{c}_sem"].fillna(0).to_numpy(float)
-        finite = np.isfinite(vals)
-        best = (np.nanargmax if HIGHER_IS_BETTER[c] else np.nanargmin)(np.where(finite, vals, np.nan)) if finite.any() else -1
-        colours = ["tab:blue" if i == best else "lightsteelblue" for i in range(len(vals))]
-        ax.barh(range(len(vals)), np.nan_to_num(vals), xerr=err, color=colours, capsize=2)
-        ax.set_yticks(range(len(vals)), tab.index)
-        ax.set_title(f"{LABELS.get(c, c)}\n({'higher' if HIGHER_IS_BETTER[c] else 'lower'} is better)", fontsize=9)
-        if c in ("seconds", "per_fwd_bwd"):
-            ax.set_xscale("log")
-    axes[0, 0].invert_yaxis()  # the table's order from the top (the axes share y: invert once)
-    fig.suptitle(title or question)
-    fig.tight_layout()
-    return fig
-
-
 def rank_of(tab: "pandas.DataFrame", method: str, metric: str) -> str:  # noqa: F821
     """``"k of n"``: the rank of ``method`` on ``metric`` among the rows of ``tab`` (1 is best)."""
     r = ranks(tab, [metric])

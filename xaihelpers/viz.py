@@ -378,3 +378,119 @@ def explanation(ax: plt.Axes, img, mask, title: str | None = None, dim: float = 
         raise ValueError(f"expected a mask of the picture's shape {pic.shape[:2]}, got {m.shape}")
     m = m[..., None]
     return show_image(ax, pic * (m + (1 - m) * dim), title)
+
+
+# ----------------------------------------------------------------------------
+# the figures of single chapters
+# ----------------------------------------------------------------------------
+
+def attack_robustness(results: dict, title: str):
+    """Chapter 3: box plots of SSIM and PCC between original and manipulated maps (:func:`xaihelpers.attack.manipulate`), one box per method."""
+    names = list(results)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for ax, key, label in zip(axes, ("ssim", "pcc"), ("SSIM", "PCC")):
+        values = [np.asarray(results[m][key], dtype=float) for m in names]
+        ax.boxplot(values, showfliers=False)
+        for i, v in enumerate(values, start=1):  # every pair as a dot: few pairs make a box alone misleading
+            ax.plot(i + np.linspace(-0.12, 0.12, len(v)), v, "o", color="tab:blue", alpha=0.6, markersize=4)
+        ax.set_xticks(range(1, len(names) + 1), [m.replace("_", " ") for m in names], rotation=30, ha="right")
+        ax.set_title(label)
+        ax.grid(axis="y", alpha=0.4)
+    axes[0].set_ylabel("original vs manipulated map\n(higher: harder to fool)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def attack_pair(results: dict, images: torch.Tensor, targets: torch.Tensor, denormalize, title: str, i: int = 0):
+    """Chapter 3: image ``i``, its attacked copy and its target image, each next to every method's map; returns the figure.
+
+    ``denormalize`` turns normalised images (N, 3, H, W) into (N, H, W, 3) arrays,
+    e.g. :meth:`xaihelpers.models.Preprocess.denormalize`. The attacked copy shown is
+    the one made for the last method of ``results``.
+    """
+    last = list(results)[-1]
+    shown = {"original": images[i:i + 1], "manipulated": results[last]["x_adv"][i:i + 1], "target_maps": targets[i:i + 1]}
+    names = {"original": "image", "manipulated": f"attacked for {last}", "target_maps": "target image"}
+    fig, axes = plt.subplots(3, len(results) + 1, figsize=(1.9 * (len(results) + 1), 6))
+    for row, (key, label) in enumerate((("original", "original"), ("manipulated", "manipulated"), ("target_maps", "target"))):
+        img = denormalize(shown[key].cpu())[0]
+        axes[row, 0].imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray")
+        axes[row, 0].set_title(names[key], fontsize=8)
+        for j, (m, r) in enumerate(results.items(), start=1):
+            axes[row, j].imshow(torch.as_tensor(r[key][i]).cpu().numpy(), cmap=HEAT)
+            axes[row, j].set_title(f"{m}\n{label}" if row == 0 else label, fontsize=8)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    fig.suptitle(title)
+    return fig
+
+
+def circuit(ax, circ: dict, title: str | None = None, class_name: str | None = None):
+    """Chapter 5: draw :func:`xaihelpers.actmatch.circuit`'s graph in layers, left to right, edge width by weight (networkx)."""
+    import networkx as nx
+
+    g = nx.DiGraph()
+    pos = {}
+    for col, (layer, chans) in enumerate(circ["nodes"].items()):
+        for row, (c, _) in enumerate(chans):
+            g.add_node((layer, c))
+            pos[(layer, c)] = (col, -row)
+    cls = [e[1] for e in circ["edges"] if e[1][0] == "class"]
+    if cls:
+        g.add_node(cls[0])
+        pos[cls[0]] = (len(circ["nodes"]), -(len(next(iter(circ["nodes"].values()))) - 1) / 2)
+    for s, d, wgt in circ["edges"]:
+        g.add_edge(s, d, weight=wgt)
+    ws = np.array([d["weight"] for *_, d in g.edges(data=True)]) if g.number_of_edges() else np.ones(1)
+    nx.draw_networkx_edges(g, pos, ax=ax, width=0.3 + 4 * ws / ws.max(), alpha=0.6, arrows=False)
+    nx.draw_networkx_nodes(g, pos, ax=ax, node_size=260, node_color="#8ecae6")
+    labels = {n: (class_name or "class") if n[0] == "class" else str(n[1]) for n in g.nodes}
+    nx.draw_networkx_labels(g, pos, labels, ax=ax, font_size=7)
+    for col, layer in enumerate(circ["nodes"]):
+        ax.text(col, 0.7, layer, ha="center", fontsize=7, rotation=20)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def question(tab: "pandas.DataFrame", question: str, title: str | None = None):  # noqa: F821
+    """Chapter 6: one panel per metric of a question of :data:`xaihelpers.compare.QUESTIONS`: mean ± standard error per method.
+
+    The best method of each panel is drawn in a darker colour; the panel title says
+    whether higher or lower is better.
+
+    Parameters
+    ----------
+    tab : pandas.DataFrame
+        Output of :func:`xaihelpers.compare.table`.
+    question : str
+        A key of :data:`xaihelpers.compare.QUESTIONS`.
+    title : str, optional
+        Figure title (default the question).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from .compare import HIGHER_IS_BETTER, LABELS, QUESTIONS
+
+    if question not in QUESTIONS:
+        raise ValueError(f"expected a question of {list(QUESTIONS)}, got {question!r}")
+    cols = [c for c in QUESTIONS[question] if c in tab.columns]
+    fig, axes = plt.subplots(1, len(cols), figsize=(3.6 * len(cols), 0.35 * len(tab) + 1.4), sharey=True, squeeze=False)
+    for ax, c in zip(axes[0], cols):
+        vals, err = tab[c].to_numpy(float), tab[f"{c}_sem"].fillna(0).to_numpy(float)
+        finite = np.isfinite(vals)
+        best = (np.nanargmax if HIGHER_IS_BETTER[c] else np.nanargmin)(np.where(finite, vals, np.nan)) if finite.any() else -1
+        colours = ["tab:blue" if i == best else "lightsteelblue" for i in range(len(vals))]
+        ax.barh(range(len(vals)), np.nan_to_num(vals), xerr=err, color=colours, capsize=2)
+        ax.set_yticks(range(len(vals)), tab.index)
+        ax.set_title(f"{LABELS.get(c, c)}\n({'higher' if HIGHER_IS_BETTER[c] else 'lower'} is better)", fontsize=9)
+        if c in ("seconds", "per_fwd_bwd"):
+            ax.set_xscale("log")
+    axes[0, 0].invert_yaxis()  # the table's order from the top (the axes share y: invert once)
+    fig.suptitle(title or question)
+    fig.tight_layout()
+    return fig
