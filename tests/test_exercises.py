@@ -1,0 +1,302 @@
+"""The exercises' checkers: the right answer passes, a wrong one fails with a hint.
+
+Each right answer is computed here the way the chapter's worked solution computes it,
+not taken from :func:`xaihelpers.exercises.reference`; each wrong answer is a mistake a
+reader makes (the wrong layer, the map after its ReLU, a list in another order, the
+values of the foil the exercise compares with). The models are small: a ResNet-18 with
+random weights at 64 px, the benchmark CNN, a tiny ReLU6 network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import xaihelpers as xh
+import xaihelpers.exercises as ex
+from conftest import NOTEBOOKS
+
+
+def _said(capsys) -> str:
+    return capsys.readouterr().out
+
+
+def _right(capsys, name, answer, *context, **kw):
+    assert ex.check(name, answer, *context, **kw) is True
+    out = _said(capsys)
+    assert out.startswith(f"{name}: right."), out
+
+
+def _wrong(capsys, name, answer, *context, hint: str = "Hint:", **kw):
+    assert ex.check(name, answer, *context, **kw) is False
+    out = _said(capsys)
+    assert out.startswith(f"{name}: not right yet.") and hint in out, out
+    return out
+
+
+# ---------------------------------------------------------------- the module itself
+
+def test_no_answer_says_what_is_expected_and_unknown_names_are_refused(capsys):
+    for name in ex.CHECKERS:
+        assert ex.check(name, None) is None
+        out = _said(capsys)
+        assert out.startswith(f"{name}: no answer yet. Expected: ") and ex.expected(name) in out
+    with pytest.raises(ValueError, match="expected an exercise name"):
+        ex.check("ex99-nothing", 1)
+
+
+CHECK_CALL = re.compile(r"""exercises\.check\(\s*["']([\w-]+)["']""")
+
+
+def _check_calls() -> dict[str, set[str]]:
+    used: dict[str, set[str]] = {}
+    for nb in NOTEBOOKS:
+        for cell in json.loads(nb.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                for name in CHECK_CALL.findall("".join(cell["source"])):
+                    used.setdefault(name, set()).add(nb.stem)
+    return used
+
+
+def test_every_check_in_the_chapters_exists_and_every_checker_is_used_by_its_chapter():
+    used = _check_calls()
+    assert set(used) <= set(ex.CHECKERS), sorted(set(used) - set(ex.CHECKERS))
+    assert set(ex.CHECKERS) <= set(used), sorted(set(ex.CHECKERS) - set(used))
+    for name, stems in used.items():
+        assert stems == {ex.CHECKERS[name].chapter}, (name, stems)
+
+
+def test_each_check_follows_its_exercise_with_the_answer_variable_set_to_none():
+    """A check cell sits after its exercise and before its solution, and starts from None."""
+    for nb in NOTEBOOKS:
+        cells = json.loads(nb.read_text())["cells"]
+        for i, cell in enumerate(cells):
+            src = "".join(cell["source"])
+            names = CHECK_CALL.findall(src) if cell["cell_type"] == "code" else []
+            if not names or "= None" not in src:
+                continue  # a solution cell calls the check too, with the answer filled in
+            (name,) = names
+            before = "".join(cells[i - 1]["source"])
+            after = "".join(cells[i + 1]["source"])
+            assert f":label: {name}" in before, (nb.stem, name)
+            assert after.lstrip("`").startswith(f"{{solution-start}} {name}"), (nb.stem, name)
+            var = f"answer_{name.replace('-', '_')}"
+            assert re.search(rf"^{var} = None\b", src, re.M) and f", {var}," in src, (nb.stem, name)
+
+
+# ---------------------------------------------------------------- chapter 0
+
+@pytest.fixture(scope="module")
+def resnet():
+    """A ResNet-18 with random weights (the head of torchvision's ImageNet models), 2 images at 64 px."""
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18().eval()
+    x = torch.randn(2, 3, 64, 64)
+    return model, x, xh.models.imagenet_classes()
+
+
+def test_ex00_softmax(capsys, resnet):
+    model, x, classes = resnet
+    top3 = [c for c, _, _ in xh.models.predict(model, x[:1], classes, k=5)[0]][:3]
+    maps = xh.baselines.grad_cam(model, x[:1].repeat(3, 1, 1, 1), top3)
+    _right(capsys, "ex00-softmax", maps, model, x[:1])
+    _wrong(capsys, "ex00-softmax", maps.flip(0), model, x[:1], hint="in the order [2, 1, 0]")
+    _wrong(capsys, "ex00-softmax", maps[:2], model, x[:1], hint="expected a tensor of shape (3, 64, 64)")
+    _wrong(capsys, "ex00-softmax", xh.baselines.grad_cam(model, x[:1].repeat(3, 1, 1, 1), [1, 2, 3]), model, x[:1],
+           hint="top5[i]")
+
+
+@pytest.mark.parametrize("picker", ["resnet", "lite0"])
+def test_ex00_layer(capsys, resnet, lite0, picker):
+    """The middle layer comes from a public picker, so the check holds for both kinds of MODEL."""
+    if picker == "resnet":
+        model, x, _ = resnet
+    else:
+        model, prep, _ = lite0
+        x = xh.data.to_batch(list(xh.sample_images(["coffee"]).values()), prep, "cpu")
+    targets = model(x).argmax(1).tolist()
+    mid = xh.srd.high_layer(model)
+    _right(capsys, "ex00-layer", xh.baselines.grad_cam(model, x, targets, layer=mid), model, x, targets)
+    _wrong(capsys, "ex00-layer", xh.baselines.grad_cam(model, x, targets), model, x, targets, hint="default (last) layer")
+
+
+def test_ex00_relu(capsys, resnet):
+    model, x, classes = resnet
+    espresso = classes.index("espresso")
+    signed = xh.baselines.grad_cam(model, x[:1], espresso, relu=False)[0]
+    assert (signed < 0).any()  # else the ReLU would change nothing
+    _right(capsys, "ex00-relu", signed, model, x[:1], classes)
+    _right(capsys, "ex00-relu", signed[None], model, x[:1], classes)  # (1, H, W) is accepted
+    _wrong(capsys, "ex00-relu", xh.baselines.grad_cam(model, x[:1], espresso)[0], model, x[:1], classes,
+           hint="relu=False")
+    _wrong(capsys, "ex00-relu", xh.baselines.grad_cam(model, x[:1], espresso + 1, relu=False)[0], model, x[:1], classes,
+           hint="classes.index('espresso')")
+
+
+def test_ex00_hooks(capsys, resnet):
+    model, x, _ = resnet
+    layer = xh.models.default_layer(model)
+    with torch.no_grad(), xh.record(model, [layer]) as rec:
+        logits = model(x)
+    mean = rec.activations[layer].mean(dim=(2, 3))
+    assert torch.allclose(model.fc(mean), logits, atol=1e-5)  # the property the exercise asks about
+    _right(capsys, "ex00-hooks", mean, model, x)
+    _wrong(capsys, "ex00-hooks", rec.activations[layer], model, x, hint="average them over the two spatial")
+    _wrong(capsys, "ex00-hooks", rec.activations[layer].amax(dim=(2, 3)), model, x, hint="mean(dim=(2, 3))")
+
+
+# ---------------------------------------------------------------- chapter 1
+
+@pytest.fixture(scope="module")
+def bench():
+    model, prep, _ = xh.load_model("fmnist_cnn_relu", device="cpu")
+    ds = xh.data.cluttered_fashion_mnist("test", n=16, verbose=False)
+    return model, prep.normalize(ds.images), ds.labels, ds.masks, ds.boxes
+
+
+def test_ex01_tolerance(capsys, bench):
+    model, x, y, masks, _ = bench
+    rate = {m: [float(np.nanmean(xh.metrics.pointing_game(xh.baselines.explain(model, x, y, m), masks, tolerance=t)))
+                for t in (0, 2, 4, 8)] for m in ("gradcam", "saliency")}
+    assert np.abs(np.subtract(rate["gradcam"], rate["saliency"])).max() > 1e-3  # else the foil below would be right
+    _right(capsys, "ex01-tolerance", rate["gradcam"], model, x, y, masks)
+    _right(capsys, "ex01-tolerance", np.array(rate["gradcam"]) + 5e-4, model, x, y, masks)  # within 1e-3
+    _wrong(capsys, "ex01-tolerance", rate["saliency"], model, x, y, masks, hint="vanilla gradient")
+    _wrong(capsys, "ex01-tolerance", rate["gradcam"][::-1], model, x, y, masks, hint="cannot fall")
+    _wrong(capsys, "ex01-tolerance", rate["gradcam"][:3], model, x, y, masks, hint="expected 4 numbers")
+
+
+def test_ex01_normalise(capsys, bench):
+    model, x, y, masks, boxes = bench
+    ig = xh.explainers.get("integrated_gradients")
+    kw = dict(stability_samples=1, fidelity_subsets=20, n_steps=8, verbose=False)
+    a, b = (xh.evaluation.evaluate(ig, model, x[:3], y[:3], masks[:3], boxes[:3], normalise=k, **kw)[0] for k in ("max", None))
+    loc = [c for c in a if c.startswith("loc_error@")]
+    cols = {c: [c] for c in ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability")}
+    cols["loc_error"] = loc
+    changed = [c for c, cs in cols.items() if np.nanmax(np.abs(a[cs].to_numpy() - b[cs].to_numpy())) > 1e-6]
+    assert "stability" in changed  # a distance between maps scales with them
+    args = (model, x[:3], y[:3], masks[:3], boxes[:3])
+    _right(capsys, "ex01-normalise", changed, *args)
+    _wrong(capsys, "ex01-normalise", list(cols), *args, hint="unchanged by a positive factor")
+    _wrong(capsys, "ex01-normalise", [c for c in changed if c != "stability"], *args, hint="scales with the maps")
+    _wrong(capsys, "ex01-normalise", ["gini"], *args, hint="unknown ['gini']")
+
+
+def test_ex01_randomise(capsys, bench):
+    model, x, y, _, _ = bench
+    quick = ["saliency", "guided_backprop", "gradcam", "lrp_epsilon_plus"]
+    mean = {}
+    for sim in ("ssim", "spearman"):
+        for m in quick:
+            c = xh.metrics.cascading_randomisation(xh.explainers.get(m), model, x[:2], y[:2], similarity=sim)
+            mean[sim, m] = c.loc[c["stage"] > 0, "similarity"].mean()
+    fail = {sim: [m for m in quick if mean[sim, m] >= 0.5] for sim in ("ssim", "spearman")}
+    _right(capsys, "ex01-randomise", fail["ssim"], model, x[:2], y[:2], methods=quick)
+    _wrong(capsys, "ex01-randomise", [m for m in quick if m not in fail["ssim"]], model, x[:2], y[:2], methods=quick)
+    if set(fail["spearman"]) != set(fail["ssim"]):
+        _wrong(capsys, "ex01-randomise", fail["spearman"], model, x[:2], y[:2], methods=quick, hint="similarity=\"ssim\"")
+    _wrong(capsys, "ex01-randomise", ["occlusion"], model, x[:2], y[:2], methods=quick, hint="unknown")
+
+
+# ---------------------------------------------------------------- chapter 3
+
+def test_ex03_post(capsys, bench):
+    model, x, y, _, _ = bench
+    share = [float((xh.srd.explain(model, x[:4], y[:4], vectors=v) > 0).float().mean()) for v in ("pre", "post")]
+    assert abs(share[0] - share[1]) > 1e-3  # else swapping them would be right
+    _right(capsys, "ex03-post", share, model, x[:4], y[:4])
+    _wrong(capsys, "ex03-post", share[::-1], model, x[:4], y[:4], hint="swapped")
+    _wrong(capsys, "ex03-post", share[:1], model, x[:4], y[:4], hint="expected 2 numbers")
+
+
+def test_ex03_rule(capsys, bench):
+    model, x, y, _, _ = bench
+    duo = torch.cat([x[0], x[1]], dim=-1)[None]  # two benchmark images side by side, 64 x 128
+    pair = [int(y[0]), int(y[1])]
+    halves = torch.zeros(2, 64, 128, dtype=torch.bool)
+    halves[0, :, :64] = True
+    halves[1, :, 64:] = True
+
+    def shares(rule):
+        maps = xh.srd.explain(model, duo.expand(2, -1, -1, -1), pair, rule=rule)
+        return xh.metrics.attribution_localisation(maps, halves).tolist()
+
+    identity, contrastive = shares("identity"), shares("contrastive")
+    assert np.abs(np.subtract(identity, contrastive)).max() > 1e-3  # else the foil would be right
+    _right(capsys, "ex03-rule", identity, model, duo, pair)
+    _wrong(capsys, "ex03-rule", contrastive, model, duo, pair, hint="class-contrastive")
+    _wrong(capsys, "ex03-rule", [1.0, 1.0], model, duo, pair, hint="rule=\"identity\"")
+
+
+@pytest.fixture(scope="module")
+def relu6_net():
+    """A tiny ReLU6 network whose activations pass the cap of 6 (its first layer is scaled up)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU6(), nn.Conv2d(8, 8, 3, padding=1), nn.ReLU6(),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
+    with torch.no_grad():
+        net[0].weight.mul_(20)
+    return net, torch.randn(3, 3, 16, 16)
+
+
+def test_plain_softplus_drops_the_cap_and_leaves_the_model_alone(relu6_net):
+    net, x = relu6_net
+    copy = ex.plain_softplus(net, 100)
+    assert not any(isinstance(m, nn.ReLU6) for m in copy.modules()) and isinstance(net[1], nn.ReLU6)
+    with torch.no_grad():
+        assert (net[1](net[0](x)) == 6).any()  # the cap is reached
+        assert copy[1](net[0](x)).max() > 6.5  # and the plain softplus goes past it
+
+
+def test_ex03_relu6(capsys, relu6_net):
+    net, x = relu6_net
+    with torch.no_grad():
+        y = net(x)
+        smooth = [float((xh.attack.smooth(net, b)(x) - y).abs().max()) for b in (10, 30, 100)]
+        plain = [float((ex.plain_softplus(net, b)(x) - y).abs().max()) for b in (10, 30, 100)]
+    assert smooth[-1] < smooth[0] and min(plain) > 10 * max(smooth[-1], 1e-3)  # the property the exercise shows
+    _right(capsys, "ex03-relu6", smooth, net, x)
+    _wrong(capsys, "ex03-relu6", plain, net, x, hint="plain softplus copy")
+    _wrong(capsys, "ex03-relu6", smooth[:2], net, x, hint="expected 3 numbers")
+    _wrong(capsys, "ex03-relu6", [2 * s + 1 for s in smooth], net, x, hint="xh.attack.smooth(net, beta)(xp)")
+
+
+def test_ex03_apop_layer(capsys, bench):
+    model, x, y, _, _ = bench
+    acc = []
+    for k in range(sum(isinstance(m, nn.ReLU) for m in model.modules())):
+        with torch.no_grad():
+            acc.append((xh.apop.frozen_forward(model, x, [], binarise=k).argmax(1) == y).float().mean().item())
+    best, worst = int(np.argmin(acc)) + 1, int(np.argmax(acc)) + 1
+    assert acc[worst - 1] - acc[best - 1] > 0.5  # 16 images: far more than two standard errors apart
+    _right(capsys, "ex03-apop-layer", best, model, x, y)
+    _right(capsys, "ex03-apop-layer", np.int64(best), model, x, y)
+    _wrong(capsys, "ex03-apop-layer", worst, model, x, y, hint="binarise one ReLU at a time")
+    _wrong(capsys, "ex03-apop-layer", "fifth", model, x, y, hint="expected one ReLU number")
+
+
+# ---------------------------------------------------------------- the chapters' solutions
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("stem", sorted({c.chapter for c in ex.CHECKERS.values()}))
+def test_every_worked_solution_passes_its_check(executed, stem):
+    """Run All: each check cell says what is expected, each solution's check says right."""
+    nb = json.loads(executed(stem).read_text())
+    said = {}
+    for cell in nb["cells"]:
+        src = "".join(cell["source"])
+        names = CHECK_CALL.findall(src) if cell["cell_type"] == "code" else []
+        if names:
+            text = "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+            said.setdefault(names[0], []).append(text)
+    assert said and set(said) == {n for n, c in ex.CHECKERS.items() if c.chapter == stem}
+    for name, texts in said.items():
+        assert len(texts) == 2, name  # the check cell, then the solution's check
+        assert f"{name}: no answer yet." in texts[0] and f"{name}: right." in texts[1], (name, texts)
