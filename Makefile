@@ -75,10 +75,9 @@ student:
 	$(PYTHON) scripts/student_notebooks.py
 
 # Lecture slides of every chapter from its own cells (reveal.js HTML in _build/slides/; the
-# executed chapters of `make book` when _cache holds them, else the sources). nbconvert's
-# reveal.js exporter is installed on first use. Options: SLIDES_FLAGS="--only 02 --source".
+# executed chapters of `make book` when _cache holds them, else the sources), with nbconvert
+# (a dependency of the book). Options: SLIDES_FLAGS="--only 02 --source".
 SLIDES_FLAGS ?=
 .PHONY: slides
 slides: $(STAMP)
-	@$(PY) -c "import nbconvert" 2>/dev/null || $(PY) -m pip install --disable-pip-version-check "nbconvert>=7"
 	$(PY) scripts/slides.py $(SLIDES_FLAGS)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from xaihelpers import compare, data, explainers, models, occlusion
+from xaihelpers import compare, data, evaluation, explainers, models, occlusion
 
 
 @pytest.fixture(scope="module")
@@ -17,16 +17,16 @@ def bench():
 
 def test_top_masks_keep_the_requested_share_of_the_top_pixels():
     maps = torch.arange(16.0).reshape(1, 4, 4).repeat(2, 1, 1)
-    out = compare.top_masks(maps, [0.25, 0.5], (4, 4))
+    out = evaluation.top_masks(maps, [0.25, 0.5], (4, 4))
     assert out.shape == (2, 4, 4) and out[0].sum() == 4 and out[1].sum() == 8
     assert torch.all(out[0].flatten()[-4:] == 1)  # the four largest values
     with pytest.raises(ValueError, match="one fraction per map"):
-        compare.top_masks(maps, [0.5], (4, 4))
+        evaluation.top_masks(maps, [0.5], (4, 4))
 
 
 def test_top_masks_break_ties_at_random_not_in_raster_order():
     const = torch.ones(1, 32, 32)
-    out = compare.top_masks(const, [0.25], (32, 32))[0]
+    out = evaluation.top_masks(const, [0.25], (32, 32))[0]
     assert out.sum() == 256  # exactly the requested share
     rows = out.nonzero()[:, 0].double()
     # raster order would keep rows 0-7 (mean 3.5); a random quarter of the pixels has mean
@@ -36,7 +36,7 @@ def test_top_masks_break_ties_at_random_not_in_raster_order():
     levels = torch.zeros(1, 32, 32)
     levels[0, :8] = 2.0
     levels[0, 8:20] = 1.0
-    top = compare.top_masks(levels, [0.4], (32, 32))[0]
+    top = evaluation.top_masks(levels, [0.4], (32, 32))[0]
     assert top.sum() == round(0.4 * 1024) and top[:8].all() and top[20:].sum() == 0
 
 
@@ -64,7 +64,7 @@ def test_score_gives_every_metric_in_its_range(bench):
 
     bg = occlusion.solid_backgrounds(4, (64, 64), prep.normalize)
     ex = {"SRD-input": explainers.get("srd_input"), "gradient": explainers.get("saliency")}
-    results, maps = compare.score(ex, cnn, x, y, masks, boxes, bg, stability_images={"gradient": 1},
+    results, maps = evaluation.score(ex, cnn, x, y, masks, boxes, bg, stability_images={"gradient": 1},
                                   stability_samples=2, fidelity_subsets=10, verbose=False)
     assert set(results) == set(ex) and maps["SRD-input"].shape == (3, 64, 64)
     for df in results.values():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xaihelpers import data, gfi, models, occlusion, perturbation
+from xaihelpers import data, evaluation, gfi, models, occlusion, perturbation
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_localisation_sweep_and_benchmark():
     assert flat.loc[0.5] == pytest.approx(0.5, abs=1e-12)  # the mean of one hit and one miss
     x = torch.zeros(2, 3, 32, 32)
     methods = {"oracle": lambda m, xb, t: oracle[: len(xb)], "flat": lambda m, xb, t: torch.ones(len(xb), 8, 8)}
-    table, seconds = gfi.localisation_benchmark(methods, torch.nn.Linear(1, 1), x, [0, 0], boxes, verbose=False)
+    table, seconds = evaluation.localisation_benchmark(methods, torch.nn.Linear(1, 1), x, [0, 0], boxes, verbose=False)
     assert table.loc["oracle"].min() == 0 and table.loc["flat"].min() == 0.5 and (seconds >= 0).all()
 
 

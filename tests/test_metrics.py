@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaihelpers import metrics
+from xaihelpers import evaluation, metrics
 
 N, H, W = 24, 32, 32
 
@@ -285,15 +285,15 @@ def test_evaluate_and_summarise(linear):
     model, x, exact = linear
     masks = exact > exact.flatten(1).median(1).values[:, None, None]
     boxes = torch.tensor([[0, 0, 16, 16]] * len(x))
-    df, maps = metrics.evaluate(lambda m, xb, t: (m.w * xb).sum(1), model, x, 0, masks, boxes,
+    df, maps = evaluation.evaluate(lambda m, xb, t: (m.w * xb).sum(1), model, x, 0, masks, boxes,
                                 stability_samples=2, fidelity_subsets=20, subset_size=20, verbose=False)
     assert len(df) == len(x) and maps.shape == (len(x), 16, 16)
     assert np.allclose(df["attribution_localisation"], metrics.attribution_localisation(maps, masks))
-    part, _ = metrics.evaluate(lambda m, xb, t: (m.w * xb).sum(1), model, x, 0, masks, boxes, stability_samples=2,
+    part, _ = evaluation.evaluate(lambda m, xb, t: (m.w * xb).sum(1), model, x, 0, masks, boxes, stability_samples=2,
                                stability_images=2, fidelity_subsets=20, subset_size=20, batch_size=4, verbose=False)
     assert part["stability"].notna().tolist() == [True, True] + [False] * (len(x) - 2)
     assert np.allclose(part["stability"][:2], df["stability"][:2])
-    table = metrics.summarise({"exact": df})
+    table = evaluation.summarise({"exact": df})
     assert table.loc["exact", "n"] == len(x) and 0 <= table.loc["exact", "alpha"] <= 5
     assert table.loc["exact", "fidelity"] > 0.9
 

@@ -14,7 +14,6 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from conftest import NOTEBOOKS, ROOT
 
-pytest.importorskip("nbconvert", reason="make slides installs nbconvert (the reveal.js exporter)")
 from bs4 import BeautifulSoup  # noqa: E402  (nbconvert depends on it)
 
 

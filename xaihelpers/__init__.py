@@ -39,8 +39,11 @@ and named after what they hold:
     every explanation method of the book by name, one call for all:
     ``xh.explainers.get("srd_input")(model, x, target)`` returns maps (N, h, w) on
     ``x``'s device (chapters 1-6).
+``evaluation``
+    the one harness: runs explainers over a data set and scores them with the metrics
+    (chapters 1, 2, 3 and 6).
 ``compare``
-    every method scored on the same images, ranked and compared (chapter 6).
+    chapter 6's tables: means with standard errors, ranks, agreement, claims.
 ``papers``
     the numbers the papers report, beside ours.
 ``metrics``
@@ -50,7 +53,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, causal, compare, convad, data, explainers, gfi, hooks, metrics, models, occlusion, papers, perturbation, runtime, srd, viz
+from . import actmatch, apop, attack, baselines, causal, compare, convad, data, evaluation, explainers, gfi, hooks, metrics, models, occlusion, papers, perturbation, runtime, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -68,6 +71,7 @@ __all__ = [
     "explainers",
     "convad",
     "data",
+    "evaluation",
     "gfi",
     "hooks",
     "metrics",

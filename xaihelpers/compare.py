@@ -1,9 +1,9 @@
-"""Every method of the book behind one call, scored on the same images (chapter 6).
+"""Chapter 6's comparison of every method on the same images: tables, ranks, agreement, claims.
 
 Chapter 6 (``notebooks/06_comparison.ipynb``) puts the four papers' methods and the
 strongest baselines of chapter 1 side by side. Each method is an *explainer* of
-:mod:`xaihelpers.explainers`, a callable ``(model, x, target) -> maps`` of shape
-(N, h, w), so one scoring loop (:func:`score`) treats them alike:
+:mod:`xaihelpers.explainers`; :func:`xaihelpers.evaluation.score` scores them all on
+the same images with the metrics grouped by the question they answer (:data:`QUESTIONS`):
 
 - where they point: pointing game, attribution localisation, localisation error;
 - how faithful: fidelity, deletion and insertion AUC;
@@ -23,11 +23,9 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
-import torch
-from torch import nn
 
-from . import _checks, causal, metrics
-from .explainers import Explainer
+from . import metrics
+from .evaluation import summarise
 
 #: the metrics of chapter 6, grouped by the question they answer, and whether higher is better
 QUESTIONS = {
@@ -40,110 +38,11 @@ QUESTIONS = {
 HIGHER_IS_BETTER = {k: v for group in QUESTIONS.values() for k, v in group.items()}
 
 
-def top_masks(maps: object, fractions: object, size: tuple[int, int], seed: int = 0) -> torch.Tensor:
-    """Binary masks keeping each map's top ``fractions[i]`` of pixels, exactly that many.
-
-    The maps are upsampled to ``size`` (:func:`xaihelpers.metrics.resize_maps`) and
-    the pixels taken by :func:`xaihelpers.metrics.top_share`: ties in a seeded random
-    order, the order in which :func:`xaihelpers.metrics.explanation_size` found the
-    fraction.
-
-    Parameters
-    ----------
-    maps : tensor or array, shape (N, h, w)
-        Attributions, resized to ``size``.
-    fractions : sequence of float, shape (N,)
-        Share of pixels to keep per image, in [0, 1].
-    size : (int, int)
-        Output resolution (H, W).
-    seed : int
-        Seed of the tie-breaking.
-
-    Returns
-    -------
-    torch.Tensor
-        float32 masks of shape (N, H, W) with values 0 and 1.
-    """
-    a = metrics.resize_maps(metrics._maps(maps), size)
-    fractions = np.asarray(fractions, dtype=float).reshape(-1)
-    if len(fractions) != len(a):
-        raise ValueError(f"expected one fraction per map ({len(a)}), got {len(fractions)}")
-    return metrics.top_share(a, fractions, seed).float()
-
-
-def score(
-    explainers: Mapping[str, Explainer],
-    model: nn.Module,
-    x: torch.Tensor,
-    target,
-    masks: object,
-    boxes: object,
-    backgrounds: torch.Tensor,
-    stability_images: int | Mapping[str, int] = 16,
-    stability_samples: int = 5,
-    fidelity_subsets: int = 100,
-    batch_size: int = 16,
-    verbose: bool = True,
-) -> tuple[dict, dict]:
-    """Score every explainer on the same images with every metric of chapter 6.
-
-    :func:`xaihelpers.metrics.evaluate` gives the localisation, sparseness, fidelity
-    and stability columns; added here are deletion/insertion AUC, ``size`` (the
-    smallest top fraction of the map that keeps the label,
-    :func:`xaihelpers.metrics.explanation_size`) and ``planted_survival`` (the share of
-    ``backgrounds`` on which that top fraction, pasted alone, keeps the label).
-
-    Parameters
-    ----------
-    explainers : mapping of str to callable
-        Name to ``explainer(model, x, target) -> (N, h, w)``.
-    model : nn.Module
-        Classifier returning logits.
-    x : torch.Tensor
-        Normalised images (N, 3, H, W).
-    target : sequence of int
-        Explained classes.
-    masks, boxes
-        Ground-truth object masks (N, H, W) and boxes (N, 4).
-    backgrounds : torch.Tensor
-        Normalised backgrounds for the planting test (B, 3, H, W).
-    stability_images : int or mapping of str to int
-        Images with a stability value (the costliest metric), for all or per method.
-    stability_samples, fidelity_subsets, batch_size
-        Passed to :func:`xaihelpers.metrics.evaluate`.
-    verbose : bool
-        Progress bar over the methods.
-
-    Returns
-    -------
-    (dict of str to pandas.DataFrame, dict of str to torch.Tensor)
-        Per-image scores (one row per image) and prepared maps (N, H, W) per method.
-    """
-    from tqdm.auto import tqdm
-
-    _checks.image_batch(x)
-    t = torch.as_tensor(target).reshape(-1)
-    if len(t) != len(x):
-        raise ValueError(f"expected one target per image ({len(x)}), got {len(t)}")
-    results, maps = {}, {}
-    for name, fn in tqdm(list(explainers.items()), desc="methods", disable=not verbose):
-        k = stability_images.get(name, 0) if isinstance(stability_images, Mapping) else stability_images
-        df, m = metrics.evaluate(fn, model, x, t, masks, boxes, stability_samples=stability_samples,
-                                 stability_images=k, fidelity_subsets=fidelity_subsets, batch_size=batch_size,
-                                 verbose=False)
-        df["deletion"], df["insertion"] = metrics.deletion_insertion(model, x, m, t)
-        df["size"] = metrics.explanation_size(model, x, m, t)
-        kept = top_masks(m, df["size"].to_numpy(), tuple(x.shape[-2:]))
-        df["planted_survival"] = causal.survival(model, x, kept.numpy(), backgrounds, t, gammas=(0.0,))[:, 0]
-        results[name], maps[name] = df, m
-    return results, maps
-
-
 def table(results: Mapping[str, "pandas.DataFrame"], fwd_bwd: float | None = None) -> "pandas.DataFrame":  # noqa: F821
     """Mean and standard error of every column of :func:`score` per method.
 
     The localisation error is taken at its best threshold, as
-    :func:`xaihelpers.metrics.summarise` does; ``per_fwd_bwd`` is the time per image
+    :func:`xaihelpers.evaluation.summarise` does; ``per_fwd_bwd`` is the time per image
     divided by ``fwd_bwd`` (seconds of one forward+backward pass of the model).
 
     Returns
@@ -154,7 +53,7 @@ def table(results: Mapping[str, "pandas.DataFrame"], fwd_bwd: float | None = Non
     """
     import pandas as pd
 
-    base = metrics.summarise(results)
+    base = summarise(results)
     rows = {}
     for name, df in results.items():
         row = {c: base.loc[name, c] for c in ("loc_error", "loc_error_sem", "alpha", "n")}

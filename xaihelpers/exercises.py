@@ -22,8 +22,9 @@ Here the answers depend on the reader's model, device and chapter parameters, th
 chapters are the book's pages (sphinx-exercise markup, executed by papermill), and on
 Colab the only thing installed is ``xaihelpers``. A checker that is a function of the
 chapter's objects runs wherever the chapter runs and is unit-tested like the rest of
-the package (``tests/test_exercises.py``); a teacher grading a class can call the
-same functions on each submission's variables.
+the package (``tests/test_exercises.py``). To grade a class, run the submitted
+student editions with papermill; ``scripts/student_notebooks.py --report`` then lists
+what each check cell printed.
 
 The module also holds the one helper a solution needs twice,
 :func:`plain_softplus` (chapter 3, ``ex03-relu6``).

@@ -7,13 +7,13 @@ metric is undefined (e.g. an empty ground-truth mask). Chapter 1
 
 The protocol of the SRD paper (Han et al. 2024, Appendix E) is :func:`prepare`:
 divide each map by its maximum, then clamp to [-1, 1]. It is applied by
-:func:`evaluate` and is an explicit argument everywhere else.
+:func:`xaihelpers.evaluation.evaluate` and is an explicit argument everywhere else.
 
 Every map is scored at the input's resolution: a map computed at a layer's
 resolution (Grad-CAM, SRD-low/high) is first upsampled bilinearly by
 :func:`resize_maps`, the one helper for it, wherever the model is queried or maps
 are compared (:func:`stability`, :func:`fidelity`, :func:`deletion_insertion`,
-:func:`cascading_randomisation`, :func:`evaluate`, ...). Ties are never broken in
+:func:`cascading_randomisation`, :func:`xaihelpers.evaluation.evaluate`, ...). Ties are never broken in
 raster order: every pixel ranking and "top x %" selection comes from
 :func:`rank_pixels` (exact top-k, ties in a seeded random order), and the pointing
 game counts tied maxima by their share inside the mask.
@@ -202,7 +202,7 @@ def sparseness(maps: object, absolute: bool = True) -> np.ndarray:
     with :math:`v_{(1)} \le \dots \le v_{(d)}` the sorted (absolute) values. 0 for a
     constant map, :math:`1 - 1/d` when all mass is on one pixel. The index depends on
     the number of pixels :math:`d`: score maps at the input's resolution
-    (:func:`resize_maps`), as :func:`evaluate` does.
+    (:func:`resize_maps`), as :func:`xaihelpers.evaluation.evaluate` does.
 
     Parameters
     ----------
@@ -535,7 +535,7 @@ def rank_pixels(maps: object, seed: int = 0) -> torch.Tensor:
 
     The one ranking behind every pixel ordering and "top x %" selection of the package
     (:func:`deletion_insertion`, :func:`explanation_size`, :func:`top_share`,
-    :func:`xaihelpers.compare.top_masks`, :func:`xaihelpers.causal.extract`). Values
+    :func:`xaihelpers.evaluation.top_masks`, :func:`xaihelpers.causal.extract`). Values
     are sorted exactly, in descending order; pixels of equal value follow one uniformly
     random permutation drawn from ``seed``, the same for every map of the call, so a
     map ranks the same alone or in a batch. Raster order would favour the top of the
@@ -779,7 +779,6 @@ def confidence_drop(model: nn.Module, x: torch.Tensor, maps: object, target=None
 
 # thresholds of the GFI poster's sweep, fine enough for the alpha values its table reports (1.1)
 ALPHAS = tuple(float(a) for a in np.round(np.arange(0.0, 5.001, 0.1), 1))
-TABLE_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability")
 
 
 
@@ -787,7 +786,7 @@ def localisation_sweep(maps: object, boxes: object, size: tuple[int, int] | None
                        alphas: Sequence[float] = ALPHAS, normalise: str | None = "max") -> "pd.Series":
     r"""Mean localisation error for every threshold :math:`\alpha` (the GFI poster's sweep).
 
-    Maps are prepared as in :func:`evaluate` (resized to ``size``, divided by their
+    Maps are prepared as in :func:`xaihelpers.evaluation.evaluate` (resized to ``size``, divided by their
     maximum, clamped) before :func:`localisation_error`.
 
     Parameters
@@ -814,146 +813,6 @@ def localisation_sweep(maps: object, boxes: object, size: tuple[int, int] | None
     m = prepare(resize_maps(m, size or tuple(m.shape[-2:])), normalise)
     errors = [float(localisation_error(m, boxes, a).mean()) for a in alphas]
     return pd.Series(errors, index=pd.Index([float(a) for a in alphas], name="alpha"), name="loc_error")
-
-def _batches(n: int, batch_size: int):
-    for i in range(0, n, batch_size):
-        yield slice(i, min(n, i + batch_size))
-
-
-def evaluate(
-    explainer: Explainer,
-    model: nn.Module,
-    x: torch.Tensor,
-    target,
-    masks: object,
-    boxes: object,
-    stability_samples: int = 5,
-    stability_images: int | None = None,
-    fidelity_subsets: int = 100,
-    subset_size: int = 200,
-    alphas: Sequence[float] = ALPHAS,
-    normalise: str | None = "max",
-    clamp: bool = True,
-    batch_size: int = 50,
-    verbose: bool = True,
-    **settings,
-):
-    """Score one explainer on a benchmark with ground-truth masks and boxes.
-
-    Maps are prepared by :func:`prepare` (SRD's protocol), resized to the input, and
-    scored per image with the pointing game, attribution localisation, sparseness,
-    fidelity, stability and the localisation error at each threshold in ``alphas``.
-
-    Parameters
-    ----------
-    explainer : callable
-        ``explainer(model, x, target, **settings) -> (N, h, w)``, e.g.
-        :func:`xaihelpers.explainers.get`.
-    model : nn.Module
-        Classifier returning logits.
-    x : torch.Tensor
-        Normalised images, shape (N, 3, H, W).
-    target : int, sequence or None
-        Explained classes (usually the true labels).
-    masks : tensor, shape (N, H, W)
-        Ground-truth object masks.
-    boxes : tensor, shape (N, 4)
-        Ground-truth boxes ``(x0, y0, x1, y1)``.
-    stability_samples, fidelity_subsets, subset_size : int
-        Settings of :func:`stability` and :func:`fidelity`.
-    stability_images : int, optional
-        Compute stability, the costliest metric (``stability_samples`` more explainer
-        calls per image), for the first this many images only (nan for the others);
-        default all.
-    alphas : sequence of float
-        Thresholds of :func:`localisation_error`.
-    normalise, clamp
-        Passed to :func:`prepare`.
-    batch_size : int
-        Images per explainer call.
-    verbose : bool
-        Show a progress bar.
-    **settings
-        Passed to the explainer.
-
-    Returns
-    -------
-    (pandas.DataFrame, torch.Tensor)
-        One row per image: the five metrics, ``loc_error@<alpha>`` for each alpha and
-        ``seconds`` (the explainer's time per image); and the prepared maps (N, H, W).
-    """
-    import time
-
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    _checks.image_batch(x)
-    n, size = x.shape[0], tuple(x.shape[-2:])
-    dev = _checks.model_device(model)
-    with torch.no_grad():
-        logits = model(x.to(dev)) if target is None else None
-    t = _checks.targets(target, n, logits).cpu()
-    rows, all_maps = [], []
-    name = getattr(explainer, "__name__", "explainer")
-    for sl in tqdm(list(_batches(n, batch_size)), desc=f"evaluating {name}", disable=not verbose):
-        xb, tb = x[sl], t[sl]
-        start = time.perf_counter()
-        raw = explainer(model, xb, tb, **settings)
-        seconds = (time.perf_counter() - start) / len(tb)
-        maps = prepare(resize_maps(_maps(raw), size), normalise, clamp)
-        df = pd.DataFrame({
-            "pointing_game": pointing_game(maps, masks[sl]),
-            "attribution_localisation": attribution_localisation(maps, masks[sl]),
-            "sparseness": sparseness(maps),
-            "fidelity": fidelity(model, xb, maps, tb, subset_size=subset_size, n_subsets=fidelity_subsets),
-            "stability": np.nan,
-        })
-        k = len(tb) if stability_images is None else max(0, min(len(tb), stability_images - sl.start))
-        if k:
-            df.loc[: k - 1, "stability"] = stability(explainer, model, xb[:k], tb[:k], n_samples=stability_samples,
-                                                     normalise=normalise, clamp=clamp, **settings)
-        for alpha in alphas:
-            df[f"loc_error@{alpha:g}"] = localisation_error(maps, boxes[sl], alpha)
-        df["seconds"] = seconds
-        rows.append(df)
-        all_maps.append(maps.float())
-    return pd.concat(rows, ignore_index=True), torch.cat(all_maps)
-
-
-def summarise(results: dict) -> "pandas.DataFrame":  # noqa: F821
-    """Mean and standard error per explainer, with the localisation error at its best threshold.
-
-    Parameters
-    ----------
-    results : dict of str to pandas.DataFrame
-        Per-image results of :func:`evaluate`, keyed by explainer name.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per explainer: the mean of each metric, ``<metric>_sem`` for its
-        standard error, ``loc_error`` and ``alpha`` (the threshold with the lowest mean
-        error, as Guided Feature Inversion's table reports), ``ms_per_image``, ``n`` and
-        ``n_stability`` (images with a stability value).
-    """
-    import pandas as pd
-
-    rows = {}
-    for name, df in results.items():
-        row = {}
-        for col in TABLE_COLUMNS:
-            row[col] = df[col].mean()
-            row[f"{col}_sem"] = df[col].sem()
-        loc = {c: df[c].mean() for c in df.columns if c.startswith("loc_error@")}
-        best = min(loc, key=loc.get)
-        row["loc_error"] = loc[best]
-        row["loc_error_sem"] = df[best].sem()
-        row["alpha"] = float(best.split("@")[1])
-        row["ms_per_image"] = 1000 * df["seconds"].mean()
-        row["n"] = len(df)
-        row["n_stability"] = int(df["stability"].notna().sum())
-        rows[name] = row
-    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def default_stages(model: nn.Module) -> list[tuple[str, list[str]]]:
