@@ -284,3 +284,17 @@ def test_fill_reaches_the_objective_and_the_verdict(cnn):
     assert plain.history[0][0]["act"] > 1e-3
     with pytest.raises(ValueError, match="fill"):
         actmatch.train(cnn, x, steps=1, fill=torch.zeros(3, 3, 64, 64), verbose=False)
+
+
+def test_robustness_table_by_hand(cnn):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    e = actmatch.train(cnn, x, steps=12, widths=(4, 8), bottleneck=8, verbose=False)
+    bg = occlusion.training_backgrounds(1, (64, 64))
+    tab = actmatch.robustness_table(cnn, x, {"a": e}, bg[:1], bg)
+    hist = e.history
+    ratio = np.mean([np.mean([h["rob"] for h in hist[i][-10:]]) / np.mean([h["rob"] for h in hist[i][:10]]) for i in range(2)])
+    assert tab.loc["a", "robustness term, last 10 steps / first 10"] == pytest.approx(ratio)
+    rep = actmatch.mask_report(cnn, x, e.masks, e.target, bg[:1], training_fills=bg)
+    assert tab.loc["a", "survives: unseen backgrounds"] == rep["survives: backgrounds"]
+    assert tab.loc["a", "survives: training fills se"] == rep["survives: training fills se"]

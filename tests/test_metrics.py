@@ -543,3 +543,10 @@ def test_data_randomisation_tells_a_model_free_map_from_a_gradient():
     assert np.allclose(other, by_hand)
     with pytest.raises(ValueError, match="similarity"):
         metrics.data_randomisation(gradient, a, b, x, t, similarity="cosine")
+
+
+def test_verdict_at_two_standard_errors():
+    # gap 0.3, SE of the difference hypot(0.1, 0.1) = 0.141: 2 SE = 0.283 < 0.3
+    assert evaluation.verdict(0.8, 0.5, 0.1, 0.1) == "higher"
+    assert evaluation.verdict(0.5, 0.8, 0.1, 0.1) == "lower"
+    assert evaluation.verdict(0.8, 0.55, 0.1, 0.1) == "not distinguishable at two standard errors"  # 0.25 < 0.283

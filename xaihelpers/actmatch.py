@@ -641,6 +641,41 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
     return out
 
 
+def robustness_table(model: nn.Module, x: torch.Tensor, explanations: dict, backgrounds: torch.Tensor,
+                     training_fills: torch.Tensor) -> "pandas.DataFrame":  # noqa: F821
+    """Chapter 5's robustness comparison: per set of explanations of the same images, one row.
+
+    Columns: ``area``, ``survives: training fills`` (backgrounds of the kinds the
+    robustness term trains on), ``survives: unseen backgrounds`` (``backgrounds``), each
+    with its standard error over images (``" se"``, :func:`mask_report`), and
+    ``robustness term, last 10 steps / first 10`` (the unweighted term at the end of
+    training over its start, averaged over the images: below 1 when the term fell).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode.
+    x : torch.Tensor
+        The explained images (N, 3, H, W).
+    explanations : dict of str to Explanation
+        Name to :func:`train`'s result on ``x`` (its first N images are used).
+    backgrounds, training_fills : torch.Tensor
+        Unseen backgrounds and :func:`xaihelpers.occlusion.training_backgrounds`.
+    """
+    import pandas as pd
+
+    rows, n = {}, len(x)
+    for name, e in explanations.items():
+        rep = mask_report(model, x, e.masks[:n], e.target[:n], backgrounds, training_fills=training_fills)
+        term = np.array([[np.mean([h["rob"] for h in hist[:10]]), np.mean([h["rob"] for h in hist[-10:]])]
+                         for hist in e.history[:n]])
+        rows[name] = {**{c: rep[c] for c in ("area", "area se", "survives: training fills", "survives: training fills se")},
+                      "survives: unseen backgrounds": rep["survives: backgrounds"],
+                      "survives: unseen backgrounds se": rep["survives: backgrounds se"],
+                      "robustness term, last 10 steps / first 10": float((term[:, 1] / term[:, 0]).mean())}
+    return pd.DataFrame(rows).T
+
+
 def circuit(model: nn.Module, x: torch.Tensor, layers: list[str], target: int, k: int = 4) -> dict:
     r"""The most energetic channels per layer and the edges between them, for one image.
 

@@ -29,6 +29,18 @@ from .metrics import (ALPHAS, _maps, attribution_localisation, deletion_insertio
                       localisation_error, localisation_sweep, pointing_game, prepare, resize_maps, sparseness,
                       stability, top_share)
 
+def verdict(a: float, b: float, se_a: float, se_b: float, k: float = 2.0) -> str:
+    """``a`` against ``b``: "higher", "lower", or "not distinguishable at two standard errors".
+
+    The gap counts when it exceeds ``k`` standard errors of the difference,
+    :math:`k\sqrt{se_a^2 + se_b^2}` (independent estimates).
+    """
+    gap = a - b
+    if abs(gap) <= k * float(np.hypot(se_a, se_b)):
+        return f"not distinguishable at {'two' if k == 2 else k} standard errors"
+    return "higher" if gap > 0 else "lower"
+
+
 #: the per-image columns :func:`summarise` reports with their standard errors
 TABLE_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability")
 
