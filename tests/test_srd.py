@@ -245,3 +245,10 @@ def test_eq4_against_an_explicit_computation():
         plain = srd.explain(m, x[n : n + 1], t[n], layer=None, start="4", rule="identity")[0]
         (g2,) = torch.autograd.grad(m[5:](a)[0, t[n]], a)
         assert torch.allclose(plain, (g2[0].mean((1, 2))[:, None, None] * a[0].detach()).sum(0).clamp(min=0), atol=1e-6)
+
+
+def test_propagate_is_eq_7_by_a_literal_loop():
+    g = torch.Generator().manual_seed(0)
+    mu, r = torch.randn(5, 3, generator=g), torch.randn(3, generator=g)
+    literal = torch.tensor([sum(float(mu[i, j] * r[j]) for j in range(3)) for i in range(5)])
+    assert torch.allclose(srd.propagate(mu, r), literal, atol=1e-6)

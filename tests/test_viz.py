@@ -80,3 +80,14 @@ def test_no_chapter_or_module_draws_with_an_unsafe_colour_map():
     for path in [*(ROOT / "xaihelpers").glob("*.py"), *(ROOT / "notebooks").glob("*.ipynb"), *(ROOT / "benchmarks").glob("*.py")]:
         used = {u for u in named.findall(path.read_text()) if u.removesuffix("_r") in unsafe}
         assert not used, f"{path.name} draws with {used}: use xh.viz.HEAT or xh.viz.SIGNED"
+
+
+def test_show_code_prints_signature_and_body_without_the_docstring(capsys):
+    from xaihelpers import srd
+
+    viz.show_code(srd.propagate)
+    out = capsys.readouterr().out
+    assert out.startswith("# xaihelpers.srd.propagate\ndef propagate(mu: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:\n")
+    assert "return mu @ relevance" in out and "Eqs. 7-8" not in out
+    viz.show_code(srd.propagate, docstring=True)
+    assert "Eqs. 7-8" in capsys.readouterr().out

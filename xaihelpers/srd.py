@@ -247,9 +247,12 @@ class _Tape:
             h.remove()
 
 
-def _start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Tensor, rule: str,
-                     unit: str = "vector", create_graph: bool = False) -> torch.Tensor:
-    """Eq. 4: class-contrastive Grad-CAM of the encoder output, negatives cut.
+def start_relevance(logits: torch.Tensor, start: torch.Tensor, target: torch.Tensor, rule: str = "contrastive",
+                    unit: str = "vector", create_graph: bool = False) -> torch.Tensor:
+    """Eq. 4: class-contrastive Grad-CAM of the encoder output, negatives cut: (N, h, w).
+
+    ``logits`` (N, K) must come from ``start`` (the encoder output (N, C, h, w), in the
+    autograd graph); ``target`` (N,) the classes.
 
     ``rule="constant"`` gives every encoder position relevance 1 instead (the top-level
     sharing ratios set to a constant, as the paper does for the manipulation attack).
@@ -324,7 +327,7 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
 
     def eq4(logits, leaf):
         t = _checks.targets(target, x.shape[0], logits.detach())
-        return _start_relevance(logits, leaf, t, rule, unit, create_graph)
+        return start_relevance(logits, leaf, t, rule, unit, create_graph)
 
     return _decompose(model, x, start, start if layer is None else layer, eq4, unit, vectors, create_graph).to(x.device)
 
@@ -445,6 +448,16 @@ def _backward(events: list[_Event], x_leaf: torch.Tensor, stop_index: int, unit:
                 tgt = events[idx - 1]
                 tgt.relevance = r if tgt.relevance is None else tgt.relevance + r
     return x_rel
+
+
+def propagate(mu: torch.Tensor, relevance: torch.Tensor) -> torch.Tensor:
+    r"""Eqs. 7-8: :math:`R^l_i = \sum_j \mu^{l\to k}_{i\to j} R^k_j`, relevance flowing down by the sharing ratios.
+
+    ``mu`` (P_l, P_k) from :func:`conv_sharing_ratios` (row i, column j), ``relevance``
+    (P_k,) of the upper layer's positions; returns (P_l,). The literal form that
+    :func:`explain`'s vector-Jacobian products compute for every layer at once.
+    """
+    return mu @ relevance
 
 
 def conv_sharing_ratios(conv: nn.Conv2d, u: torch.Tensor, bn: nn.BatchNorm2d | None = None) -> torch.Tensor:

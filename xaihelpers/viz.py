@@ -26,6 +26,23 @@ SIGNED = "RdBu_r"
 SCORES = "viridis"
 
 
+def show_code(*functions, docstring: bool = False) -> None:
+    """Print each function's code under its name: how a chapter shows the code of an equation next to it.
+
+    Without ``docstring`` the body is printed from the end of the docstring on (the
+    equation itself is in the text above the cell).
+    """
+    import inspect
+
+    for fn in functions:
+        src = inspect.getsource(fn)
+        if not docstring and '"""' in src:
+            head = src[:src.index('"""')].rstrip()
+            head = head[:-1].rstrip() if head.endswith("r") else head  # a raw docstring's prefix
+            src = head + "\n" + src.split('"""', 2)[-1].strip("\n")
+        print(f"# {fn.__module__}.{fn.__name__}\n{src.rstrip()}\n")
+
+
 def to_image(img: Image.Image | np.ndarray | torch.Tensor) -> np.ndarray:
     """Turn one picture into an (H, W, 3) float array in [0, 1] for drawing.
 
