@@ -33,6 +33,16 @@ ROOT = Path(__file__).resolve().parents[1]
 FIX = "1b5dcf2"  # the commit that fixed errors 1, 4, 5 and 6 of the measurement review
 
 
+
+def _mm(pkg):
+    """The module of the metrics that query the model: ``metrics`` before the split, ``model_metrics`` after."""
+    return getattr(pkg, "model_metrics", pkg.metrics)
+
+
+def _sanity(pkg):
+    """The randomisation checks' module: ``metrics`` before the split, ``sanity`` after."""
+    return getattr(pkg, "sanity", pkg.metrics)
+
 def old_package(commit: str, folder: Path):
     """Import ``xaihelpers`` as it was at ``commit`` under the name ``xaihelpers_before``."""
     data = subprocess.run(["git", "archive", commit, "xaihelpers"], cwd=ROOT, check=True,
@@ -50,12 +60,12 @@ def stability_rows(old, new, cnn, x, y, images, samples):
     srd = {"srd_low": {"layer": None}, "srd_high": {"layer": new.srd.high_layer(cnn)}, "srd_input": {}}
     for name, kw in srd.items():
         for label, pkg in (("before", old), ("after", new)):
-            s = pkg.metrics.stability(new.srd.explain, cnn, x[:images], y[:images], n_samples=samples, **kw)
+            s = _mm(pkg).stability(new.srd.explain, cnn, x[:images], y[:images], n_samples=samples, **kw)
             rows.append({"method": name, "version": label, "stability": float(np.nanmean(s))})
     for name in ("gradcam", "layercam", "saliency", "integrated_gradients"):
         fn = new.explainers.get(name)
         for label, pkg in (("before", old), ("after", new)):
-            s = pkg.metrics.stability(fn, cnn, x[:images], y[:images], n_samples=samples)
+            s = _mm(pkg).stability(fn, cnn, x[:images], y[:images], n_samples=samples)
             rows.append({"method": name, "version": label, "stability": float(np.nanmean(s))})
     return pd.DataFrame(rows).pivot(index="method", columns="version", values="stability")[["before", "after"]]
 
@@ -75,10 +85,10 @@ def tie_rows(old, new, cnn, x, y, masks, iters):
             "top 10 % of a causal map: share returned (mean)": {"before": float(share_before.mean()), "after": float(share_after.mean())},
             "top 10 %: largest share returned": {"before": float(share_before.max()), "after": float(share_after.max())}}
     for label, pkg in (("before", old), ("after", new)):
-        d, i = pkg.metrics.deletion_insertion(cnn, x, maps, y)
+        d, i = _mm(pkg).deletion_insertion(cnn, x, maps, y)
         rows.setdefault("causal maps: deletion AUC", {})[label] = float(np.mean(d))
         rows.setdefault("causal maps: insertion AUC", {})[label] = float(np.mean(i))
-        size = pkg.metrics.explanation_size(cnn, x, maps, y)
+        size = _mm(pkg).explanation_size(cnn, x, maps, y)
         rows.setdefault("causal maps: smallest sufficient share", {})[label] = float(np.mean(size))
     return pd.DataFrame(rows).T[["before", "after"]]
 
@@ -89,7 +99,7 @@ def insertion_rows(old, new, cnn, x, y):
     for name in ("saliency", "integrated_gradients", "gradcam", "lrp_epsilon_plus", "smoothgrad", "occlusion"):
         maps = new.baselines.explain(cnn, x, y, method=name)
         for label, pkg in (("before", old), ("after", new)):
-            d, i = pkg.metrics.deletion_insertion(cnn, x, maps, y)
+            d, i = _mm(pkg).deletion_insertion(cnn, x, maps, y)
             rows.append({"method": name, "version": label, "insertion": float(np.mean(i)), "deletion": float(np.mean(d))})
     return pd.DataFrame(rows).pivot(index="method", columns="version", values=["insertion", "deletion"])
 
@@ -100,7 +110,7 @@ def randomisation_rows(old, new, cnn, x, y):
     for name in ("saliency", "gradcam", "integrated_gradients", "lrp_epsilon_plus"):
         fn = new.explainers.get(name)
         for label, pkg in (("before", old), ("after", new)):
-            casc = pkg.metrics.cascading_randomisation(fn, cnn, x, y)
+            casc = _sanity(pkg).cascading_randomisation(fn, cnn, x, y)
             last = casc[casc["stage"] == casc["stage"].max()]["similarity"].mean()
             rows.setdefault(f"{name}: Spearman rho after all layers", {})[label] = float(last)
     for label, pkg in (("before", old), ("after", new)):

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xaihelpers import evaluation, metrics
+from xaihelpers import evaluation, metrics, model_metrics, sanity
 
 N, H, W = 24, 32, 32
 
@@ -225,27 +225,27 @@ def linear():
 
 def test_fidelity_is_one_for_the_exact_attribution(linear):
     model, x, exact = linear
-    assert np.allclose(metrics.fidelity(model, x, exact, 0, subset_size=30, n_subsets=50), 1)
+    assert np.allclose(model_metrics.fidelity(model, x, exact, 0, subset_size=30, n_subsets=50), 1)
     rnd = torch.rand(exact.shape, generator=torch.Generator().manual_seed(1))
-    assert np.all(metrics.fidelity(model, x, rnd, 0, subset_size=30, n_subsets=50) < 0.9)
-    assert np.all(np.isnan(metrics.fidelity(model, x, torch.ones_like(exact), 0, subset_size=30, n_subsets=20)))
+    assert np.all(model_metrics.fidelity(model, x, rnd, 0, subset_size=30, n_subsets=50) < 0.9)
+    assert np.all(np.isnan(model_metrics.fidelity(model, x, torch.ones_like(exact), 0, subset_size=30, n_subsets=20)))
 
 
 def test_deletion_insertion_and_size_reward_the_right_order(linear):
     model, x, exact = linear
-    good_del, good_ins = metrics.deletion_insertion(model, x, exact, 0, steps=16, blur_sigma=2)
-    bad_del, bad_ins = metrics.deletion_insertion(model, x, -exact, 0, steps=16, blur_sigma=2)
+    good_del, good_ins = model_metrics.deletion_insertion(model, x, exact, 0, steps=16, blur_sigma=2)
+    bad_del, bad_ins = model_metrics.deletion_insertion(model, x, -exact, 0, steps=16, blur_sigma=2)
     assert np.all(good_del < bad_del) and np.all(good_ins > bad_ins)
     assert np.all((good_del >= 0) & (good_ins <= 1))
-    small = metrics.explanation_size(model, x, exact, 0, steps=20)
-    large = metrics.explanation_size(model, x, -exact, 0, steps=20)
+    small = model_metrics.explanation_size(model, x, exact, 0, steps=20)
+    large = model_metrics.explanation_size(model, x, -exact, 0, steps=20)
     assert np.all(small <= large) and np.all(small < 1)
 
 
 def test_confidence_drop_bounds(linear):
     model, x, exact = linear
-    assert np.allclose(metrics.confidence_drop(model, x, torch.ones_like(exact), 0), 0)
-    drop = metrics.confidence_drop(model, x, torch.zeros_like(exact), 0)
+    assert np.allclose(model_metrics.confidence_drop(model, x, torch.ones_like(exact), 0), 0)
+    drop = model_metrics.confidence_drop(model, x, torch.zeros_like(exact), 0)
     p = model(x).softmax(1)[:, 0].detach().numpy()
     p0 = 1 / (1 + np.exp(model.c))  # x * 0 gives logits (0, c)
     assert np.allclose(drop, np.clip(p - p0, 0, None) / p)
@@ -260,8 +260,8 @@ def test_stability(linear):
     def constant(m, xb, t):
         return torch.ones(xb.shape[0], *xb.shape[-2:])
 
-    assert np.allclose(metrics.stability(constant, model, x, 0, n_samples=3), 0)
-    s = metrics.stability(grad_x_input, model, x, 0, n_samples=3, normalise=None, clamp=False)
+    assert np.allclose(model_metrics.stability(constant, model, x, 0, n_samples=3), 0)
+    s = model_metrics.stability(grad_x_input, model, x, 0, n_samples=3, normalise=None, clamp=False)
     # for a map linear in x the ratio is at most the operator norm, ||w||_inf * sqrt(3)
     assert np.all(s > 0) and np.all(s <= model.w.abs().max().item() * np.sqrt(3) + 1e-9)
 
@@ -273,11 +273,11 @@ def test_randomisation_of_a_model_free_explainer_changes_nothing(linear):
     def edges(m, xb, t):
         return xb.diff(dim=-1, prepend=xb[..., :1]).abs().sum(1)
 
-    df = metrics.cascading_randomisation(edges, conv, x, 0)
+    df = sanity.cascading_randomisation(edges, conv, x, 0)
     assert list(df["label"].unique()) == ["trained", "4", "0"]
     assert np.allclose(df["similarity"], 1)
     before = [p.clone() for p in conv.parameters()]
-    metrics.cascading_randomisation(lambda m, xb, t: m[0](xb).sum(1), conv, x, 0)
+    sanity.cascading_randomisation(lambda m, xb, t: m[0](xb).sum(1), conv, x, 0)
     assert all(torch.equal(a, b) for a, b in zip(before, conv.parameters()))  # the model is not touched
 
 
@@ -316,8 +316,8 @@ def test_stability_scores_a_low_resolution_map_at_the_input_resolution():
     def high(m, xb, t):
         return metrics.resize_maps(low(m, xb, t), (64, 64))
 
-    s_low = metrics.stability(low, model, x, 0, n_samples=3)
-    s_high = metrics.stability(high, model, x, 0, n_samples=3)
+    s_low = model_metrics.stability(low, model, x, 0, n_samples=3)
+    s_high = model_metrics.stability(high, model, x, 0, n_samples=3)
     assert low(model, x, 0).shape == (3, 8, 8) and np.all(s_high > 0)
     # both go through the same float32 bilinear resize: only rounding can separate them
     assert np.allclose(s_low, s_high, rtol=1e-5, atol=0)
@@ -387,10 +387,10 @@ def test_deletion_of_a_constant_map_follows_a_random_order():
     w[..., : H // 2, :] = 1.0
     x = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(0))
     model = Linear(w / (w * x).sum() * 10.0, c=5.0).eval()  # logits (10, 5) on the whole image
-    const, _ = metrics.deletion_insertion(model, x, torch.ones(1, H, W), 0, steps=32)
+    const, _ = model_metrics.deletion_insertion(model, x, torch.ones(1, H, W), 0, steps=32)
     gen = torch.Generator().manual_seed(1)
     rnd = torch.rand(16, H, W, generator=gen)  # random maps: a random deletion order each
-    random_aucs, _ = metrics.deletion_insertion(model, x.expand(16, -1, -1, -1), rnd, 0, steps=32)
+    random_aucs, _ = model_metrics.deletion_insertion(model, x.expand(16, -1, -1, -1), rnd, 0, steps=32)
     # the constant map's order is one random order: it must lie within the spread of the
     # random orders' AUCs (5 standard deviations, plus 0.01 for a spread that happens to be tiny)
     tol = 5 * random_aucs.std() + 0.01
@@ -398,7 +398,7 @@ def test_deletion_of_a_constant_map_follows_a_random_order():
     # raster order (a map decreasing along the rows) deletes the evidence first: about 0.25
     # against about 0.5, far outside that band, so the test tells the two orders apart
     raster = -torch.arange(H * W, dtype=torch.float64).view(1, H, W)
-    raster_auc, _ = metrics.deletion_insertion(model, x, raster, 0, steps=32)
+    raster_auc, _ = model_metrics.deletion_insertion(model, x, raster, 0, steps=32)
     assert random_aucs.mean() - raster_auc[0] > 3 * tol
 
 
@@ -408,7 +408,7 @@ def test_explanation_size_of_a_constant_map_is_not_raster_order():
     w[..., H // 2 :, :] = 1.0
     x = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(0))
     model = Linear(w / (w * x).sum() * 10.0, c=5.0).eval()
-    size = metrics.explanation_size(model, x, torch.ones(1, H, W), 0, steps=20)[0]
+    size = model_metrics.explanation_size(model, x, torch.ones(1, H, W), 0, steps=20)[0]
     # a random half of the pixels carries half the evidence (logit ~5): kept from about 0.5 on;
     # raster order would show the bottom half only after 3/4 of the image (0.75 of the pixels)
     assert 0.4 <= size <= 0.65
@@ -470,7 +470,7 @@ def test_deletion_insertion_match_rises_own_loop(size):
     steps = 16 if size == 64 else 112  # RISE's 224 px per step at 224 px is 224 steps; 448 px here
     klen = 11 if size == 224 else 3  # 11 * size / 224, odd, at least 3
     nsig = 5 * size / 224
-    dele, ins = metrics.deletion_insertion(net, x, maps, c, steps=steps)
+    dele, ins = model_metrics.deletion_insertion(net, x, maps, c, steps=steps)
     for i in range(2):
         ref_del = _rise_auc(net, x[i : i + 1], maps[i].numpy(), "del", size * size // steps, klen, nsig, int(c[i]))
         ref_ins = _rise_auc(net, x[i : i + 1], maps[i].numpy(), "ins", size * size // steps, klen, nsig, int(c[i]))
@@ -497,7 +497,7 @@ def test_randomisation_draws_weights_with_pytorchs_default_variance():
         return xb.sum(1)
 
     x = torch.rand(2, 3, 8, 8)
-    metrics.cascading_randomisation(record, net, x, 0, similarity="pearson")
+    sanity.cascading_randomisation(record, net, x, 0, similarity="pearson")
     final = seen[-1]  # every layer re-initialised
     for name, fresh in (("0", nn.Conv2d(3, 64, 3)), ("2", nn.Conv2d(64, 64, 3)), ("6", nn.Linear(64, 10))):
         for part in ("weight", "bias"):
@@ -531,18 +531,18 @@ def test_data_randomisation_tells_a_model_free_map_from_a_gradient():
         return x.grad.abs().sum(1)
 
     t = [0, 1, 2]
-    assert np.allclose(metrics.data_randomisation(edges, a, b, x, t), 1.0)
-    assert np.allclose(metrics.data_randomisation(gradient, a, a, x, t), 1.0)
-    other = metrics.data_randomisation(gradient, a, b, x, t)
+    assert np.allclose(sanity.data_randomisation(edges, a, b, x, t), 1.0)
+    assert np.allclose(sanity.data_randomisation(gradient, a, a, x, t), 1.0)
+    other = sanity.data_randomisation(gradient, a, b, x, t)
     assert other.shape == (3,) and (other < 0.9).all()
     # the reference, when given, is used as it is: the trained model's maps by hand
     ref = gradient(a, x, t)
-    assert np.allclose(metrics.data_randomisation(gradient, a, b, x, t, reference=ref), other)
+    assert np.allclose(sanity.data_randomisation(gradient, a, b, x, t, reference=ref), other)
     by_hand = metrics.spearman(ref / ref.flatten(1).amax(1)[:, None, None],
                                gradient(b, x, t) / gradient(b, x, t).flatten(1).amax(1)[:, None, None])
     assert np.allclose(other, by_hand)
     with pytest.raises(ValueError, match="similarity"):
-        metrics.data_randomisation(gradient, a, b, x, t, similarity="cosine")
+        sanity.data_randomisation(gradient, a, b, x, t, similarity="cosine")
 
 
 def test_verdict_at_two_standard_errors():

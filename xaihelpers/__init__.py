@@ -47,13 +47,18 @@ and named after what they hold:
 ``papers``
     the numbers the papers report, beside ours.
 ``metrics``
-    localisation, sparseness, faithfulness, robustness and similarity metrics, and
-    the model-randomisation sanity check (chapter 1).
+    metrics that read the maps alone: localisation, sparseness, similarity between
+    maps, exact top-k pixel rankings (chapter 1).
+``model_metrics``
+    metrics that query the model: fidelity, stability, deletion and insertion, the
+    smallest sufficient share (chapter 1).
+``sanity``
+    the model- and data-randomisation sanity checks (chapters 1 and 6).
 ``viz``
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, causal, compare, convad, data, evaluation, explainers, gfi, hooks, metrics, models, occlusion, papers, perturbation, runtime, srd, viz
+from . import actmatch, apop, attack, baselines, causal, compare, convad, data, evaluation, explainers, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, runtime, sanity, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -75,11 +80,13 @@ __all__ = [
     "gfi",
     "hooks",
     "metrics",
+    "model_metrics",
     "models",
     "occlusion",
     "papers",
     "perturbation",
     "runtime",
+    "sanity",
     "srd",
     "viz",
     "load_image",

@@ -25,9 +25,9 @@ from torch import nn
 
 from . import _checks
 from .explainers import Explainer
-from .metrics import (ALPHAS, _maps, attribution_localisation, deletion_insertion, explanation_size, fidelity,
-                      localisation_error, localisation_sweep, pointing_game, prepare, resize_maps, sparseness,
-                      stability, top_share)
+from .metrics import (ALPHAS, _maps, attribution_localisation, localisation_error, localisation_sweep, pointing_game, prepare,
+                      resize_maps, sparseness, top_share)
+from .model_metrics import deletion_insertion, explanation_size, fidelity, stability
 
 def verdict(a: float, b: float, se_a: float, se_b: float, k: float = 2.0) -> str:
     """``a`` against ``b``: "higher", "lower", or "not distinguishable at two standard errors".
@@ -265,7 +265,7 @@ def top_masks(maps: object, fractions: object, size: tuple[int, int], seed: int 
 
     The maps are upsampled to ``size`` (:func:`xaihelpers.metrics.resize_maps`) and
     the pixels taken by :func:`xaihelpers.metrics.top_share`: ties in a seeded random
-    order, the order in which :func:`xaihelpers.metrics.explanation_size` found the
+    order, the order in which :func:`xaihelpers.model_metrics.explanation_size` found the
     fraction.
 
     Parameters
@@ -310,7 +310,7 @@ def score(
     :func:`evaluate` gives the localisation, sparseness, fidelity
     and stability columns; added here are deletion/insertion AUC, ``size`` (the
     smallest top fraction of the map that keeps the label,
-    :func:`xaihelpers.metrics.explanation_size`) and ``planted_survival`` (the share of
+    :func:`xaihelpers.model_metrics.explanation_size`) and ``planted_survival`` (the share of
     ``backgrounds`` on which that top fraction, pasted alone, keeps the label).
 
     Parameters

@@ -387,7 +387,7 @@ def _ex01_normalise(answer, model, x, y, masks, boxes):
 
 def _cascade_means(model: nn.Module, x: torch.Tensor, y, methods, similarity: str) -> dict[str, float]:
     from .explainers import get
-    from .metrics import cascading_randomisation
+    from .sanity import cascading_randomisation
 
     out = {}
     for m in methods:
