@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xaihelpers import causal, data, models, occlusion
+from xaihelpers import causal, causal_study, data, models, occlusion
 
 
 def _square_oracle(r0=8, r1=16, c0=40, c1=48, k=3):
@@ -76,7 +76,7 @@ def test_explain_with_convad_and_painting_on_the_benchmark_cnn():
         out = causal.search(m, x, how=how, iters=1, step=0.05, verbose=False)
         assert len(out) == 2 and out[0].responsibility.shape == (64, 64) and out[0].mask.dtype == bool
         assert 0 < out[0].size <= 1 and out[0].queries > 0
-    assert causal.null_class(m, x, "convad").shape == (2,)
+    assert causal_study.null_class(m, x, "convad").shape == (2,)
     with pytest.raises(ValueError, match="style"):
         causal.responsibility(_square_oracle(), (64, 64), 1, style="max")
 
@@ -90,18 +90,18 @@ def test_survival_and_the_rho_table():
     tex = occlusion.texture_backgrounds(3, (64, 64), lambda t: t)
     assert tex.shape == (3, 3, 64, 64) and tex.flatten(1).std(1).min() > 0.01  # textures vary
     full = np.ones((3, 64, 64), dtype=bool)
-    s = causal.survival(m, x, full, torch.cat([bg, tex]), gammas=(0.0, 1.0))
+    s = causal_study.survival(m, x, full, torch.cat([bg, tex]), gammas=(0.0, 1.0))
     assert np.allclose(s, 1.0)  # the whole image planted anywhere is the image itself
-    s0 = causal.survival(m, x, np.zeros((3, 64, 64)), bg, gammas=(0.0, 0.5))
+    s0 = causal_study.survival(m, x, np.zeros((3, 64, 64)), bg, gammas=(0.0, 0.5))
     assert ((s0 >= 0) & (s0 <= 1)).all() and (s0[:, 1] <= s0[:, 0]).all()
-    table = causal.rho_table({"a": s0, "b": s[:, :1].repeat(2, 1)}, gammas=(0.0, 0.5))
+    table = causal_study.rho_table({"a": s0, "b": s[:, :1].repeat(2, 1)}, gammas=(0.0, 0.5))
     for g in (0.0, 0.5):
         assert (np.diff(table.loc[g, "a"].to_numpy()) <= 1e-12).all()  # robust at rho implies at smaller rho
     assert (table["b"] == 1).all()
     with pytest.raises(ValueError, match="masks of shape"):
         occlusion.plant(x, np.ones((2, 64, 64)), bg)
     with pytest.raises(ValueError, match="masks of shape"):
-        causal.survival(m, x, np.ones((2, 64, 64)), bg)
+        causal_study.survival(m, x, np.ones((2, 64, 64)), bg)
 
 
 @pytest.mark.parametrize("how", ["convad", "zero", "blur"])
@@ -112,23 +112,23 @@ def test_null_class_in_one_batch_equals_one_query_per_image(how):
     m = models.BenchmarkCNN("relu").eval()
     x = torch.randn(3, 3, 64, 64)
     per_image = [int(convad.predict_masked(m, x[i:i + 1], torch.zeros(1, 64, 64), how).argmax()) for i in range(3)]
-    assert causal.null_class(m, x, how).tolist() == per_image
+    assert causal_study.null_class(m, x, how).tolist() == per_image
 
 
 def test_typicality_scale_and_shrinkage():
     g = torch.Generator().manual_seed(0)
     ref, same = torch.randn(200, 16, generator=g) + 3, torch.randn(100, 16, generator=g) + 3
-    assert 0.7 < np.median(causal.typicality(ref, same)) < 1.4
-    assert np.median(causal.typicality(ref, same * 0.3)) > 2  # shrunk towards 0: off the distribution
+    assert 0.7 < np.median(causal_study.typicality(ref, same)) < 1.4
+    assert np.median(causal_study.typicality(ref, same * 0.3)) > 2  # shrunk towards 0: off the distribution
     with pytest.raises(ValueError, match="features"):
-        causal.typicality(ref, torch.randn(3, 8))
+        causal_study.typicality(ref, torch.randn(3, 8))
 
 
 def test_penultimate_features_shapes():
     m = models.BenchmarkCNN("relu").eval()
     x = torch.randn(3, 3, 64, 64)
-    clean = causal.penultimate_features(m, x)
-    masked = causal.penultimate_features(m, x, torch.ones(3, 64, 64), "convad")
+    clean = causal_study.penultimate_features(m, x)
+    masked = causal_study.penultimate_features(m, x, torch.ones(3, 64, 64), "convad")
     assert clean.shape[0] == 3 and torch.allclose(clean, masked, atol=1e-5)  # the theorem, one layer early
 
 
@@ -183,7 +183,7 @@ def test_survival_in_the_restricted_model_ignores_the_background():
         masks[i, 8 * i : 8 * i + 30, 10:50] = True
     bg = torch.cat([occlusion.solid_backgrounds(5, (64, 64), lambda t: (t - 0.5) / 0.25), torch.randn(5, 3, 64, 64) * 2])
     target = torch.tensor([0, 1, 2, 3])
-    s = causal.survival(m, x, masks, bg, target, gammas=(0.0,), rule="lenient")[:, 0]
+    s = causal_study.survival(m, x, masks, bg, target, gammas=(0.0,), rule="lenient")[:, 0]
     from xaihelpers.convad import ConvAD
 
     with torch.no_grad():

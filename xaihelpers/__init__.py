@@ -30,9 +30,10 @@ and named after what they hold:
 ``attack``
     the explanation manipulation of Dombrowski et al., with a differentiable SRD
     (chapter 3).
-``convad``, ``causal``
-    Activation-Deactivation (Chanchal et al. 2025) and causal responsibility (ReX),
-    with the planting test of robustness (chapter 4).
+``convad``, ``causal``, ``causal_study``
+    Activation-Deactivation (Chanchal et al. 2025); the causal responsibility search
+    (ReX); chapter 4's experiments with it: the planting test of robustness and every
+    occlusion method compared (chapter 4).
 ``actmatch``
     Activation Matching (Suhail et al. 2025), per image and amortised (chapter 5).
 ``explainers``
@@ -58,7 +59,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, causal, compare, convad, data, evaluation, explainers, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, runtime, sanity, srd, viz
+from . import actmatch, apop, attack, baselines, causal, causal_study, compare, convad, data, evaluation, explainers, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, runtime, sanity, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -72,6 +73,7 @@ __all__ = [
     "attack",
     "baselines",
     "causal",
+    "causal_study",
     "compare",
     "explainers",
     "convad",

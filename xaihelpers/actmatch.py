@@ -623,7 +623,7 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
         backgrounds keeping the label), ``survives: own blur``; each with ``" se"``,
         the standard error over images.
     """
-    from .causal import survival
+    from .causal_study import survival
     from .occlusion import background
 
     m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).float().cpu()

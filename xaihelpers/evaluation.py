@@ -341,7 +341,7 @@ def score(
     """
     from tqdm.auto import tqdm
 
-    from .causal import survival
+    from .causal_study import survival
 
     _checks.image_batch(x)
     t = torch.as_tensor(target).reshape(-1)
