@@ -5,7 +5,7 @@ each chapter in ``notebooks/`` it writes a notebook with the same code cells in 
 
 * ``{glue:text}`name:fmt``` roles become the bold name ``**`name`**``: the code cell
   that computes the value prints ``name = value`` on Colab
-  (``xaihelpers.runtime.glue`` without myst-nb), and the first cell says so. With
+  (``xaihelpers.results.glue`` without myst-nb), and the first cell says so. With
   ``--executed DIR``, a folder of executed chapters (same file names, e.g. the book's
   build with the default parameters), they become that run's formatted values;
 * ``{cite}`` roles become author-year text from ``book/references.bib``, and a
@@ -248,7 +248,7 @@ def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None) -> 
     url : str
         The repository URL the install cell installs from.
     values : dict, optional
-        Glued values of the executed chapter (``xaihelpers.runtime.read_glued``), to
+        Glued values of the executed chapter (``xaihelpers.results.read_glued``), to
         substitute into the text; ``None`` leaves bold names for the printed values.
     """
     out = json.loads(json.dumps(nb))
@@ -308,7 +308,7 @@ def write_edition(out: Path = OUT, executed: Path | None = None, notebooks: list
     for path in notebooks or sorted((ROOT / "notebooks").glob("*.ipynb")):
         values = None
         if executed is not None:
-            from xaihelpers.runtime import read_glued
+            from xaihelpers.results import read_glued
 
             done = Path(executed) / path.name
             if not done.is_file():

@@ -47,7 +47,7 @@ def newest_default_runs(cache: Path) -> dict[str, tuple[dict, Path]]:
 
 def record(stem: str, rec: dict, executed: Path, out: Path = OUT) -> Path:
     """Write ``out/<stem>.json`` from one executed default run."""
-    from xaihelpers.runtime import read_glued
+    from xaihelpers.results import read_glued
 
     out.mkdir(parents=True, exist_ok=True)
     target = out / f"{stem}.json"

@@ -1,6 +1,6 @@
 """Time every chapter under papermill and record it in xaihelpers/run_times.csv.
 
-Each chapter opens with these times (``xh.runtime.glue_run_times``). Run, from the
+Each chapter opens with these times (``xh.results.glue_run_times``). Run, from the
 repository root::
 
     python scripts/run_times.py --mode smoke                # every chapter, SMOKE=True
@@ -129,7 +129,7 @@ def table() -> str:
     """The markdown table of run times: one row per chapter, CPU and GPU columns."""
     import pandas as pd
 
-    from xaihelpers.runtime import duration
+    from xaihelpers.results import duration
 
     df = pd.read_csv(CSV)
     gpu = ~df["device"].str.startswith("CPU")

@@ -286,7 +286,7 @@ def build(path: Path, out: Path, use_cache: bool = True, cache: Path = CACHE,
     nb = json.loads((done or path).read_text(encoding="utf-8"))
     values = None
     if done is not None:
-        from xaihelpers.runtime import read_glued
+        from xaihelpers.results import read_glued
 
         values = read_glued(done)
     nb = student.student_version(nb)

@@ -13,9 +13,9 @@ matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
-# Glued floats keep runtime.GLUE_DIGITS significant digits; two glued roundings of one
+# Glued floats keep results.GLUE_DIGITS significant digits; two glued roundings of one
 # number differ by at most one unit in the last digit kept.
-from xaihelpers.runtime import GLUE_DIGITS  # noqa: E402
+from xaihelpers.results import GLUE_DIGITS  # noqa: E402
 
 GLUED_REL = 10.0 ** (1 - GLUE_DIGITS)
 
@@ -59,7 +59,7 @@ def executed(tmp_path_factory) -> _Executed:
 @pytest.fixture(scope="session")
 def glued(executed):
     """``glued(stem)`` returns the values glued into the executed chapter."""
-    from xaihelpers.runtime import read_glued
+    from xaihelpers.results import read_glued
 
     return lambda stem: read_glued(executed(stem))
 

@@ -4,7 +4,7 @@
 import pytest
 
 from xaihelpers import papers
-from xaihelpers.runtime import read_table
+from xaihelpers.results import read_table
 
 pytestmark = pytest.mark.notebook
 

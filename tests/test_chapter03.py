@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from xaihelpers import models
-from xaihelpers.runtime import read_table
+from xaihelpers.results import read_table
 
 pytestmark = pytest.mark.notebook
 

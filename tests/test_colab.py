@@ -248,7 +248,7 @@ assert not missing, f"xaihelpers or a chapter imports {{missing}}, which Colab l
 import numpy as np
 import xaihelpers as xh
 with contextlib.redirect_stdout(io.StringIO()) as shown:
-    value = xh.runtime.glue("probe", np.float64(0.123456789))
+    value = xh.results.glue("probe", np.float64(0.123456789))
 assert shown.getvalue() == "probe = 0.123457\\n" and value == 0.123457, shown.getvalue()
 print("colab kernel ok")
 '''
@@ -325,13 +325,13 @@ def test_edition_substitutes_executed_values_and_cites_author_year():
 def test_glue_without_myst_nb_shows_name_and_value(monkeypatch, capsys):
     import pandas as pd
 
-    from xaihelpers import runtime
+    from xaihelpers import results
 
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb now raises ModuleNotFoundError
-    assert runtime.glue("share", 0.123456789) == 0.123457
-    runtime.glue("label", "espresso")
-    runtime.glue("peak", (0.5, 0.25))
-    runtime.glue("tab_json", pd.DataFrame({"a": [1.5]}, index=["x"]).to_json(orient="split"))  # a glued table
+    assert results.glue("share", 0.123456789) == 0.123457
+    results.glue("label", "espresso")
+    results.glue("peak", (0.5, 0.25))
+    results.glue("tab_json", pd.DataFrame({"a": [1.5]}, index=["x"]).to_json(orient="split"))  # a glued table
     out = capsys.readouterr().out
     assert out.startswith("share = 0.123457\nlabel = espresso\npeak = (0.5, 0.25)\ntab_json:\n")
     assert "1.5" in out and "columns" not in out  # the table, not its JSON

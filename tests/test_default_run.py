@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from xaihelpers import baselines
-from xaihelpers.runtime import read_table
+from xaihelpers.results import read_table
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = Path(__file__).parent / "default_run"

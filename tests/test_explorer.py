@@ -266,3 +266,14 @@ def test_pictures_given_to_the_explorer_are_offered(loaded):
                            photos={"small cat": small})
     assert ex.photos[-1] == "small cat" and ex.photos[: len(xh.data.SAMPLE_NAMES)] == list(xh.data.SAMPLE_NAMES)
     assert ex.run()["map"].shape == (64, 64) and ex.computed == 1
+
+
+def test_occlusion_window_follows_the_model(loaded):
+    """The window's default is baselines.explain's, an eighth of the image side, for each model's input size."""
+    ex = make(loaded, method="occlusion")
+    assert (ex.widgets["setting"].value, ex.widgets["setting"].max) == (224 // 8, 224 // 2)
+    ex.widgets["model"].value = "fmnist_cnn_relu"
+    assert (ex.widgets["setting"].value, ex.widgets["setting"].max) == (64 // 8, 64 // 2)
+    ex.widgets["setting"].value = 16
+    ex.widgets["photo"].value = "rocket"
+    assert ex.settings() == {"window": 16}  # a new photo keeps the reader's setting

@@ -24,7 +24,7 @@ from conftest import ROOT
 
 CHAPTERS = ("00_getting_started", "01_evaluating_explanations")
 # Tolerance: float32 carries about 7 significant digits and the glued values keep 6
-# (runtime.GLUE_DIGITS); sums split over a different number of threads change the last
+# (results.GLUE_DIGITS); sums split over a different number of threads change the last
 # one or two float32 digits, which the chapters' few hundred optimisation steps may
 # amplify by a few orders of magnitude. 1e-3 relative is well above that and still
 # below every precision the prose prints for quantities of order one (.1% of 1).
@@ -36,7 +36,7 @@ TIMINGS = re.compile(r"run_time|speed|seconds|_ms\b|ms_per|per_fwd_bwd")
 def _run(stem: str, threads: int, folder) -> dict:
     import papermill as pm
 
-    from xaihelpers.runtime import read_glued
+    from xaihelpers.results import read_glued
 
     src = ROOT / "notebooks" / f"{stem}.ipynb"
     out = folder / f"{stem}_{threads}.ipynb"

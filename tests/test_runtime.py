@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import xaihelpers as xh
-from xaihelpers import runtime
+from xaihelpers import results
 
 
 def test_device_defaults_to_an_available_one():
@@ -56,31 +56,31 @@ def test_smoke_default_and_bad_value(monkeypatch):
 
 
 def test_plain_turns_numpy_and_torch_into_python():
-    value = runtime._plain({"a": np.float32(0.5), "b": torch.tensor([1, 2]), "c": (np.int64(3),)})
+    value = results._plain({"a": np.float32(0.5), "b": torch.tensor([1, 2]), "c": (np.int64(3),)})
     assert value == {"a": 0.5, "b": [1, 2], "c": (3,)}
     assert type(value["a"]) is float and type(value["c"][0]) is int
 
 
 def test_rounded_keeps_six_significant_digits_and_makes_last_bit_twins_equal():
-    assert runtime.rounded(0.9500000000000001) == runtime.rounded(0.95) == 0.95
-    assert runtime.rounded(123456789.0) == 123457000.0 and runtime.rounded(1.23456789e-9) == 1.23457e-09
-    assert runtime.rounded({"a": [np.float32(1 / 3)], "b": "text", "c": 7, "d": True}) == {"a": [0.333333], "b": "text", "c": 7, "d": True}
-    nan = runtime.rounded(float("nan"))
-    assert nan != nan and runtime.rounded(float("inf")) == float("inf")
+    assert results.rounded(0.9500000000000001) == results.rounded(0.95) == 0.95
+    assert results.rounded(123456789.0) == 123457000.0 and results.rounded(1.23456789e-9) == 1.23457e-09
+    assert results.rounded({"a": [np.float32(1 / 3)], "b": "text", "c": 7, "d": True}) == {"a": [0.333333], "b": "text", "c": 7, "d": True}
+    nan = results.rounded(float("nan"))
+    assert nan != nan and results.rounded(float("inf")) == float("inf")
 
 
 def test_glued_table_reads_back_rounded_like_a_glued_scalar():
     import pandas as pd
 
     table = pd.DataFrame({"score": [0.1 + 0.2, 1 / 3], "name": ["a", "b"], "n": [3, 4]}, index=["x", "y"])
-    back = runtime.read_table({"t": runtime.table_json(table)}, "t")
-    assert back.loc["x", "score"] == runtime.rounded(0.1 + 0.2) == 0.3  # 0.30000000000000004 in the table
-    assert back.loc["y", "score"] == runtime.rounded(1 / 3) and list(back["name"]) == ["a", "b"]
+    back = results.read_table({"t": results.table_json(table)}, "t")
+    assert back.loc["x", "score"] == results.rounded(0.1 + 0.2) == 0.3  # 0.30000000000000004 in the table
+    assert back.loc["y", "score"] == results.rounded(1 / 3) and list(back["name"]) == ["a", "b"]
     assert list(back["n"]) == [3, 4]
     with pytest.raises(KeyError, match="no glued table"):
-        runtime.read_table({}, "t")
+        results.read_table({}, "t")
     with pytest.raises(TypeError, match="DataFrame"):
-        runtime.table_json([1, 2])
+        results.table_json([1, 2])
 
 
 def test_seed_everything_asks_for_deterministic_kernels():
@@ -95,7 +95,7 @@ def test_seed_everything_asks_for_deterministic_kernels():
 
 
 def test_duration_in_words():
-    from xaihelpers.runtime import duration
+    from xaihelpers.results import duration
 
     assert duration(45) == "45 s" and duration(200) == "about 3 min" and duration(4200) == "about 1 h 10 min"
     with pytest.raises(ValueError, match="non-negative"):
@@ -112,7 +112,7 @@ def _parameters_cell(path) -> str:
 def test_run_times_are_recorded_for_every_chapter():
     from conftest import NOTEBOOKS
 
-    from xaihelpers.runtime import run_times
+    from xaihelpers.results import run_times
 
     df = run_times()
     # the modes scripts/run_times.py writes: SMOKE=True, the defaults, and FULL=True (the papers' sizes)

@@ -4,7 +4,10 @@ Every chapter imports it as ``import xaihelpers as xh``. The modules are small
 and named after what they hold:
 
 ``runtime``
-    device choice, seeding and the ``SMOKE`` flag (chapter 0).
+    device choice, seeding, the ``SMOKE`` flag and timing ratios (chapter 0).
+``results``
+    the numbers a chapter cites: glued, read back by the tests, rounded one way; the
+    chapters' measured run times.
 ``models``
     the offline EfficientNet-Lite0 and torchvision's online classifiers (chapter 0);
     the cluttered Fashion-MNIST CNN family and its training (chapter 1).
@@ -59,7 +62,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, causal, causal_study, compare, convad, data, evaluation, explainers, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, runtime, sanity, srd, viz
+from . import actmatch, apop, attack, baselines, causal, causal_study, compare, convad, data, evaluation, explainers, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -87,6 +90,7 @@ __all__ = [
     "occlusion",
     "papers",
     "perturbation",
+    "results",
     "runtime",
     "sanity",
     "srd",

@@ -175,7 +175,7 @@ def claims(tab: "pandas.DataFrame", claims_list=None) -> "pandas.DataFrame":  # 
 def best(tab: "pandas.DataFrame", metric: str) -> tuple[list[str], float, str]:  # noqa: F821
     """The methods with the best mean on ``metric`` (ties included), the value, and the names in words.
 
-    Methods tie when their values agree to :data:`xaihelpers.runtime.GLUE_DIGITS` significant digits.
+    Methods tie when their values agree to :data:`xaihelpers.results.GLUE_DIGITS` significant digits.
 
     Returns
     -------
@@ -187,9 +187,9 @@ def best(tab: "pandas.DataFrame", metric: str) -> tuple[list[str], float, str]: 
         raise ValueError(f"expected a metric of {list(HIGHER_IS_BETTER)}, got {metric!r}")
     col = tab[metric]
     value = float(col.max() if HIGHER_IS_BETTER[metric] else col.min())
-    # tied: equal in every digit the book glues (runtime.rounded), so the tests that read
+    # tied: equal in every digit the book glues (results.rounded), so the tests that read
     # the glued table find the same ties
-    from .runtime import rounded
+    from .results import rounded
 
     names = [str(m) for m, v in zip(tab.index, col.to_numpy(float)) if rounded(float(v)) == rounded(value)]
     words = names[0] if len(names) == 1 else " and ".join(names) if len(names) == 2 else f"{len(names)} methods, tied"
