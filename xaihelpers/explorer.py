@@ -325,10 +325,12 @@ class Explorer:
         self._check_choice(name, list(models.MODELS), "model")
         self.model_name = name
         spec = MAIN_SETTINGS.get(self.method)
-        if spec is not None and spec.kind == "layer":
-            self.setting_value = None  # the new model has layers of its own
+        # the new model has layers of its own, and a size of its own (occlusion's window)
+        reset = spec is not None and (spec.kind == "layer" or spec.default is None)
+        if reset:
+            self.setting_value = None
         top = self._update_top()
-        if spec is not None and spec.kind == "layer" and name in self._models:
+        if reset and name in self._models:
             self.setting_value = self.setting()["value"]
             self._refresh()
         return top
@@ -456,7 +458,7 @@ class Explorer:
         crop) with :func:`xaihelpers.metrics.resize_maps`; the deleted pixels are the
         map's top 10 % by :func:`xaihelpers.metrics.top_share` (exactly that many,
         ties in a seeded random order), set to 0 after normalisation (the mean pixel),
-        as the deletion metric :func:`xaihelpers.metrics.deletion_insertion` sets them.
+        as the deletion metric :func:`xaihelpers.model_metrics.deletion_insertion` sets them.
 
         Returns
         -------
