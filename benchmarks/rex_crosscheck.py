@@ -68,7 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     model, prep, _ = xh.load_model("fmnist_cnn_relu", device="cpu")
-    test = xh.data.cluttered_fashion_mnist("test", n=args.images, verbose=False)
+    test = xh.benchmark.cluttered_fashion_mnist("test", n=args.images, verbose=False)
     x = prep.normalize(test.images)
     with torch.no_grad():
         pred = model(x).argmax(1)

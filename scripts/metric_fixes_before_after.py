@@ -133,7 +133,7 @@ def main() -> None:
         old = old_package(f"{FIX}^", Path(tmp))
         new.seed_everything(0)
         cnn, prep, _ = new.load_model("fmnist_cnn_relu")
-        test = new.data.cluttered_fashion_mnist("test")
+        test = new.benchmark.cluttered_fashion_mnist("test")
         x, y = prep.normalize(test.images[:100]), test.labels[:100]
         tables = {
             "1. stability, chapter 3's Table 2 (10 images, 5 neighbours)": stability_rows(old, new, cnn, x, y, 10, 5),

@@ -79,9 +79,9 @@ def test_robustness_term_trains_the_mask_network_only_with_gradient(cnn):
 
 def test_short_optimisation_keeps_the_label_and_shrinks_the_area():
     model, prep, _ = models.load_model("fmnist_cnn_relu", device="cpu")
-    from xaihelpers import data
+    from xaihelpers import benchmark
 
-    test = data.cluttered_fashion_mnist("test", n=1, verbose=False)
+    test = benchmark.cluttered_fashion_mnist("test", n=1, verbose=False)
     x = prep.normalize(test.images)
     start = actmatch.train(model, x, steps=1, lr=0.0, widths=(8, 16), bottleneck=32, verbose=False)
     out = actmatch.train(model, x, steps=60, lr=1e-2, widths=(8, 16), bottleneck=32, verbose=False)

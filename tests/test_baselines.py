@@ -62,10 +62,10 @@ def test_bad_inputs_raise(lite0, batch):
 
 @pytest.fixture(scope="module")
 def cnn():
-    from xaihelpers import data, models
+    from xaihelpers import benchmark, models
 
     model, prep, _ = models.load_benchmark_model("relu", device="cpu")
-    ds = data.cluttered_fashion_mnist("test", n=3, verbose=False)
+    ds = benchmark.cluttered_fashion_mnist("test", n=3, verbose=False)
     return model, prep.normalize(ds.images), ds.labels
 
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from xaihelpers import data
+from xaihelpers import benchmark, data
 
 
 @pytest.fixture(scope="module")
 def test_split():
-    return data.fashion_mnist("test")
+    return benchmark.fashion_mnist("test")
 
 
 def test_fashion_mnist_has_its_published_splits(test_split):
@@ -17,28 +17,28 @@ def test_fashion_mnist_has_its_published_splits(test_split):
     assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
     assert labels.shape == (10000,) and set(np.unique(labels)) == set(range(10))
     assert np.bincount(labels).tolist() == [1000] * 10  # the test split is balanced
-    assert len(data.FASHION_CLASSES) == 10
+    assert len(benchmark.FASHION_CLASSES) == 10
 
 
 def test_fashion_mnist_reads_a_given_folder(tmp_path, test_split, monkeypatch):
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
     for stem in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        (raw / f"{stem}.gz").symlink_to(data.FASHION_SYSTEM_DIR / f"{stem}.gz")
-    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
+        (raw / f"{stem}.gz").symlink_to(benchmark.FASHION_SYSTEM_DIR / f"{stem}.gz")
+    monkeypatch.setattr(benchmark, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
     monkeypatch.setenv("XAI_DATA", str(tmp_path / "cache"))
-    images, labels = data.fashion_mnist("test", root=tmp_path, download=False)
+    images, labels = benchmark.fashion_mnist("test", root=tmp_path, download=False)
     assert np.array_equal(images, test_split[0]) and np.array_equal(labels, test_split[1])
 
 
 def test_missing_fashion_mnist_names_the_debian_package(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(benchmark, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
     monkeypatch.setenv("XAI_DATA", str(tmp_path / "cache"))
-    with pytest.raises(data.DataUnavailableError, match="dataset-fashion-mnist") as err:
-        data.fashion_mnist("train", download=False)
+    with pytest.raises(benchmark.DataUnavailableError, match="dataset-fashion-mnist") as err:
+        benchmark.fashion_mnist("train", download=False)
     assert str(tmp_path / "nowhere") in str(err.value)
     with pytest.raises(ValueError, match="'train' or 'test'"):
-        data.fashion_mnist("validation")
+        benchmark.fashion_mnist("validation")
 
 
 def test_offline_download_fails_with_a_clear_error(tmp_path, monkeypatch):
@@ -49,15 +49,15 @@ def test_offline_download_fails_with_a_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(data, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(benchmark, "FASHION_SYSTEM_DIR", tmp_path / "nowhere")
     monkeypatch.setenv("XAI_DATA", str(tmp_path / "cache"))
-    with pytest.raises(data.DataUnavailableError, match="download failed"):
-        data.fashion_mnist("test")
+    with pytest.raises(benchmark.DataUnavailableError, match="download failed"):
+        benchmark.fashion_mnist("test")
 
 
 @pytest.fixture(scope="module")
 def bench():
-    return data.cluttered_fashion_mnist("test", n=40, verbose=False)
+    return benchmark.cluttered_fashion_mnist("test", n=40, verbose=False)
 
 
 def test_cluttered_images_masks_and_boxes_agree(bench, test_split):
@@ -72,9 +72,9 @@ def test_cluttered_images_masks_and_boxes_agree(bench, test_split):
 
 
 def test_cluttered_generation_is_deterministic_and_prefix_stable(bench):
-    again = data.cluttered_fashion_mnist("test", n=10, verbose=False)
+    again = benchmark.cluttered_fashion_mnist("test", n=10, verbose=False)
     assert torch.equal(again.images, bench.images[:10]) and torch.equal(again.masks, bench.masks[:10])
-    other = data.cluttered_fashion_mnist("test", n=10, seed=1, verbose=False)
+    other = benchmark.cluttered_fashion_mnist("test", n=10, seed=1, verbose=False)
     assert not torch.equal(other.images, again.images)
     sub = bench.subset(slice(0, 5))
     assert len(sub) == 5 and torch.equal(sub.boxes, bench.boxes[:5])
@@ -89,24 +89,24 @@ def test_the_object_differs_from_its_background(bench):
 
 def test_cluttered_bad_arguments():
     with pytest.raises(ValueError, match="0 < n <="):
-        data.cluttered_fashion_mnist("test", n=0)
+        benchmark.cluttered_fashion_mnist("test", n=0)
     with pytest.raises(ValueError, match="size >= 32"):
-        data.cluttered_fashion_mnist("test", n=2, size=16)
+        benchmark.cluttered_fashion_mnist("test", n=2, size=16)
     with pytest.raises(ValueError, match="scale"):
-        data.cluttered_fashion_mnist("test", n=2, scale=(0.7, 0.2))
+        benchmark.cluttered_fashion_mnist("test", n=2, scale=(0.7, 0.2))
 
 
 def test_redraw_with_every_layer_reproduces_the_images(bench):
     sub = bench.subset(torch.tensor([7, 0, 31, 12]))  # out of order: each image is found by its source index
-    again = data.redraw_cluttered(sub, data.BENCHMARK_LAYERS, verbose=False)
+    again = benchmark.redraw_cluttered(sub, benchmark.BENCHMARK_LAYERS, verbose=False)
     assert torch.equal(again.images, sub.images) and torch.equal(again.masks, sub.masks)
-    assert torch.equal(again.labels, sub.labels) and again.layers == data.BENCHMARK_LAYERS
+    assert torch.equal(again.labels, sub.labels) and again.layers == benchmark.BENCHMARK_LAYERS
 
 
 def test_redrawn_layers_compose_the_image(bench):
     sub = bench.subset(slice(0, 12))
-    view = {name: data.redraw_cluttered(sub, layers, verbose=False).images for name, layers in data.BENCHMARK_VIEWS.items()}
-    background = data.redraw_cluttered(sub, ["background"], verbose=False).images
+    view = {name: benchmark.redraw_cluttered(sub, layers, verbose=False).images for name, layers in benchmark.BENCHMARK_VIEWS.items()}
+    background = benchmark.redraw_cluttered(sub, ["background"], verbose=False).images
     assert torch.equal(view["full image"], sub.images)
     untouched_by_object = (view["object alone"] == background).all(1)
     untouched_by_clutter = (view["clutter alone"] == background).all(1)
@@ -123,8 +123,8 @@ def test_redrawn_layers_compose_the_image(bench):
 
 def test_redraw_refuses_unknown_layers(bench):
     with pytest.raises(ValueError, match="unknown \\['fragments'\\]"):
-        data.redraw_cluttered(bench, ["background", "fragments"])
+        benchmark.redraw_cluttered(bench, ["background", "fragments"])
     with pytest.raises(TypeError, match="ClutteredFashionMNIST"):
-        data.redraw_cluttered(bench.images, ["object"])
-    black = data.redraw_cluttered(bench.subset(slice(0, 2)), [], verbose=False)
+        benchmark.redraw_cluttered(bench.images, ["object"])
+    black = benchmark.redraw_cluttered(bench.subset(slice(0, 2)), [], verbose=False)
     assert black.images.abs().max() == 0 and black.layers == ()

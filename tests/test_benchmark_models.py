@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from xaihelpers import data, models
+from xaihelpers import benchmark, models
 
 
 @pytest.mark.parametrize("act", list(models.ACTIVATIONS))
@@ -36,13 +36,13 @@ def test_committed_checkpoints_match_their_manifest():
 @pytest.mark.parametrize("act", list(models.ACTIVATIONS))
 def test_load_benchmark_model(act):
     model, prep, classes = models.load_benchmark_model(act, device="cpu")
-    assert not model.training and classes == list(data.FASHION_CLASSES)
+    assert not model.training and classes == list(benchmark.FASHION_CLASSES)
     assert prep.size == 64 and model.xai_name == f"fmnist_cnn_{act}"
     assert models.load_model(f"fmnist_cnn_{act}", device="cpu").model.activation == act
 
 
 def test_relu_model_reaches_85_percent_on_the_full_test_split():
-    test = data.cluttered_fashion_mnist("test", n=10000, verbose=False)
+    test = benchmark.cluttered_fashion_mnist("test", n=10000, verbose=False)
     model, prep, _ = models.load_benchmark_model("relu", device="cpu")
     assert models.accuracy(model, prep.normalize(test.images), test.labels) >= 0.85
 
@@ -83,7 +83,7 @@ def test_shuffled_label_model_memorised_its_labels_and_learned_nothing_else():
     agree = float((y == true).float().mean())  # permuted labels that happen to be right
     # memorised: far above what the labels' agreement with the truth would give
     assert models.accuracy(model, x, y) >= 0.9 > agree + 0.5
-    test = data.cluttered_fashion_mnist("test", n=2000, verbose=False)
+    test = benchmark.cluttered_fashion_mnist("test", n=2000, verbose=False)
     acc = models.accuracy(model, prep.normalize(test.images), test.labels)
     # nothing generalises: within 3 binomial standard errors of chance (0.1) on 2000 images
     assert abs(acc - 0.1) < 3 * (0.1 * 0.9 / 2000) ** 0.5

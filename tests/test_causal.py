@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xaihelpers import causal, causal_study, data, models, occlusion
+from xaihelpers import causal, causal_study, folders, models, occlusion
 
 
 def _square_oracle(r0=8, r1=16, c0=40, c1=48, k=3):
@@ -147,28 +147,28 @@ def test_photo_folders_in_three_layouts(tmp_path):
     v2 = tmp_path / "v2"
     for cls in (0, 7, 999):
         _jpeg(v2 / str(cls) / f"a{cls}.jpeg")
-    f = data.photo_folder(v2, "imagenet_v2")
+    f = folders.photo_folder(v2, "imagenet_v2")
     assert f.labels == ("0", "7", "999") and len(f) == 3
     cal = tmp_path / "256_ObjectCategories"
     _jpeg(cal / "001.ak47" / "001_0001.jpg"), _jpeg(cal / "002.american-flag" / "002_0001.jpg")
-    f = data.photo_folder(cal, "caltech256", n=1, seed=0)
+    f = folders.photo_folder(cal, "caltech256", n=1, seed=0)
     assert len(f) == 1 and f.labels[0] in ("ak47", "american-flag")
     voc = tmp_path / "VOC2012"
     for stem, name in (("2008_000001", "dog"), ("2008_000002", "car")):
         _jpeg(voc / "JPEGImages" / f"{stem}.jpg"), _voc_xml(voc / "Annotations" / f"{stem}.xml", name)
     (voc / "ImageSets" / "Main").mkdir(parents=True)
     (voc / "ImageSets" / "Main" / "val.txt").write_text("2008_000002\n")
-    f = data.photo_folder(voc, "voc")
+    f = folders.photo_folder(voc, "voc")
     assert f.labels == ("car",)
-    assert data.photo_folder(voc, "voc", split="train").labels == ("dog", "car")  # no list: every annotated photo
+    assert folders.photo_folder(voc, "voc", split="train").labels == ("dog", "car")  # no list: every annotated photo
     batch = f.batch(models.Preprocess(size=32, resize=36))
     assert batch.shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="layout"):
-        data.photo_folder(voc, "coco")
+        folders.photo_folder(voc, "coco")
     with pytest.raises(FileNotFoundError, match="JPEGImages"):
-        data.photo_folder(v2, "voc")
+        folders.photo_folder(v2, "voc")
     with pytest.raises(FileNotFoundError, match="no photos"):
-        data.photo_folder(tmp_path / "256_ObjectCategories" / "001.ak47", "caltech256")
+        folders.photo_folder(tmp_path / "256_ObjectCategories" / "001.ak47", "caltech256")
 
 
 def test_survival_in_the_restricted_model_ignores_the_background():

@@ -5,13 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-from xaihelpers import compare, data, evaluation, explainers, models, occlusion
+from xaihelpers import benchmark, compare, evaluation, explainers, models, occlusion
 
 
 @pytest.fixture(scope="module")
 def bench():
     cnn, prep, _ = models.load_benchmark_model("relu")
-    ds = data.cluttered_fashion_mnist("test", n=3, verbose=False)
+    ds = benchmark.cluttered_fashion_mnist("test", n=3, verbose=False)
     return cnn, prep.normalize(ds.images), ds.labels, ds.masks, ds.boxes, prep
 
 

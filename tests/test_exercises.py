@@ -156,7 +156,7 @@ def test_ex00_hooks(capsys, resnet):
 @pytest.fixture(scope="module")
 def bench():
     model, prep, _ = xh.load_model("fmnist_cnn_relu", device="cpu")
-    ds = xh.data.cluttered_fashion_mnist("test", n=16, verbose=False)
+    ds = xh.benchmark.cluttered_fashion_mnist("test", n=16, verbose=False)
     return model, prep.normalize(ds.images), ds.labels, ds.masks, ds.boxes
 
 

@@ -1,6 +1,5 @@
 """The one explainer contract: every method of the book by name, maps (N, h, w) on x's device."""
 
-import numpy as np
 import pytest
 import torch
 from xaihelpers import actmatch, explainers, models, srd

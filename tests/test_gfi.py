@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from xaihelpers import data, evaluation, gfi, models, occlusion, perturbation
+from xaihelpers import benchmark, data, evaluation, gfi, models, occlusion, perturbation
 
 
 @pytest.fixture(scope="module")
 def cnn():
     model, prep, _ = models.load_benchmark_model("relu", device="cpu")
-    ds = data.cluttered_fashion_mnist("test", n=4, verbose=False)
+    ds = benchmark.cluttered_fashion_mnist("test", n=4, verbose=False)
     return model, prep.normalize(ds.images), ds.labels
 
 
@@ -101,7 +101,7 @@ def test_free_mask_penalty_acts_on_the_mask_and_the_mask_follows_the_object(cnn)
     # chapter 2's ablation settings; a penalty on the logits instead of the mask pulls every
     # logit to 0 and leaves a uniform mask (pixel std below 1e-4 on these images)
     model, x, y = cnn
-    boxes = data.cluttered_fashion_mnist("test", n=4, verbose=False).boxes
+    boxes = benchmark.cluttered_fashion_mnist("test", n=4, verbose=False).boxes
     m = gfi.explain(model, x, y, iterations=40, stage1_iterations=10, free_mask=True, bg="constant", lr=0.1)
     assert (m.flatten(1).std(1) > 0.02).all()
     inside = torch.zeros_like(m, dtype=torch.bool)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from xaihelpers import data
+from xaihelpers import folders
 
 XML = """<annotation><filename>{stem}</filename>
 <size><width>{w}</width><height>{h}</height><depth>3</depth></size>
@@ -31,28 +31,28 @@ def folder(tmp_path):
 
 
 def test_loader_reads_labels_and_scales_boxes(folder):
-    ds = data.imagenet_localisation(folder, size=50, verbose=False)
+    ds = folders.imagenet_localisation(folder, size=50, verbose=False)
     assert len(ds) == 2 and ds.images.shape == (2, 3, 50, 50) and ds.names[0] == "ILSVRC2012_val_00000001"
     assert ds.labels.tolist() == [1, 2]
     # 200x100 -> 50x50: x scaled by 1/4, y by 1/2; xmax/ymax inclusive -> exclusive
     assert ds.boxes[0].tolist() == [round(10 / 4), 10, round(110 / 4), 30]
     assert ds.boxes[1].tolist() == [25, 25, 45, 40]
     assert float(ds.images.max()) <= 1 and float(ds.images.min()) >= 0
-    assert len(data.imagenet_localisation(folder, n=1, size=50, verbose=False)) == 1
+    assert len(folders.imagenet_localisation(folder, n=1, size=50, verbose=False)) == 1
 
 
 def test_loader_errors(folder, tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
-        data.imagenet_localisation(tmp_path / "nope")
+        folders.imagenet_localisation(tmp_path / "nope")
     with pytest.raises(ValueError, match="not in the class list"):
-        data.imagenet_localisation(folder, synsets=["n01440764"], verbose=False)
+        folders.imagenet_localisation(folder, synsets=["n01440764"], verbose=False)
     (folder / "ILSVRC2012_val_00000002.xml").unlink()
     with pytest.raises(FileNotFoundError, match="missing annotation"):
-        data.imagenet_localisation(folder, verbose=False)
+        folders.imagenet_localisation(folder, verbose=False)
     (tmp_path / "LOC_synset_mapping.txt").unlink()
     with pytest.raises(FileNotFoundError, match="pass synsets="):
-        data.imagenet_localisation(folder, verbose=False)
+        folders.imagenet_localisation(folder, verbose=False)
     bad = tmp_path / "bad.xml"
     bad.write_text("<annotation><size><width>3</width></size></annotation>")
     with pytest.raises(ValueError, match="not a bounding-box annotation"):
-        data.read_voc_boxes(bad)
+        folders.read_voc_boxes(bad)

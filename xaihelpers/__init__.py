@@ -12,8 +12,12 @@ and named after what they hold:
     the offline EfficientNet-Lite0 and torchvision's online classifiers (chapter 0);
     the cluttered Fashion-MNIST CNN family and its training (chapter 1).
 ``data``
-    the sample photos and reading a reader's own image (chapter 0); Fashion-MNIST
-    and the cluttered Fashion-MNIST benchmark (chapter 1).
+    the sample photos, reading a reader's own image, batches for a model (chapter 0).
+``benchmark``
+    Fashion-MNIST and the cluttered Fashion-MNIST localisation benchmark (chapter 1).
+``folders``
+    ImageNet validation images with boxes, photo folders of ImageNet-V2, Caltech-256
+    and PASCAL VOC (the full-scale paths of chapters 2 and 3).
 ``hooks``
     recording activations and gradients of named layers (chapter 0).
 ``baselines``
@@ -62,7 +66,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, causal, causal_study, compare, convad, data, evaluation, explainers, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
+from . import actmatch, apop, attack, baselines, benchmark, causal, causal_study, compare, convad, data, evaluation, explainers, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -75,10 +79,12 @@ __all__ = [
     "apop",
     "attack",
     "baselines",
+    "benchmark",
     "causal",
     "causal_study",
     "compare",
     "explainers",
+    "folders",
     "convad",
     "data",
     "evaluation",

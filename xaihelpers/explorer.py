@@ -36,7 +36,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
-from . import baselines, causal, convad, data, explainers, hooks, metrics, models, srd, viz
+from . import convad, data, explainers, hooks, metrics, models, viz
 from .runtime import device as pick_device
 
 #: Share of the map's pixels deleted to test it: the top 10 %.

@@ -701,7 +701,7 @@ def train_benchmark_model(
     (BenchmarkCNN, float)
         The trained model in eval mode and its test accuracy.
     """
-    from .data import cluttered_fashion_mnist
+    from .benchmark import cluttered_fashion_mnist
     from .runtime import device as pick_device
     from .runtime import seed_everything
 
@@ -734,7 +734,7 @@ SHUFFLED_SETTINGS = {"n_train": 1000, "epochs": 80, "batch_size": 100, "lr": 3e-
 def shuffled_label_data(seed: int = TRAIN_SEED, n_train: int = SHUFFLED_SETTINGS["n_train"],
                         data_root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The fixed training set of the shuffled-label CNN: normalised images, permuted labels, true labels."""
-    from .data import cluttered_fashion_mnist
+    from .benchmark import cluttered_fashion_mnist
 
     train = cluttered_fashion_mnist("train", n=n_train, size=BENCHMARK_SIZE, seed=1000 * seed + 999, root=data_root,
                                     verbose=False)
@@ -758,7 +758,7 @@ def train_shuffled_label_model(seed: int = TRAIN_SEED, device: torch.device | st
         The model in eval mode, its accuracy on the permuted training labels (how well it
         memorised them) and on the benchmark's test split (chance is about 0.1).
     """
-    from .data import cluttered_fashion_mnist
+    from .benchmark import cluttered_fashion_mnist
     from .runtime import device as pick_device
     from .runtime import seed_everything
 
@@ -780,11 +780,11 @@ def _load_checkpointed(path: Path, key: str, train, script: str, device, train_i
     """A benchmark CNN from ``path`` (checked against the manifest's ``key``), the cache, or trained.
 
     The committed checkpoint must match ``checkpoints/manifest.json``; without it a copy
-    cached in :func:`xaihelpers.data.data_dir` is used, or ``train()`` builds one (and it
+    cached in :func:`xaihelpers.benchmark.data_dir` is used, or ``train()`` builds one (and it
     is cached), or, with ``train_if_missing=False``, a ``WeightsUnavailableError`` names
     both paths and the training ``script``.
     """
-    from .data import FASHION_CLASSES, data_dir
+    from .benchmark import FASHION_CLASSES, data_dir
     from .runtime import device as pick_device
 
     cached = data_dir() / "checkpoints" / path.name
@@ -816,7 +816,7 @@ def load_shuffled_label_model(device: torch.device | str | None = None, train_if
 
     Checked against ``checkpoints/manifest.json`` like :func:`load_benchmark_model`; when
     the checkpoint is missing it is trained (minutes on a CPU) and cached in
-    :func:`xaihelpers.data.data_dir`, or, with ``train_if_missing=False``, a
+    :func:`xaihelpers.benchmark.data_dir`, or, with ``train_if_missing=False``, a
     ``WeightsUnavailableError`` names both paths.
     """
     return _load_checkpointed(CHECKPOINT_DIR / f"fmnist_cnn_{SHUFFLED_NAME}.pt", SHUFFLED_NAME,
@@ -834,7 +834,7 @@ def load_benchmark_model(
 
     The checkpoint's SHA-256 is checked against ``checkpoints/manifest.json``. When the
     checkpoint is missing, the model is trained with :func:`train_benchmark_model`
-    (minutes on a CPU) and cached in :func:`xaihelpers.data.data_dir`.
+    (minutes on a CPU) and cached in :func:`xaihelpers.benchmark.data_dir`.
 
     Parameters
     ----------

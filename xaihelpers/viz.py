@@ -295,7 +295,7 @@ def benchmark_examples(dataset, n: int = 8, cols: int = 8, size: float = 1.8) ->
 
     Parameters
     ----------
-    dataset : xaihelpers.data.ClutteredFashionMNIST
+    dataset : xaihelpers.benchmark.ClutteredFashionMNIST
         Images (N, 3, H, W) in [0, 1] with masks, boxes, labels and class names.
     n : int
         How many images, from the first.

@@ -1,0 +1,258 @@
+"""Photo folders for the full-scale paths: ImageNet validation images with their boxes, and folders in the
+layouts of ImageNet-V2, Caltech-256 and PASCAL VOC (chapters 2 and 3, online or with the data on disk).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .data import load_image
+
+_SYNSET_FILES = ("LOC_synset_mapping.txt", "synsets.txt", "synset_words.txt")
+
+
+@dataclass(frozen=True)
+class LocalisationSet:
+    """Photos with one ground-truth box each, for the localisation error.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        float32 in [0, 1], shape (N, 3, size, size): each photo resized (not cropped,
+        so the boxes stay inside).
+    labels : torch.Tensor
+        int64, shape (N,): ImageNet class indices (sorted-synset order).
+    boxes : torch.Tensor
+        int64, shape (N, 4): ``(x0, y0, x1, y1)`` in the resized image, end exclusive;
+        the largest box of the labelled class when there are several.
+    names : tuple of str
+        File stems, e.g. ``"ILSVRC2012_val_00000001"``.
+    """
+
+    images: torch.Tensor = field(repr=False)
+    labels: torch.Tensor = field(repr=False)
+    boxes: torch.Tensor = field(repr=False)
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def read_synsets(path: str | Path) -> list[str]:
+    """WordNet ids in class-index order from a ``LOC_synset_mapping.txt``-style file.
+
+    Each non-empty line starts with the id (``n01440764 tench, Tinca tinca``); line
+    ``i`` is class ``i``.
+    """
+    ids = [line.split()[0] for line in Path(path).read_text().splitlines() if line.strip()]
+    if not ids or not all(i.startswith("n") and i[1:].isdigit() for i in ids):
+        raise ValueError(f"{path}: expected lines starting with WordNet ids such as 'n01440764'")
+    return ids
+
+
+def read_voc_boxes(path: str | Path) -> tuple[tuple[int, int], list[tuple[str, tuple[int, int, int, int]]]]:
+    """One PASCAL-VOC-style annotation file (ImageNet's bounding-box XML).
+
+    Returns
+    -------
+    (width, height), list of (wnid, (x0, y0, x1, y1))
+        Image size and the boxes; ImageNet's ``xmax``/``ymax`` are inclusive and come
+        back end-exclusive.
+    """
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.parse(path).getroot()
+        size = root.find("size")
+        wh = (int(size.findtext("width")), int(size.findtext("height")))
+        objs = []
+        for obj in root.iter("object"):
+            b = obj.find("bndbox")
+            x0, y0, x1, y1 = (int(float(b.findtext(k))) for k in ("xmin", "ymin", "xmax", "ymax"))
+            objs.append((obj.findtext("name").strip(), (x0, y0, x1 + 1, y1 + 1)))
+    except (ET.ParseError, AttributeError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: not a bounding-box annotation with size and objects ({err})") from err
+    if not objs:
+        raise ValueError(f"{path}: no <object> in the annotation")
+    return wh, objs
+
+
+def imagenet_localisation(
+    images: str | Path,
+    annotations: str | Path | None = None,
+    synsets: str | Path | list[str] | None = None,
+    n: int | None = None,
+    size: int = 224,
+    verbose: bool = True,
+) -> LocalisationSet:
+    """Load ImageNet validation photos and their boxes (the full-scale localisation path).
+
+    Parameters
+    ----------
+    images : path
+        Folder of ``*.JPEG`` files (e.g. ``ILSVRC2012_val_00000001.JPEG``).
+    annotations : path, optional
+        Folder of the matching ``.xml`` files (ILSVRC2012 bounding boxes); default
+        ``images`` itself.
+    synsets : path or list of str, optional
+        Class order: a list of WordNet ids, or a file as :func:`read_synsets` reads;
+        default the first of ``LOC_synset_mapping.txt``, ``synsets.txt`` or
+        ``synset_words.txt`` found in ``images`` or its parent.
+    n : int, optional
+        Take the first ``n`` photos in name order.
+    size : int
+        Side the photos are resized to; boxes are scaled with them.
+    verbose : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    LocalisationSet
+    """
+    from tqdm.auto import tqdm
+
+    images = Path(images)
+    annotations = Path(annotations) if annotations is not None else images
+    if not images.is_dir():
+        raise FileNotFoundError(f"{images}: no such folder of validation images")
+    if synsets is None:
+        found = [d / f for d in (images, images.parent) for f in _SYNSET_FILES if (d / f).is_file()]
+        if not found:
+            raise FileNotFoundError(f"no class list ({', '.join(_SYNSET_FILES)}) in {images} or its parent; "
+                                    "pass synsets= (the 1000 WordNet ids in class-index order)")
+        synsets = found[0]
+    ids = list(synsets) if isinstance(synsets, (list, tuple)) else read_synsets(synsets)
+    index = {w: i for i, w in enumerate(ids)}
+    files = sorted(p for p in images.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+    if n is not None:
+        files = files[:n]
+    if not files:
+        raise FileNotFoundError(f"{images}: no .JPEG images")
+    xs, ys, bs = [], [], []
+    for f in tqdm(files, desc="ImageNet boxes", disable=not verbose):
+        xml = annotations / f"{f.stem}.xml"
+        if not xml.is_file():
+            raise FileNotFoundError(f"{xml}: missing annotation for {f.name}")
+        (w, h), objs = read_voc_boxes(xml)
+        wnid = objs[0][0]
+        if wnid not in index:
+            raise ValueError(f"{xml}: class {wnid} is not in the class list")
+        box = max((b for o, b in objs if o == wnid), key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        img = load_image(f).resize((size, size), Image.BILINEAR)
+        xs.append(torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1))
+        ys.append(index[wnid])
+        sx, sy = size / w, size / h
+        bs.append([round(box[0] * sx), round(box[1] * sy), max(round(box[2] * sx), round(box[0] * sx) + 1),
+                   max(round(box[3] * sy), round(box[1] * sy) + 1)])
+    return LocalisationSet(torch.stack(xs), torch.tensor(ys), torch.tensor(bs, dtype=torch.int64),
+                           tuple(f.stem for f in files))
+
+
+# ----------------------------------------------------------------------------
+# photo folders in the layouts of ImageNet-V2, Caltech-256 and PASCAL VOC
+# ----------------------------------------------------------------------------
+
+LAYOUTS = ("imagenet_v2", "caltech256", "voc")
+_PHOTO_SUFFIXES = (".jpeg", ".jpg", ".png")
+
+
+@dataclass(frozen=True)
+class PhotoFolder:
+    """Photos of a labelled folder; images are read when asked for.
+
+    Attributes
+    ----------
+    paths : tuple of Path
+        The image files.
+    labels : tuple of str
+        Each photo's label in the data set's own vocabulary: the ImageNet class index
+        (as a string) for ImageNet-V2, the category for Caltech-256, the first
+        annotated object's class for PASCAL VOC.
+    layout : str
+        One of :data:`LAYOUTS`.
+    """
+
+    paths: tuple
+    labels: tuple
+    layout: str
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int) -> Image.Image:
+        """Photo ``i`` as an RGB PIL image."""
+        return load_image(self.paths[i])
+
+    def batch(self, preprocess: Callable[[Image.Image], torch.Tensor], indices: Iterable[int] | None = None) -> torch.Tensor:
+        """Preprocessed photos (all, or ``indices``) stacked: (N, 3, H, W)."""
+        idx = range(len(self)) if indices is None else indices
+        return torch.stack([preprocess(self.image(i)) for i in idx])
+
+
+def photo_folder(root: str | Path, layout: str, n: int | None = None, seed: int = 0, split: str = "val") -> PhotoFolder:
+    """Read a photo folder laid out as ImageNet-V2, Caltech-256 or PASCAL VOC.
+
+    Chapter 4 explains these data sets' photos with the classifier's own predicted
+    label, as the ConvAD paper does; the folder's labels are kept for reference.
+
+    Parameters
+    ----------
+    root : path
+        ``imagenet_v2``: ``root/<class index 0-999>/<name>.jpeg`` (the
+        ``imagenetv2-*-format-val`` folders); ``caltech256``:
+        ``root/<NNN.category>/<NNN_XXXX>.jpg`` (``256_ObjectCategories``); ``voc``:
+        ``root/JPEGImages``, ``root/Annotations`` and optionally
+        ``root/ImageSets/Main/<split>.txt`` (a ``VOCdevkit/VOC2012`` folder).
+    layout : {"imagenet_v2", "caltech256", "voc"}
+        The layout.
+    n : int, optional
+        Draw ``n`` photos at random (seeded) instead of all.
+    seed : int
+        Seed of the draw.
+    split : str
+        VOC's image set, when the list exists.
+
+    Returns
+    -------
+    PhotoFolder
+    """
+    root = Path(root)
+    if layout not in LAYOUTS:
+        raise ValueError(f"expected layout in {LAYOUTS}, got {layout!r}")
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder; download the data set and pass its root")
+    pics = lambda d: sorted(p for p in d.iterdir() if p.suffix.lower() in _PHOTO_SUFFIXES)  # noqa: E731
+    paths, labels = [], []
+    if layout == "imagenet_v2":
+        for d in sorted((d for d in root.iterdir() if d.is_dir() and d.name.isdigit()), key=lambda d: int(d.name)):
+            if not 0 <= int(d.name) < 1000:
+                raise ValueError(f"{d}: ImageNet-V2 class folders are named 0 to 999")
+            paths += pics(d)
+            labels += [d.name] * (len(paths) - len(labels))
+    elif layout == "caltech256":
+        for d in sorted(d for d in root.iterdir() if d.is_dir() and "." in d.name and d.name.split(".")[0].isdigit()):
+            paths += pics(d)
+            labels += [d.name.split(".", 1)[1]] * (len(paths) - len(labels))
+    else:
+        jpegs, notes = root / "JPEGImages", root / "Annotations"
+        if not jpegs.is_dir() or not notes.is_dir():
+            raise FileNotFoundError(f"{root}: expected JPEGImages/ and Annotations/ (a VOCdevkit/VOC20xx folder)")
+        listing = root / "ImageSets" / "Main" / f"{split}.txt"
+        stems = listing.read_text().split() if listing.is_file() else [p.stem for p in pics(jpegs)]
+        for stem in stems:
+            p = jpegs / f"{stem}.jpg"
+            if p.is_file() and (notes / f"{stem}.xml").is_file():
+                paths.append(p)
+                labels.append(read_voc_boxes(notes / f"{stem}.xml")[1][0][0])
+    if not paths:
+        raise FileNotFoundError(f"{root}: no photos in the {layout} layout")
+    if n is not None and n < len(paths):
+        keep = sorted(np.random.default_rng(seed).choice(len(paths), n, replace=False))
+        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
+    return PhotoFolder(tuple(paths), tuple(labels), layout)
