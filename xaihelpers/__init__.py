@@ -43,6 +43,9 @@ and named after what they hold:
     occlusion method compared (chapter 4).
 ``actmatch``
     Activation Matching (Suhail et al. 2025), per image and amortised (chapter 5).
+``exercises``
+    the check cells of the exercises: the reader's answer against a reference
+    computed from the reader's own objects (every chapter).
 ``explainers``
     every explanation method of the book by name, one call for all:
     ``xh.explainers.get("srd_input")(model, x, target)`` returns maps (N, h, w) on
@@ -66,7 +69,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, benchmark, causal, causal_study, compare, convad, data, evaluation, explainers, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
+from . import actmatch, apop, attack, baselines, benchmark, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -83,6 +86,7 @@ __all__ = [
     "causal",
     "causal_study",
     "compare",
+    "exercises",
     "explainers",
     "folders",
     "convad",
