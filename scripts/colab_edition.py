@@ -1,6 +1,6 @@
 """Write the Colab edition of the chapters: notebooks that read well in Colab, which renders no MyST.
 
-Run: ``python scripts/colab_edition.py [--out _build/colab] [--executed DIR]``. For
+Run: ``python scripts/colab_edition.py [--out _build/colab] [--executed DIR] [--ref TAG]``. For
 each chapter in ``notebooks/`` it writes a notebook with the same code cells in which
 
 * ``{glue:text}`name:fmt``` roles become the bold name ``**`name`**``: the code cell
@@ -16,7 +16,8 @@ each chapter in ``notebooks/`` it writes a notebook with the same code cells in 
 * other directives become quotes, other roles their text, MyST targets are dropped;
 * the notebook asks Colab for a GPU runtime and keeps the install cell, whose
   repository URL is the one in ``_config.yml`` (``repository.url``), the book's one place
-  for it; the Colab badge goes (the reader is in Colab already).
+  for it (``--ref TAG`` pins the install to that tag, ``git+URL@TAG``); the Colab badge
+  goes (the reader is in Colab already).
 
 Next to each chapter it writes ``<chapter>_student.ipynb``, the Colab edition of the
 chapter's student edition (``scripts/student_notebooks.py``: no solutions, check cells
@@ -236,7 +237,7 @@ class _Converter:
         return re.sub(r"\n{3,}", "\n\n", ROLE.sub(self.role, text))
 
 
-def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None) -> dict:
+def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None, ref: str | None = None) -> dict:
     """The Colab edition of one chapter (a new notebook dict; ``nb`` is left unchanged).
 
     Parameters
@@ -250,6 +251,9 @@ def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None) -> 
     values : dict, optional
         Glued values of the executed chapter (``xaihelpers.results.read_glued``), to
         substitute into the text; ``None`` leaves bold names for the printed values.
+    ref : str, optional
+        A tag, branch or commit the install cell pins (``git+URL@ref``): how a course
+        freezes the package version its notebooks install.
     """
     out = json.loads(json.dumps(nb))
     conv = _Converter(bib, values)
@@ -260,7 +264,7 @@ def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None) -> 
             src = conv.text(COLAB_BADGE.sub("", src))
         elif cell["cell_type"] == "code":
             if "google.colab" in src and INSTALL_URL.search(src):
-                src = INSTALL_URL.sub("git+" + url, src)
+                src = INSTALL_URL.sub("git+" + url + (f"@{ref}" if ref else ""), src)
                 installs += 1
             if conv.in_solution:
                 cell.setdefault("metadata", {}).setdefault("jupyter", {})["source_hidden"] = True
@@ -295,7 +299,7 @@ def _student_script():
 
 
 def write_edition(out: Path = OUT, executed: Path | None = None, notebooks: list[Path] | None = None,
-                  student: bool = True) -> list[Path]:
+                  student: bool = True, ref: str | None = None) -> list[Path]:
     """Write the Colab edition of every chapter (or of ``notebooks``) into ``out``; return the paths.
 
     With ``student`` (the default) each chapter's student edition, without the solutions,
@@ -320,7 +324,7 @@ def write_edition(out: Path = OUT, executed: Path | None = None, notebooks: list
             editions[f"{path.stem}_student.ipynb"] = student_version(source)
         for name, nb in editions.items():
             target = out / name
-            text = json.dumps(colab_version(nb, bib, url, values), indent=1, ensure_ascii=False) + "\n"
+            text = json.dumps(colab_version(nb, bib, url, values, ref), indent=1, ensure_ascii=False) + "\n"
             target.write_text(text, encoding="utf-8")
             written.append(target)
     return written
@@ -332,9 +336,10 @@ def main() -> None:
     ap.add_argument("--executed", default=None,
                     help="folder of executed chapters (same file names) whose glued values replace the names")
     ap.add_argument("--no-student", action="store_true", help="leave out the student editions (<chapter>_student.ipynb)")
+    ap.add_argument("--ref", default=None, help="tag, branch or commit the install cells pin (a course's version)")
     args = ap.parse_args()
     for path in write_edition(Path(args.out), Path(args.executed) if args.executed else None,
-                              student=not args.no_student):
+                              student=not args.no_student, ref=args.ref):
         print(path)
 
 

@@ -316,6 +316,9 @@ def test_edition_substitutes_executed_values_and_cites_author_year():
     text = _source(ed["cells"][2])
     assert text.startswith("A 12.3% of 7, **`missing`**; (Du et al., 2018; Han et al., 2024) and Suhail and Sethi (2025).")
     assert "git+https://github.com/a/b" in _source(ed["cells"][1])
+    # a course pins its version: the install cell follows the tag
+    pinned = edition_script.colab_version(nb, bib, "https://github.com/a/b", ref="course-2027")
+    assert '"xaihelpers @ git+https://github.com/a/b@course-2027"' in _source(pinned["cells"][1])
     assert "Mengnan Du, Ninghao Liu, Qingquan Song and Xia Hu (2018)" in _source(ed["cells"][-1])
     with pytest.raises(KeyError, match="not_in_bib"):
         edition_script.colab_version({**nb, "cells": nb["cells"][:2] + [
