@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from common import best, reference_pass
 
-from xaihelpers import gfi, models
+from xaihelpers import benchmark_models, gfi
 from xaihelpers.hooks import frozen_weights
 
 
@@ -57,7 +57,7 @@ def measure(name: str, model: torch.nn.Module, size: int, batch: int, device: st
 
 
 MODELS = {
-    "cnn": ("benchmark CNN (ReLU)", lambda: models.BenchmarkCNN("relu"), 64),
+    "cnn": ("benchmark CNN (ReLU)", lambda: benchmark_models.BenchmarkCNN("relu"), 64),
     "resnet18": ("ResNet-18 (random weights)", lambda: torchvision.models.resnet18(), 224),
 }
 

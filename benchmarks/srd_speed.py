@@ -19,7 +19,7 @@ import torch
 import torchvision
 from common import best, reference_pass
 
-from xaihelpers import models, srd
+from xaihelpers import benchmark_models, srd
 
 
 def measure(name: str, model: torch.nn.Module, size: int, batch: int, device: str, repeat: int) -> dict:
@@ -42,7 +42,7 @@ def main() -> None:
     rows = [
         measure("ResNet-50", torchvision.models.resnet50(), 224, args.batch, args.device, args.repeat),
         measure("VGG-16", torchvision.models.vgg16(), 224, args.batch, args.device, args.repeat),
-        measure("benchmark CNN (ReLU)", models.BenchmarkCNN("relu"), 64, args.batch, args.device, args.repeat),
+        measure("benchmark CNN (ReLU)", benchmark_models.BenchmarkCNN("relu"), 64, args.batch, args.device, args.repeat),
     ]
     print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'model':22s} {'input':>5s} {'fwd+bwd ms':>10s} {'SRD/img (1)':>12s} {'SRD/img (N)':>12s} {'N':>3s}")

@@ -20,29 +20,29 @@ import time
 
 import torch
 
-from xaihelpers import models
+from xaihelpers import benchmark_models
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("activations", nargs="*", default=list(models.ACTIVATIONS))
-    parser.add_argument("--seed", type=int, default=models.TRAIN_SEED)
+    parser.add_argument("activations", nargs="*", default=list(benchmark_models.ACTIVATIONS))
+    parser.add_argument("--seed", type=int, default=benchmark_models.TRAIN_SEED)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--shuffled-labels", action="store_true",
                         help="train only the ReLU CNN on permuted labels (chapter 6's data randomisation)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    models.CHECKPOINT_DIR.mkdir(exist_ok=True)
-    manifest_path = models.CHECKPOINT_DIR / "manifest.json"
+    benchmark_models.CHECKPOINT_DIR.mkdir(exist_ok=True)
+    manifest_path = benchmark_models.CHECKPOINT_DIR / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     if args.shuffled_labels:
         start = time.time()
-        model, memorised, acc = models.train_shuffled_label_model(seed=args.seed, device="cpu")
-        path = models.CHECKPOINT_DIR / f"fmnist_cnn_{models.SHUFFLED_NAME}.pt"
+        model, memorised, acc = benchmark_models.train_shuffled_label_model(seed=args.seed, device="cpu")
+        path = benchmark_models.CHECKPOINT_DIR / f"fmnist_cnn_{benchmark_models.SHUFFLED_NAME}.pt"
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, path)
-        manifest[models.SHUFFLED_NAME] = {
-            "file": path.name, "sha256": models.file_sha256(path), "train_accuracy_permuted": round(memorised, 4),
-            "test_accuracy": round(acc, 4), "seed": args.seed, "settings": models.SHUFFLED_SETTINGS,
+        manifest[benchmark_models.SHUFFLED_NAME] = {
+            "file": path.name, "sha256": benchmark_models.file_sha256(path), "train_accuracy_permuted": round(memorised, 4),
+            "test_accuracy": round(acc, 4), "seed": args.seed, "settings": benchmark_models.SHUFFLED_SETTINGS,
             "train_seconds": round(time.time() - start, 1), "script": "scripts/train_benchmark_models.py --shuffled-labels",
             "torch": torch.__version__, "machine": f"{platform.machine()}, {args.threads} CPU threads",
         }
@@ -51,15 +51,15 @@ def main() -> None:
         return
     for act in args.activations:
         start = time.time()
-        model, acc = models.train_benchmark_model(act, seed=args.seed, device="cpu")
-        path = models.checkpoint_path(act)
+        model, acc = benchmark_models.train_benchmark_model(act, seed=args.seed, device="cpu")
+        path = benchmark_models.checkpoint_path(act)
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, path)
         manifest[act] = {
             "file": path.name,
-            "sha256": models.file_sha256(path),
+            "sha256": benchmark_models.file_sha256(path),
             "test_accuracy": round(acc, 4),
             "seed": args.seed,
-            "settings": models.TRAIN_SETTINGS,
+            "settings": benchmark_models.TRAIN_SETTINGS,
             "train_seconds": round(time.time() - start, 1),
             "script": "scripts/train_benchmark_models.py",
             "torch": torch.__version__,

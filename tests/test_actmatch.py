@@ -5,14 +5,14 @@ import pytest
 import torch
 from torch import nn
 
-from xaihelpers import actmatch, models, occlusion
+from xaihelpers import actmatch, benchmark_models, models, occlusion
 from xaihelpers.hooks import record
 
 
 @pytest.fixture(scope="module")
 def cnn():
     torch.manual_seed(0)
-    return models.BenchmarkCNN("relu").eval()
+    return benchmark_models.BenchmarkCNN("relu").eval()
 
 
 def test_mask_network_shapes_and_errors():

@@ -4,13 +4,13 @@ import pytest
 import torch
 import torchvision
 
-from xaihelpers import apop, models, occlusion
+from xaihelpers import apop, benchmark_models, occlusion
 
 
 @pytest.fixture(scope="module")
 def cnn():
     torch.manual_seed(0)
-    return models.BenchmarkCNN("relu").eval()
+    return benchmark_models.BenchmarkCNN("relu").eval()
 
 
 def test_pattern_on_the_original_input_reproduces_the_logits(cnn):
@@ -41,7 +41,7 @@ def test_agreement_table_and_binarisation(cnn):
     out = apop.frozen_forward(cnn, x, [], binarise=0)
     assert out.shape == (8, 10)
     with pytest.raises(ValueError, match="ReLU-family"):
-        apop.record_pattern(models.BenchmarkCNN("gelu").eval(), x)
+        apop.record_pattern(benchmark_models.BenchmarkCNN("gelu").eval(), x)
     with pytest.raises(ValueError, match="input kind"):
         occlusion.uninformative(x, "checkerboard")
 

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from xaihelpers import attack, benchmark, models, srd, viz
+from xaihelpers import attack, benchmark, benchmark_models, models, srd, viz
 
 
 @pytest.fixture(scope="module")
 def bench():
-    cnn, prep, _ = models.load_benchmark_model("relu")
+    cnn, prep, _ = benchmark_models.load_benchmark_model("relu")
     ds = benchmark.cluttered_fashion_mnist("test", n=4, verbose=False)
     return cnn, prep, prep.normalize(ds.images), ds.labels
 

@@ -62,9 +62,9 @@ def test_bad_inputs_raise(lite0, batch):
 
 @pytest.fixture(scope="module")
 def cnn():
-    from xaihelpers import benchmark, models
+    from xaihelpers import benchmark, benchmark_models
 
-    model, prep, _ = models.load_benchmark_model("relu", device="cpu")
+    model, prep, _ = benchmark_models.load_benchmark_model("relu", device="cpu")
     ds = benchmark.cluttered_fashion_mnist("test", n=3, verbose=False)
     return model, prep.normalize(ds.images), ds.labels
 

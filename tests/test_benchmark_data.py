@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from xaihelpers import benchmark, data
+from xaihelpers import benchmark
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from xaihelpers import causal, causal_study, folders, models, occlusion
+from xaihelpers import benchmark_models, causal, causal_study, folders, models, occlusion
 
 
 def _square_oracle(r0=8, r1=16, c0=40, c1=48, k=3):
@@ -70,7 +70,7 @@ def test_extract_returns_the_whole_image_when_nothing_suffices():
 
 def test_explain_with_convad_and_painting_on_the_benchmark_cnn():
     torch.manual_seed(0)
-    m = models.BenchmarkCNN("relu").eval()
+    m = benchmark_models.BenchmarkCNN("relu").eval()
     x = torch.randn(2, 3, 64, 64)
     for how in ("convad", "zero"):
         out = causal.search(m, x, how=how, iters=1, step=0.05, verbose=False)
@@ -83,7 +83,7 @@ def test_explain_with_convad_and_painting_on_the_benchmark_cnn():
 
 def test_survival_and_the_rho_table():
     torch.manual_seed(0)
-    m = models.BenchmarkCNN("relu").eval()
+    m = benchmark_models.BenchmarkCNN("relu").eval()
     x = torch.randn(3, 3, 64, 64)
     bg = occlusion.solid_backgrounds(4, (64, 64), lambda t: (t - 0.5) / 0.25)
     assert bg.shape == (4, 3, 64, 64) and bg.flatten(2).std(2).max() < 1e-6  # solid colours
@@ -109,7 +109,7 @@ def test_null_class_in_one_batch_equals_one_query_per_image(how):
     from xaihelpers import convad
 
     torch.manual_seed(0)
-    m = models.BenchmarkCNN("relu").eval()
+    m = benchmark_models.BenchmarkCNN("relu").eval()
     x = torch.randn(3, 3, 64, 64)
     per_image = [int(convad.predict_masked(m, x[i:i + 1], torch.zeros(1, 64, 64), how).argmax()) for i in range(3)]
     assert causal_study.null_class(m, x, how).tolist() == per_image
@@ -125,7 +125,7 @@ def test_typicality_scale_and_shrinkage():
 
 
 def test_penultimate_features_shapes():
-    m = models.BenchmarkCNN("relu").eval()
+    m = benchmark_models.BenchmarkCNN("relu").eval()
     x = torch.randn(3, 3, 64, 64)
     clean = causal_study.penultimate_features(m, x)
     masked = causal_study.penultimate_features(m, x, torch.ones(3, 64, 64), "convad")
@@ -176,7 +176,7 @@ def test_survival_in_the_restricted_model_ignores_the_background():
     cannot depend on the background, so each explanation survives on all backgrounds or on none,
     and on all exactly when ConvAD alone keeps the label."""
     torch.manual_seed(0)
-    m = models.BenchmarkCNN("relu").eval()
+    m = benchmark_models.BenchmarkCNN("relu").eval()
     x = torch.randn(4, 3, 64, 64)
     masks = np.zeros((4, 64, 64), dtype=bool)
     for i in range(4):

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from xaihelpers import baselines, models
+from xaihelpers import baselines, benchmark_models
 from xaihelpers.results import read_table
 
 pytestmark = pytest.mark.notebook
@@ -16,7 +16,7 @@ def g(glued):
 
 
 def test_every_benchmark_cnn_is_far_above_chance(g):
-    for act in models.ACTIVATIONS:
+    for act in benchmark_models.ACTIVATIONS:
         assert g[f"acc_{act}"] > 0.5  # chance is 0.1 for ten balanced classes
 
 
@@ -46,7 +46,7 @@ def test_the_cnns_classify_the_object_not_the_clutter(g):
     table = read_table(g, "ground_truth_json")
     n, chance = g["n_ground_truth"], 1 / 10  # ten balanced classes
     se = lambda p: np.sqrt(p * (1 - p) / n)  # noqa: E731  binomial standard error
-    assert set(table.index) == set(models.ACTIVATIONS)
+    assert set(table.index) == set(benchmark_models.ACTIVATIONS)
     for act, row in table.iterrows():
         full, alone, clutter = row["full image"], row["object alone"], row["clutter alone"]
         assert alone - clutter > 10 * np.hypot(se(alone), se(clutter)), act  # the object carries the class

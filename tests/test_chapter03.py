@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from xaihelpers import models
+from xaihelpers import benchmark_models
 from xaihelpers.results import read_table
 
 pytestmark = pytest.mark.notebook
@@ -52,7 +52,7 @@ def test_table2_and_the_pointing_game_claim(g):
 
 def test_table4_covers_every_activation(g):
     table = read_table(g, "table4_json")
-    assert list(table.columns) == list(models.ACTIVATIONS) and "srd_input" in table.index
+    assert list(table.columns) == list(benchmark_models.ACTIVATIONS) and "srd_input" in table.index
     # the chapter's claim: SRD runs on every activation unchanged (a fidelity for each of the six)
     assert np.isfinite(table.loc["srd_input"].to_numpy(dtype=float)).all()
 

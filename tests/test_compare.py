@@ -5,12 +5,12 @@ import pandas as pd
 import pytest
 import torch
 
-from xaihelpers import benchmark, compare, evaluation, explainers, models, occlusion
+from xaihelpers import benchmark, benchmark_models, compare, evaluation, explainers, occlusion
 
 
 @pytest.fixture(scope="module")
 def bench():
-    cnn, prep, _ = models.load_benchmark_model("relu")
+    cnn, prep, _ = benchmark_models.load_benchmark_model("relu")
     ds = benchmark.cluttered_fashion_mnist("test", n=3, verbose=False)
     return cnn, prep.normalize(ds.images), ds.labels, ds.masks, ds.boxes, prep
 

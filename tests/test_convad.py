@@ -7,14 +7,14 @@ import torch
 import torchvision
 from torch import nn
 
-from xaihelpers import convad, models, occlusion
+from xaihelpers import benchmark_models, convad, models, occlusion
 
 
 def _archs():
     torch.manual_seed(0)
     return {
-        "benchmark_relu": models.BenchmarkCNN("relu"),
-        "benchmark_gelu": models.BenchmarkCNN("gelu"),
+        "benchmark_relu": benchmark_models.BenchmarkCNN("relu"),
+        "benchmark_gelu": benchmark_models.BenchmarkCNN("gelu"),
         "resnet18": torchvision.models.resnet18(num_classes=10),
         "vgg11_bn": torchvision.models.vgg11_bn(num_classes=10),
         "efficientnet_lite0": models.EfficientNetLite0(num_classes=10),
@@ -257,7 +257,7 @@ def test_every_layer_is_the_original_layer_on_the_deactivated_input(rule):
 def test_strict_kept_positions_equal_the_plain_network_on_any_fill():
     """Under strict a kept position's receptive field is all visible: its activation is the
     plain network's on the zero-painted input, and on the noise-painted one."""
-    m = _randomise_bn(models.BenchmarkCNN("relu")).eval()
+    m = _randomise_bn(benchmark_models.BenchmarkCNN("relu")).eval()
     x = torch.randn(1, 3, 64, 64)
     mask = torch.ones(1, 64, 64)
     mask[:, :, :6] = 0  # a thin hidden strip: deep positions far from it stay on
@@ -289,7 +289,7 @@ def test_strict_kept_positions_equal_the_plain_network_on_any_fill():
 
 
 def test_strict_switches_the_benchmark_cnn_off_and_lenient_keeps_the_visible_part():
-    m = _randomise_bn(models.BenchmarkCNN("relu")).eval()
+    m = _randomise_bn(benchmark_models.BenchmarkCNN("relu")).eval()
     x = torch.randn(1, 3, 64, 64)
     for side in (4, 16, 32):
         mask = torch.ones(1, 64, 64)
@@ -372,7 +372,7 @@ def test_densenet121_random_weights():
 
 
 def test_pooling_over_active_positions_only():
-    m = _randomise_bn(models.BenchmarkCNN("relu")).eval()
+    m = _randomise_bn(benchmark_models.BenchmarkCNN("relu")).eval()
     x = torch.randn(2, 3, 64, 64)
     mask = torch.ones(2, 64, 64)
     mask[0, :40] = 0

@@ -282,6 +282,60 @@ def test_ex03_apop_layer(capsys, bench):
     _wrong(capsys, "ex03-apop-layer", "fifth", model, x, y, hint="expected one ReLU number")
 
 
+# ---------------------------------------------------------------- chapter 5
+
+@pytest.fixture(scope="module")
+def half_masks(bench):
+    """The benchmark CNN, 4 images and binary masks that keep the left half and a corner."""
+    model, x, y, _, _ = bench
+    masks = torch.zeros(4, 64, 64)
+    masks[:, :, :32] = 1
+    masks[1:, :16, 32:] = 1
+    return model, x[:4], y[:4], masks
+
+
+def test_ex05_distance(capsys, half_masks):
+    model, x, _, masks = half_masks
+    layers = xh.actmatch.default_layers(model, logits=False)
+    assert xh.actmatch.LOGITS not in layers
+
+    def shares(distance, weighted=True):
+        d = np.array([(w if weighted else 1) * xh.actmatch.activation_distance(model, x, masks, {n: 1.0}, distance)
+                      for n, w in layers.items()])
+        return d / d.sum()
+
+    right, std, plain = shares("mse"), shares("std_mse"), shares("mse", weighted=False)
+    assert np.abs(right - std).max() > 1e-2 and np.abs(right - plain).max() > 1e-2  # else the foils would be right
+    _right(capsys, "ex05-distance", right, model, x, masks)
+    _right(capsys, "ex05-distance", list(right + 5e-4), model, x, masks)
+    _wrong(capsys, "ex05-distance", std, model, x, masks, hint="standardised distance")
+    _wrong(capsys, "ex05-distance", plain, model, x, masks, hint="leave out the layer weights")
+    _wrong(capsys, "ex05-distance", right[:-1], model, x, masks, hint=f"expected {len(layers)} numbers")
+
+
+def test_ex05_fill(capsys, half_masks):
+    model, x, y, masks = half_masks
+    blur = xh.occlusion.background(x, "blur")
+    kept = [float(xh.actmatch.necessity(model, x, masks, y, fill=f)["p_kept"].mean()) for f in ("mean", blur)]
+    removed = [float(xh.actmatch.necessity(model, x, masks, y, fill=f)["p_removed"].mean()) for f in ("mean", blur)]
+    assert abs(kept[0] - kept[1]) > 1e-3 and np.abs(np.subtract(kept, removed)).max() > 1e-3
+    _right(capsys, "ex05-fill", kept, model, x, masks, y)
+    _wrong(capsys, "ex05-fill", kept[::-1], model, x, masks, y, hint="swapped")
+    _wrong(capsys, "ex05-fill", removed, model, x, masks, y, hint="complement")
+    _wrong(capsys, "ex05-fill", kept[:1], model, x, masks, y, hint="expected 2 numbers")
+
+
+def test_ex05_narrow(capsys):
+    count = [sum(p.numel() for p in xh.actmatch.MaskNet(w, b).parameters())
+             for w, b in (((8, 16, 32, 64), 128), ((32, 64, 128, 256), 512))]
+    assert count[1] > 10 * count[0]  # the property the exercise shows: widths times 4, parameters times about 16
+    _right(capsys, "ex05-narrow", count, (8, 16, 32, 64), 128)
+    _right(capsys, "ex05-narrow", np.array(count, dtype=np.int64), (8, 16, 32, 64), 128)
+    _wrong(capsys, "ex05-narrow", count[::-1], (8, 16, 32, 64), 128, hint="swapped")
+    _wrong(capsys, "ex05-narrow", [count[0] - 1, count[1]], (8, 16, 32, 64), 128, hint="MaskNet(widths, bottleneck)")
+    _wrong(capsys, "ex05-narrow", count[:1], (8, 16, 32, 64), 128, hint="expected 2 numbers")
+
+
 # ---------------------------------------------------------------- the chapters' solutions
 
 @pytest.mark.notebook

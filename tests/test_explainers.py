@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from xaihelpers import actmatch, explainers, models, srd
+from xaihelpers import actmatch, benchmark_models, explainers, srd
 
 #: settings that keep each method cheap on the benchmark CNN (the defaults elsewhere)
 FAST = {
@@ -19,7 +19,7 @@ FAST = {
 @pytest.fixture(scope="module")
 def setting():
     torch.manual_seed(0)
-    cnn = models.BenchmarkCNN("relu").eval()
+    cnn = benchmark_models.BenchmarkCNN("relu").eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         pred = cnn(x).argmax(1)

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from xaihelpers import benchmark, data, evaluation, gfi, models, occlusion, perturbation
+from xaihelpers import benchmark, benchmark_models, data, evaluation, gfi, occlusion, perturbation
 
 
 @pytest.fixture(scope="module")
 def cnn():
-    model, prep, _ = models.load_benchmark_model("relu", device="cpu")
+    model, prep, _ = benchmark_models.load_benchmark_model("relu", device="cpu")
     ds = benchmark.cluttered_fashion_mnist("test", n=4, verbose=False)
     return model, prep.normalize(ds.images), ds.labels
 
@@ -75,7 +75,7 @@ def test_batching_equals_one_by_one(cnn):
 
 @pytest.mark.parametrize("free_mask", [False, True])
 def test_explain_in_double_precision(free_mask):
-    model = models.BenchmarkCNN("relu").double().eval()
+    model = benchmark_models.BenchmarkCNN("relu").double().eval()
     x = torch.randn(2, 3, 64, 64, dtype=torch.float64)
     r = gfi.optimise(model, x, [0, 1], iterations=4, stage1_iterations=2, free_mask=free_mask)
     assert r.mask.dtype == r.weights.dtype == torch.float64 and r.mask.shape == (2, 64, 64)

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 
 import xaihelpers as xh
-from xaihelpers import models
+from xaihelpers import benchmark_models, models
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -106,7 +106,7 @@ def test_one_default_layer_picker_for_every_role(lite0):
     from xaihelpers import gfi, srd
 
     nets = {"lite0": lite0[0], "resnet18": torchvision.models.resnet18(num_classes=10),
-            "vgg16": torchvision.models.vgg16(num_classes=10), "bench": models.BenchmarkCNN("relu")}
+            "vgg16": torchvision.models.vgg16(num_classes=10), "bench": benchmark_models.BenchmarkCNN("relu")}
     expected = {"lite0": ("_act_head", "_act_head", "_blocks.4"), "resnet18": ("layer4", "layer4", "layer2"),
                 "vgg16": ("features.29", "features.30", "features.16"), "bench": ("features.res2", "features.res2", "features.res1")}
     for key, net in nets.items():

@@ -14,7 +14,7 @@ import tifffile
 import torch
 from PIL import Image
 
-from xaihelpers import actmatch, baselines, causal, data, gfi, models, srd, viz
+from xaihelpers import actmatch, baselines, benchmark_models, causal, data, gfi, models, srd, viz
 
 H, W = 16, 24  # not square, so that a swapped axis cannot go unnoticed
 RNG = np.random.default_rng(0)
@@ -337,7 +337,7 @@ SIDE = 32
 def tiny():
     """A small random CNN of the benchmark family and a 32-pixel preprocess."""
     torch.manual_seed(0)
-    return models.BenchmarkCNN("relu", width=4).eval(), models.Preprocess(SIDE, SIDE)
+    return benchmark_models.BenchmarkCNN("relu", width=4).eval(), models.Preprocess(SIDE, SIDE)
 
 
 @pytest.fixture(scope="module")

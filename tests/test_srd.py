@@ -5,7 +5,7 @@ import torch
 import torchvision
 from torch import nn
 
-from xaihelpers import models, srd
+from xaihelpers import benchmark_models, models, srd
 
 
 def _small(bias=True, stride=2):
@@ -48,9 +48,9 @@ def test_relevance_is_conserved_layer_to_layer():
         assert torch.allclose(r.sum((1, 2)), low.sum((1, 2)), rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("activation", models.ACTIVATIONS)
+@pytest.mark.parametrize("activation", benchmark_models.ACTIVATIONS)
 def test_benchmark_cnns_conserve_and_batch(activation):
-    m = models.BenchmarkCNN(activation).eval()
+    m = benchmark_models.BenchmarkCNN(activation).eval()
     x = torch.randn(2, 3, 64, 64)
     low = srd.explain(m, x, [1, 2], layer=None)
     assert low.shape == (2, 8, 8)
@@ -114,7 +114,7 @@ def test_ablation_variants():
 
 
 def test_effective_receptive_field():
-    m = models.BenchmarkCNN("relu").eval()
+    m = benchmark_models.BenchmarkCNN("relu").eval()
     x = torch.randn(2, 3, 64, 64)
     e = srd.erf(m, x, "features.res2", (3, 4))
     assert e.shape == (2, 64, 64)

@@ -9,8 +9,10 @@ and named after what they hold:
     the numbers a chapter cites: glued, read back by the tests, rounded one way; the
     chapters' measured run times.
 ``models``
-    the offline EfficientNet-Lite0 and torchvision's online classifiers (chapter 0);
-    the cluttered Fashion-MNIST CNN family and its training (chapter 1).
+    the offline EfficientNet-Lite0 and torchvision's online classifiers, any model by
+    name, every method's default layer (chapter 0).
+``benchmark_models``
+    the cluttered Fashion-MNIST CNN family, its checkpoints and its training (chapter 1).
 ``data``
     the sample photos, reading a reader's own image, batches for a model (chapter 0).
 ``benchmark``
@@ -69,7 +71,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, benchmark, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
+from . import actmatch, apop, attack, baselines, benchmark, benchmark_models, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -83,6 +85,7 @@ __all__ = [
     "attack",
     "baselines",
     "benchmark",
+    "benchmark_models",
     "causal",
     "causal_study",
     "compare",

@@ -266,14 +266,14 @@ def _captum(model, x, t, method, reduce=None, **settings) -> torch.Tensor:
 
 
 class _ResidualSumCanonizer:
-    """zennit canonizer for :class:`xaihelpers.models.ResidualBlock`: route the skip sum through ``zennit.layer.Sum``."""
+    """zennit canonizer for :class:`xaihelpers.benchmark_models.ResidualBlock`: route the skip sum through ``zennit.layer.Sum``."""
 
     @staticmethod
     def make():
         from zennit.canonizers import AttributeCanonizer
         from zennit.layer import Sum
 
-        from .models import ResidualBlock
+        from .benchmark_models import ResidualBlock
 
         def forward(self, x):
             out = self.bn2(self.conv2(self.act1(self.bn1(self.conv1(x)))))
@@ -292,7 +292,7 @@ def zennit_canonizers(model: nn.Module) -> list:
     from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.torchvision import ResNetCanonizer
 
-    from .models import BenchmarkCNN
+    from .benchmark_models import BenchmarkCNN
 
     if isinstance(model, BenchmarkCNN):
         return [SequentialMergeBatchNorm(), _ResidualSumCanonizer.make()]

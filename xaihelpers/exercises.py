@@ -602,3 +602,99 @@ def _ex03_apop_layer(answer, model, x, y):
     return False, "Hint: binarise one ReLU at a time (xh.apop.frozen_forward(..., binarise=k)) and take the lowest accuracy."
 
 
+
+
+
+
+# ----------------------------------------------------------------------------
+# chapter 5: activation matching
+# ----------------------------------------------------------------------------
+
+def _layer_shares(model: nn.Module, x: torch.Tensor, masks, distance: str, weighted: bool = True) -> torch.Tensor:
+    """Each matched activation's share of the activation term of the explanations ``masks * x``."""
+    from .actmatch import activation_distance, default_layers
+
+    layers = default_layers(model, logits=False)
+    terms = torch.tensor([(w if weighted else 1.0) * activation_distance(model, x, masks, {name: 1.0}, distance)
+                          for name, w in layers.items()], dtype=torch.float64)
+    return (terms / terms.sum()).float()
+
+
+def _ex05_distance_reference(model: nn.Module, x: torch.Tensor, masks) -> torch.Tensor:
+    return _layer_shares(model, x, masks, "mse")
+
+
+@_register("ex05-distance", "05_activation_matching",
+           "one number per matched activation of xh.actmatch.default_layers(net, logits=False), in that order: the "
+           "layer's share of the weighted MSE activation term (w_l times the layer's distance, divided by the sum "
+           "over the layers) of the explanations of the photos passed with the masks passed; right when each is "
+           "within 1e-3 of the reference.",
+           reference=_ex05_distance_reference)
+def _ex05_distance(answer, model, x, masks):
+    ref = _ex05_distance_reference(model, x, masks)
+    alts = {"these are the shares under the standardised distance; the exercise asks for distance=\"mse\".":
+            _layer_shares(model, x, masks, "std_mse"),
+            "these shares leave out the layer weights w_l; multiply each layer's distance by its weight first.":
+            _layer_shares(model, x, masks, "mse", weighted=False)}
+    return _numbers_judge(answer, ref, 1e-3, alts,
+                          "for each (layer, w) in xh.actmatch.default_layers(net, logits=False).items(), "
+                          "w * xh.actmatch.activation_distance(net, xp, masks, {layer: 1.0}), then divide by the sum.",
+                          "one share per matched layer")
+
+
+def _fill_probabilities(model: nn.Module, x: torch.Tensor, masks, target, which: str = "p_kept") -> torch.Tensor:
+    from .actmatch import necessity
+    from .occlusion import background
+
+    return torch.tensor([float(np.mean(necessity(model, x, masks, target, fill=f)[which]))
+                         for f in ("mean", background(x, "blur"))])
+
+
+def _ex05_fill_reference(model: nn.Module, x: torch.Tensor, masks, target) -> torch.Tensor:
+    return _fill_probabilities(model, x, masks, target)
+
+
+@_register("ex05-fill", "05_activation_matching",
+           "two numbers: the mean probability of the target on the explanations of the images passed (the masks "
+           "passed kept, the rest filled), with the mean colour (fill=\"mean\") and with a blur of each image "
+           "(fill=xh.occlusion.background(x, \"blur\")), in that order; right when each is within 1e-3 of the "
+           "reference.",
+           reference=_ex05_fill_reference)
+def _ex05_fill(answer, model, x, masks, target):
+    ref = _ex05_fill_reference(model, x, masks, target)
+    alts = {"the two numbers are swapped: the order is (mean colour, blur).": ref.flip(0),
+            "these are the probabilities on the complement (the mask's pixels hidden, p_removed); the exercise "
+            "asks for the explanation itself (p_kept).": _fill_probabilities(model, x, masks, target, "p_removed")}
+    return _numbers_judge(answer, ref, 1e-3, alts,
+                          "np.mean(xh.actmatch.necessity(cnn, x, masks, target, fill=f)[\"p_kept\"]) for f in "
+                          "(\"mean\", xh.occlusion.background(x, \"blur\")).", "mean colour and blur")
+
+
+AUTHORS_MASKNET = ((32, 64, 128, 256), 512)
+
+
+def _parameters(widths, bottleneck) -> int:
+    from .actmatch import MaskNet
+
+    return sum(p.numel() for p in MaskNet(widths, bottleneck).parameters())
+
+
+def _ex05_narrow_reference(widths, bottleneck) -> torch.Tensor:
+    return torch.tensor([float(_parameters(widths, bottleneck)), float(_parameters(*AUTHORS_MASKNET))], dtype=torch.float64)
+
+
+@_register("ex05-narrow", "05_activation_matching",
+           "two whole numbers: the parameters of xh.actmatch.MaskNet with the widths and bottleneck passed (the "
+           f"narrow network) and of the authors' MaskNet(widths={AUTHORS_MASKNET[0]}, "
+           f"bottleneck={AUTHORS_MASKNET[1]}), in that order; right when both are exact.",
+           reference=_ex05_narrow_reference)
+def _ex05_narrow(answer, widths, bottleneck):
+    ref = _ex05_narrow_reference(widths, bottleneck)
+    a = _tensor(answer).double().flatten()
+    if a.numel() != 2:
+        return False, f"expected 2 numbers (narrow, the authors'), got {a.numel()}."
+    if bool((a == ref).all()):
+        return True, f"The authors' network has {ref[1] / ref[0]:.1f} times as many parameters as the narrow one."
+    if bool((a == ref.flip(0)).all()):
+        return False, "Hint: the two numbers are swapped: the order is (narrow, the authors')."
+    return False, "Hint: sum(p.numel() for p in xh.actmatch.MaskNet(widths, bottleneck).parameters()) for each network."

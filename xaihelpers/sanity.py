@@ -159,7 +159,7 @@ def data_randomisation(
         ``explainer(model, x, target, **settings) -> (N, h, w)``.
     model, randomised : nn.Module
         The trained classifier and the same architecture trained on permuted labels
-        (e.g. :func:`xaihelpers.models.load_shuffled_label_model`).
+        (e.g. :func:`xaihelpers.benchmark_models.load_shuffled_label_model`).
     x, target
         Normalised images (N, 3, H, W) and the explained classes (fixed for both).
     similarity : {"spearman", "ssim", "pearson"}
