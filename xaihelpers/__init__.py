@@ -55,6 +55,9 @@ and named after what they hold:
 ``evaluation``
     the one harness: runs explainers over a data set and scores them with the metrics
     (chapters 1, 2, 3 and 6).
+``explorer``
+    an ipywidgets explorer for the reader's own photo: any method of the book, class,
+    model and main setting, computed on a button press (chapters 0 and 6).
 ``compare``
     chapter 6's tables: means with standard errors, ranks, agreement, claims.
 ``papers``
@@ -71,7 +74,7 @@ and named after what they hold:
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, benchmark, benchmark_models, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
+from . import actmatch, apop, attack, baselines, benchmark, benchmark_models, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, explorer, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -91,6 +94,7 @@ __all__ = [
     "compare",
     "exercises",
     "explainers",
+    "explorer",
     "folders",
     "convad",
     "data",
