@@ -2,7 +2,9 @@
 of named layers during a forward (and backward) pass.
 
 Chapter 0 (``notebooks/00_getting_started.ipynb``) uses it to show feature maps
-and to compute Grad-CAM by hand.
+and to compute Grad-CAM by hand. It also holds the one list of activation module
+types (:data:`ACTIVATION_TYPES`, :data:`RELU_TYPES`) every method that looks for
+activations uses.
 """
 
 from __future__ import annotations

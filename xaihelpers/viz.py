@@ -1,6 +1,8 @@
-"""Figures: images, heat-map overlays with colour bars, and grids of maps.
+"""Figures: images, heat-map overlays with colour bars, grids of maps, and the figures of single chapters.
 
-Used by every chapter; chapter 0 (``notebooks/00_getting_started.ipynb``) introduces them.
+Method modules do not plot: chapter 3's attack figures, chapter 5's circuit and chapter
+6's question panels are here too, and :func:`show_code` prints the code of an equation
+under it. Used by every chapter; chapter 0 (``notebooks/00_getting_started.ipynb``) introduces them.
 """
 
 from __future__ import annotations
