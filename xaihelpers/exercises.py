@@ -610,18 +610,34 @@ def _ex03_apop_layer(answer, model, x, y):
 # chapter 5: activation matching
 # ----------------------------------------------------------------------------
 
-def _layer_shares(model: nn.Module, x: torch.Tensor, masks, distance: str, weighted: bool = True) -> torch.Tensor:
-    """Each matched activation's share of the activation term of the explanations ``masks * x``."""
-    from .actmatch import activation_distance, default_layers
+def _layer_shares(model: nn.Module, x: torch.Tensor, masks) -> dict[str, torch.Tensor]:
+    """Each matched activation's share of the activation term of the explanations ``masks * x``.
+
+    Keys: ``"mse"`` and ``"std_mse"`` (weighted by :data:`~xaihelpers.actmatch.LAYER_WEIGHTS`)
+    and ``"unweighted"`` (MSE alone); one pair of forward passes for all three.
+    """
+    from .actmatch import activation_loss, apply_mask, default_layers
+    from .hooks import no_inplace, record
 
     layers = default_layers(model, logits=False)
-    terms = torch.tensor([(w if weighted else 1.0) * activation_distance(model, x, masks, {name: 1.0}, distance)
-                          for name, w in layers.items()], dtype=torch.float64)
-    return (terms / terms.sum()).float()
+    dev = _device(model)
+    x = x.to(dev)
+    m = torch.as_tensor(masks, dtype=x.dtype).to(dev)[:, None]
+    with torch.no_grad(), no_inplace(model):
+        with record(model, list(layers)) as rx:
+            model(x)
+        with record(model, list(layers)) as re_:
+            model(apply_mask(x, m))
+        out = {}
+        for key, distance, weighted in (("mse", "mse", True), ("std_mse", "std_mse", True), ("unweighted", "mse", False)):
+            terms = torch.tensor([float(activation_loss(rx.activations, re_.activations, {n: w if weighted else 1.0},
+                                                        distance)) for n, w in layers.items()], dtype=torch.float64)
+            out[key] = (terms / terms.sum()).float()
+    return out
 
 
 def _ex05_distance_reference(model: nn.Module, x: torch.Tensor, masks) -> torch.Tensor:
-    return _layer_shares(model, x, masks, "mse")
+    return _layer_shares(model, x, masks)["mse"]
 
 
 @_register("ex05-distance", "05_activation_matching",
@@ -631,12 +647,12 @@ def _ex05_distance_reference(model: nn.Module, x: torch.Tensor, masks) -> torch.
            "within 1e-3 of the reference.",
            reference=_ex05_distance_reference)
 def _ex05_distance(answer, model, x, masks):
-    ref = _ex05_distance_reference(model, x, masks)
+    shares = _layer_shares(model, x, masks)
     alts = {"these are the shares under the standardised distance; the exercise asks for distance=\"mse\".":
-            _layer_shares(model, x, masks, "std_mse"),
+            shares["std_mse"],
             "these shares leave out the layer weights w_l; multiply each layer's distance by its weight first.":
-            _layer_shares(model, x, masks, "mse", weighted=False)}
-    return _numbers_judge(answer, ref, 1e-3, alts,
+            shares["unweighted"]}
+    return _numbers_judge(answer, shares["mse"], 1e-3, alts,
                           "for each (layer, w) in xh.actmatch.default_layers(net, logits=False).items(), "
                           "w * xh.actmatch.activation_distance(net, xp, masks, {layer: 1.0}), then divide by the sum.",
                           "one share per matched layer")
@@ -698,3 +714,4 @@ def _ex05_narrow(answer, widths, bottleneck):
     if bool((a == ref.flip(0)).all()):
         return False, "Hint: the two numbers are swapped: the order is (narrow, the authors')."
     return False, "Hint: sum(p.numel() for p in xh.actmatch.MaskNet(widths, bottleneck).parameters()) for each network."
+
