@@ -282,6 +282,71 @@ def test_ex03_apop_layer(capsys, bench):
     _wrong(capsys, "ex03-apop-layer", "fifth", model, x, y, hint="expected one ReLU number")
 
 
+# ---------------------------------------------------------------- chapter 4
+
+def test_ex04_bn(capsys, half_masks):
+    model, x, y, masks = half_masks
+    with torch.no_grad():
+        kept = [float((xh.convad.wrap(model, "lenient", deactivate=d)(x, masks).argmax(1) == y).float().mean())
+                for d in ("all", "spatial")]
+    _right(capsys, "ex04-bn", kept, model, x, masks, y, "lenient")
+    _right(capsys, "ex04-bn", torch.tensor(kept), model, x, masks.numpy(), y, "lenient")
+    if kept[0] != kept[1]:
+        _wrong(capsys, "ex04-bn", kept[::-1], model, x, masks, y, "lenient", hint="swapped")
+    _wrong(capsys, "ex04-bn", [kept[0] + 0.25, kept[1]], model, x, masks, y, "lenient", hint="deactivate=d")
+    _wrong(capsys, "ex04-bn", kept[:1], model, x, masks, y, "lenient", hint="expected 2 numbers")
+
+
+def test_patch_masks():
+    m = ex.patch_masks(64, 16, 8)
+    assert m.shape == (49, 64, 64) and bool(((m == 0) | (m == 1)).all())
+    assert (m == 0).flatten(1).sum(1).eq(16 * 16).all()  # one whole patch hidden per mask
+    assert m[1, 0, 8:24].eq(0).all() and m[7, 8:24, 0].eq(0).all()  # row-major: the second mask moves right
+    with pytest.raises(ValueError, match="expected 0 < k <= side"):
+        ex.patch_masks(64, 80, 8)
+
+
+def test_ex04_occlusion(capsys, half_masks):
+    model, x, _, _ = half_masks
+    x1 = x[:1]
+    with torch.no_grad():
+        p = model(x1).softmax(1)[0]
+        t = int(p.argmax())
+        drops = {}
+        for how in ("convad", "zero"):
+            predict = xh.causal.masked_predictor(model, x1, how, "lenient")
+            masks = torch.ones(49, 64, 64)
+            for i in range(7):
+                for j in range(7):
+                    masks[7 * i + j, 8 * i : 8 * i + 16, 8 * j : 8 * j + 16] = 0
+            drops[how] = (p[t] - predict(masks).softmax(1)[:, t]).reshape(7, 7)
+    assert (drops["convad"] - drops["zero"]).abs().max() > 1e-2 * drops["convad"].abs().max()
+    _right(capsys, "ex04-occlusion", drops["convad"], model, x1, "lenient")
+    _right(capsys, "ex04-occlusion", drops["convad"][None].numpy(), model, x1, "lenient")  # (1, 7, 7) is accepted
+    _wrong(capsys, "ex04-occlusion", drops["zero"], model, x1, "lenient", hint="painted patch")
+    _wrong(capsys, "ex04-occlusion", -drops["convad"], model, x1, "lenient", hint="signs are flipped")
+    _wrong(capsys, "ex04-occlusion", drops["convad"][:3], model, x1, "lenient", hint="expected a tensor of shape (7, 7)")
+
+
+def test_ex04_iters(capsys, half_masks):
+    model, x, y, _ = half_masks
+    x1, t = x[:1], int(y[0])
+    predict = xh.causal.masked_predictor(model, x1, "zero")
+
+    def agreement(k, sim):
+        maps = [xh.causal.responsibility(predict, (64, 64), t, iters=k, seed=s, verbose=False)[0] for s in (0, 1, 2)]
+        return float(np.nanmean([sim(maps[a][None], maps[b][None])[0] for a, b in ((0, 1), (0, 2), (1, 2))]))
+
+    right = [agreement(k, xh.metrics.spearman) for k in (1, 4)]
+    pearson = [agreement(k, xh.metrics.pearson) for k in (1, 4)]
+    assert right[1] > right[0]  # the property the exercise asks about: more trees, maps that agree more
+    _right(capsys, "ex04-iters", right, model, x1, t, 4)
+    _wrong(capsys, "ex04-iters", right[::-1], model, x1, t, 4, hint="swapped")
+    if np.abs(np.subtract(right, pearson)).max() > 1e-3:
+        _wrong(capsys, "ex04-iters", pearson, model, x1, t, 4, hint="Pearson")
+    _wrong(capsys, "ex04-iters", right[:1], model, x1, t, 4, hint="expected 2 numbers")
+
+
 # ---------------------------------------------------------------- chapter 5
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,9 @@ the package (``tests/test_exercises.py``). To grade a class, run the submitted
 student editions with papermill; ``scripts/student_notebooks.py --report`` then lists
 what each check cell printed.
 
-The module also holds the one helper a solution needs twice,
-:func:`plain_softplus` (chapter 3, ``ex03-relu6``).
+The module also holds the helpers a solution needs twice:
+:func:`plain_softplus` (chapter 3, ``ex03-relu6``) and :func:`patch_masks`
+(chapter 4, ``ex04-occlusion``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["CHECKERS", "check", "expected", "reference", "plain_softplus"]
+__all__ = ["CHECKERS", "check", "expected", "reference", "plain_softplus", "patch_masks"]
 
 
 @dataclass(frozen=True)
@@ -714,4 +715,141 @@ def _ex05_narrow(answer, widths, bottleneck):
     if bool((a == ref.flip(0)).all()):
         return False, "Hint: the two numbers are swapped: the order is (narrow, the authors')."
     return False, "Hint: sum(p.numel() for p in xh.actmatch.MaskNet(widths, bottleneck).parameters()) for each network."
+
+
+
+
+# ----------------------------------------------------------------------------
+# chapter 4: activation deactivation
+# ----------------------------------------------------------------------------
+
+def _kept_shares(model: nn.Module, x: torch.Tensor, masks, target, rule: str) -> torch.Tensor:
+    from .convad import DEACTIVATE, wrap
+
+    dev = _device(model)
+    x, t = x.to(dev), torch.as_tensor(target).reshape(-1).to(dev)
+    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).to(dev, x.dtype)
+    with torch.no_grad():
+        return torch.tensor([float((wrap(model, rule, deactivate=d)(x, m).argmax(1) == t).float().mean())
+                             for d in DEACTIVATE])
+
+
+@_register("ex04-bn", "04_activation_deactivation",
+           "two numbers: the share of the explanations passed (masks, 1 = kept) on which ConvAD with the rule "
+           "passed still predicts the target, with deactivate=\"all\" (the default) and with "
+           "deactivate=\"spatial\", in that order; right when each is within 1e-3 of the reference.",
+           reference=_kept_shares)
+def _ex04_bn(answer, model, x, masks, target, rule):
+    ref = _kept_shares(model, x, masks, target, rule)
+    return _numbers_judge(answer, ref, 1e-3, {"the two numbers are swapped: the order is (\"all\", \"spatial\").": ref.flip(0)},
+                          "for d in xh.convad.DEACTIVATE, the share of images with "
+                          "xh.convad.wrap(cnn, RULE, deactivate=d)(xk, masks).argmax(1) == target.",
+                          "one share per deactivate setting")
+
+
+def patch_masks(side: int, k: int, stride: int) -> torch.Tensor:
+    """Occlusion-sensitivity masks: all ones but a ``k`` x ``k`` square of zeros at each ``stride`` position.
+
+    The masks of chapter 4's exercise ``ex04-occlusion`` (Zeiler & Fergus's grey patch,
+    as a mask for :func:`xaihelpers.causal.masked_predictor`).
+
+    Parameters
+    ----------
+    side : int
+        Height and width of the (square) image.
+    k, stride : int
+        Side of the patch and step between its positions, in pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (n * n, side, side), n = (side - k) // stride + 1, row-major over the
+        patch positions; 1 = visible.
+    """
+    if not 0 < k <= side or stride <= 0:
+        raise ValueError(f"expected 0 < k <= side and stride > 0, got side={side}, k={k}, stride={stride}")
+    n = (side - k) // stride + 1
+    masks = torch.ones(n * n, side, side)
+    for i in range(n):
+        for j in range(n):
+            masks[i * n + j, i * stride:i * stride + k, j * stride:j * stride + k] = 0
+    return masks
+
+
+OCCLUSION_PATCH = (16, 8)  # k and stride of ex04-occlusion, for 64-pixel benchmark images
+
+
+def _occlusion_drops(model: nn.Module, x1: torch.Tensor, how: str, rule: str) -> torch.Tensor:
+    from .causal import masked_predictor
+
+    k, stride = OCCLUSION_PATCH
+    side = x1.shape[-1]
+    n = (side - k) // stride + 1
+    with torch.no_grad():
+        p = model(x1.to(_device(model))).softmax(1)[0]
+        t = int(p.argmax())
+        patched = masked_predictor(model, x1, how, rule)(patch_masks(side, k, stride)).softmax(1)[:, t]
+    return (p[t] - patched).reshape(n, n).cpu()
+
+
+def _ex04_occlusion_reference(model: nn.Module, x1: torch.Tensor, rule: str) -> torch.Tensor:
+    return _occlusion_drops(model, x1, "convad", rule)
+
+
+@_register("ex04-occlusion", "04_activation_deactivation",
+           f"the occlusion-sensitivity map of the image passed for its top-1 class, with a {OCCLUSION_PATCH[0]} x "
+           f"{OCCLUSION_PATCH[0]} patch at stride {OCCLUSION_PATCH[1]} switched off by ConvAD (the rule passed): a "
+           "tensor (n, n) over the patch positions, row by row, of the drop p(image) - p(patched) of the class's "
+           "probability; right when its largest difference from the reference is at most 1e-3 of the reference's "
+           "largest absolute value.",
+           reference=_ex04_occlusion_reference)
+def _ex04_occlusion(answer, model, x1, rule):
+    ref = _ex04_occlusion_reference(model, x1, rule)
+    alts = {"this is the map of a painted patch (how=\"zero\"); switch the patch off with how=\"convad\".":
+            _occlusion_drops(model, x1, "zero", rule),
+            "the signs are flipped: the drop is p(image) - p(patched).": -ref,
+            "the map is transposed: position (i, j) is the patch at row i * stride, column j * stride.": ref.T}
+    return _maps_judge(answer, ref, 1e-3, alts,
+                       "masks = xh.exercises.patch_masks(64, 16, 8); predict = xh.causal.masked_predictor(cnn, x1, "
+                       "\"convad\", RULE); drops = p[t] - predict(masks).softmax(1)[:, t], reshaped to (7, 7).")
+
+
+SEEDS = (0, 1, 2)
+
+
+def _seed_agreement(model: nn.Module, x1: torch.Tensor, target: int, iters: int, similarity: str = "spearman") -> float:
+    from itertools import combinations
+
+    from .causal import masked_predictor, responsibility
+    from .metrics import pearson, spearman
+
+    maps = [responsibility(masked_predictor(model, x1, "zero"), tuple(x1.shape[-2:]), int(target), iters=iters,
+                           seed=s, verbose=False)[0] for s in SEEDS]
+    sim = spearman if similarity == "spearman" else pearson
+    return float(np.nanmean([sim(maps[a][None], maps[b][None])[0] for a, b in combinations(range(len(maps)), 2)]))
+
+
+def _ex04_iters_reference(model: nn.Module, x1: torch.Tensor, target: int, iters: int) -> torch.Tensor:
+    return torch.tensor([_seed_agreement(model, x1, target, k) for k in (1, iters)])
+
+
+@_register("ex04-iters", "04_activation_deactivation",
+           f"two numbers: the mean Spearman correlation (xh.metrics.spearman) over the pairs of the seeds {SEEDS} "
+           "between the responsibility maps of the image passed for the class passed (how=\"zero\"), with one "
+           "tree and with the number of trees passed, in that order; right when each is within 1e-3 of the "
+           "reference.",
+           reference=_ex04_iters_reference)
+def _ex04_iters(answer, model, x1, target, iters):
+    ref = _ex04_iters_reference(model, x1, target, iters)
+    a = _tensor(answer).flatten()
+    if a.numel() == ref.numel() and float((a - ref).abs().max()) <= 1e-3:
+        return True, f"Largest difference from the reference: {float((a - ref).abs().max()):.1e} (tolerance 0.001)."
+    alts = {"the two numbers are swapped: the order is (one tree, more trees).": ref.flip(0),
+            "these are Pearson correlations; the exercise asks for xh.metrics.spearman.":
+            torch.tensor([_seed_agreement(model, x1, target, k, "pearson") for k in (1, iters)])}
+    return _numbers_judge(answer, ref, 1e-3, alts,
+                          "for each number of trees, the maps of seeds 0, 1 and 2 from xh.causal.responsibility("
+                          "xh.causal.masked_predictor(cnn, x1, \"zero\"), (64, 64), t, iters=k, seed=s, "
+                          "verbose=False)[0], and the mean of xh.metrics.spearman over the three pairs.",
+                          "one tree and more trees")
 
