@@ -205,6 +205,47 @@ def test_ex01_randomise(capsys, bench):
     _wrong(capsys, "ex01-randomise", ["occlusion"], model, x[:2], y[:2], methods=quick, hint="unknown")
 
 
+# ---------------------------------------------------------------- chapter 2
+
+GFI_BENCH = {"layer": "features.res1", "bg": "constant", "probabilities": False}  # the chapter's benchmark setting
+
+
+def test_ex02_lambda(capsys, bench):
+    model, x, y, _, _ = bench
+    j = int((y != y[0]).nonzero()[0])
+    duo, pair = torch.cat([x[0], x[j]], dim=-1)[None], [int(y[0]), int(y[j])]
+    corr = []
+    for lam in (1.0, 0.0):
+        m = xh.gfi.explain(model, duo.expand(2, -1, -1, -1), pair, iterations=30, lam=lam, verbose=False, **GFI_BENCH)
+        corr.append(float(xh.metrics.pearson(m[:1], m[1:])[0]))
+    assert abs(corr[0] - corr[1]) > 1e-2  # else swapping them would be right
+    _right(capsys, "ex02-lambda", corr, model, duo, pair, 30, GFI_BENCH)
+    _wrong(capsys, "ex02-lambda", corr[::-1], model, duo, pair, 30, GFI_BENCH, hint="swapped")
+    _wrong(capsys, "ex02-lambda", corr[:1], model, duo, pair, 30, GFI_BENCH, hint="expected 2 numbers")
+
+
+def test_ex02_logits(capsys, bench):
+    model, x, y, _, _ = bench
+    m = {p: xh.gfi.explain(model, x[:3], y[:3], iterations=30, verbose=False, **{**GFI_BENCH, "probabilities": p})
+         for p in (True, False)}
+    pearson, rank = xh.metrics.pearson(m[True], m[False]), xh.metrics.spearman(m[True], m[False])
+    assert np.abs(pearson - rank).max() > 1e-2
+    _right(capsys, "ex02-logits", pearson, model, x[:3], y[:3], 30, GFI_BENCH)
+    _wrong(capsys, "ex02-logits", rank, model, x[:3], y[:3], 30, GFI_BENCH, hint="rank correlations")
+    _wrong(capsys, "ex02-logits", np.ones(3), model, x[:3], y[:3], 30, GFI_BENCH, hint="probabilities")
+
+
+def test_ex02_stage1(capsys, bench):
+    model, x, y, masks, _ = bench
+    shares = [float(np.nanmean(xh.metrics.attribution_localisation(
+        xh.gfi.explain(model, x[:3], y[:3], iterations=45, stage1_iterations=s, verbose=False, **GFI_BENCH), masks[:3])))
+        for s in (0, 10, 40)]
+    assert abs(shares[0] - shares[2]) > 1e-2  # else the reversed order would be right
+    _right(capsys, "ex02-stage1", shares, model, x[:3], y[:3], masks[:3], 45, GFI_BENCH)
+    _wrong(capsys, "ex02-stage1", shares[::-1], model, x[:3], y[:3], masks[:3], 45, GFI_BENCH, hint="reverse order")
+    _wrong(capsys, "ex02-stage1", shares[:2], model, x[:3], y[:3], masks[:3], 45, GFI_BENCH, hint="expected 3 numbers")
+
+
 # ---------------------------------------------------------------- chapter 3
 
 def test_ex03_post(capsys, bench):

@@ -853,3 +853,87 @@ def _ex04_iters(answer, model, x1, target, iters):
                           "verbose=False)[0], and the mean of xh.metrics.spearman over the three pairs.",
                           "one tree and more trees")
 
+
+
+
+# ----------------------------------------------------------------------------
+# chapter 2: guided feature inversion
+# ----------------------------------------------------------------------------
+
+def _duo_correlations(model: nn.Module, x_duo: torch.Tensor, pair, steps: int, settings: dict) -> torch.Tensor:
+    from .gfi import explain
+    from .metrics import pearson
+
+    x2 = x_duo.to(_device(model)).expand(2, -1, -1, -1)
+    out = []
+    for lam in (settings.get("lam", 1.0), 0.0):
+        m = explain(model, x2, list(pair), iterations=steps, verbose=False, **{**settings, "lam": lam})
+        out.append(float(pearson(m[:1], m[1:])[0]))
+    return torch.tensor(out)
+
+
+@_register("ex02-lambda", "02_guided_feature_inversion",
+           "two numbers: the Pearson correlation (xh.metrics.pearson) between the GFI masks of the two-object image "
+           "passed for its two classes, with the settings passed, first with the default removal weight and then "
+           "with lam=0; right when each is within 5e-3 of the reference.",
+           reference=_duo_correlations)
+def _ex02_lambda(answer, model, x_duo, pair, steps, settings):
+    ref = _duo_correlations(model, x_duo, pair, steps, settings)
+    return _numbers_judge(answer, ref, 5e-3, {"the two numbers are swapped: the order is (default lam, lam=0).": ref.flip(0)},
+                          "m = xh.gfi.explain(cnn, xdb.expand(2, -1, -1, -1), pair, iterations=STEPS, lam=lam, "
+                          "**GFI_BENCH) for lam in (1.0, 0.0), then xh.metrics.pearson(m[:1], m[1:]).",
+                          "default lam and lam=0")
+
+
+def _score_correlations(model: nn.Module, x: torch.Tensor, y, steps: int, settings: dict, spearman: bool = False) -> torch.Tensor:
+    from .gfi import explain
+    from .metrics import pearson
+    from .metrics import spearman as rank_correlation
+
+    x = x.to(_device(model))
+    m = {p: explain(model, x, y, iterations=steps, verbose=False, **{**settings, "probabilities": p}) for p in (True, False)}
+    sim = rank_correlation if spearman else pearson
+    return torch.as_tensor(np.asarray(sim(m[True], m[False]), dtype=np.float64)).float()
+
+
+@_register("ex02-logits", "02_guided_feature_inversion",
+           "one number per image passed: the Pearson correlation (xh.metrics.pearson) between its GFI mask with "
+           "probabilities=True (softmax in Eq. 3) and with probabilities=False (logits), the other settings those "
+           "passed; right when each is within 5e-3 of the reference.",
+           reference=_score_correlations)
+def _ex02_logits(answer, model, x, y, steps, settings):
+    ref = _score_correlations(model, x, y, steps, settings)
+    a = _tensor(answer).flatten()
+    if a.numel() == ref.numel() and float((a - ref).abs().max()) <= 5e-3:
+        return True, f"Largest difference from the reference: {float((a - ref).abs().max()):.1e} (tolerance 0.005)."
+    alts = {"these are rank correlations; the exercise asks for xh.metrics.pearson.":
+            _score_correlations(model, x, y, steps, settings, spearman=True)}
+    return _numbers_judge(answer, ref, 5e-3, alts,
+                          "xh.metrics.pearson(m_prob, m_logit) with m_p = xh.gfi.explain(cnn, x, y, iterations=STEPS, "
+                          "**{**GFI_BENCH, \"probabilities\": p}) for p in (True, False).", "one correlation per image")
+
+
+STAGE1 = (0, 10, 40)
+
+
+def _stage1_shares(model: nn.Module, x: torch.Tensor, y, objects, steps: int, settings: dict) -> torch.Tensor:
+    from .gfi import explain
+    from .metrics import attribution_localisation
+
+    x = x.to(_device(model))
+    return torch.tensor([float(np.nanmean(attribution_localisation(
+        explain(model, x, y, iterations=steps, stage1_iterations=s, verbose=False, **settings), objects)))
+        for s in STAGE1])
+
+
+@_register("ex02-stage1", "02_guided_feature_inversion",
+           "three numbers: the mean share of GFI's mask that lies on the object (xh.metrics.attribution_localisation "
+           f"with the object masks passed) over the images passed, with stage1_iterations = {STAGE1} in that order, "
+           "the total iterations and the other settings those passed; right when each is within 5e-3 of the reference.",
+           reference=_stage1_shares)
+def _ex02_stage1(answer, model, x, y, objects, steps, settings):
+    ref = _stage1_shares(model, x, y, objects, steps, settings)
+    return _numbers_judge(answer, ref, 5e-3, {"the numbers are in the reverse order: (0, 10, 40) stage-1 iterations.": ref.flip(0)},
+                          "for s in (0, 10, 40): np.nanmean(xh.metrics.attribution_localisation(xh.gfi.explain(cnn, x, y, "
+                          "iterations=STEPS, stage1_iterations=s, **GFI_BENCH), objects)).", "one share per stage-1 length")
+
