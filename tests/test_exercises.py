@@ -442,6 +442,68 @@ def test_ex05_narrow(capsys):
     _wrong(capsys, "ex05-narrow", count[:1], (8, 16, 32, 64), 128, hint="expected 2 numbers")
 
 
+# ---------------------------------------------------------------- chapter 6
+
+@pytest.fixture(scope="module")
+def small_tab():
+    """A comparison table of four methods with every ranked metric, one value missing."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    cols = list(xh.compare.HIGHER_IS_BETTER)
+    tab = pd.DataFrame(rng.random((4, len(cols))), index=["A", "B", "C", "D"], columns=cols)
+    tab.loc["D", "stability"] = np.nan
+    return tab
+
+
+def test_ex06_weights(capsys, small_tab):
+    import pandas as pd
+
+    r = xh.compare.ranks(small_tab).drop(columns="mean rank")
+    w = pd.Series({c: {"fidelity": 2, "deletion": 2, "insertion": 2, "seconds": 0, "per_fwd_bwd": 0}.get(c, 1) for c in r.columns})
+    weighted = (r * w).sum(axis=1) / (r.notna() * w).sum(axis=1)
+    plain = xh.compare.ranks(small_tab)["mean rank"]
+    assert (weighted - plain.reindex(weighted.index)).abs().max() > 1e-3
+    _right(capsys, "ex06-weights", weighted, small_tab)
+    _right(capsys, "ex06-weights", weighted.to_dict(), small_tab)
+    _wrong(capsys, "ex06-weights", plain, small_tab, hint="unweighted mean ranks")
+    _wrong(capsys, "ex06-weights", weighted.drop("A"), small_tab, hint="missing ['A']")
+    _wrong(capsys, "ex06-weights", weighted.tolist(), small_tab, hint="expected a pandas Series or a dict")
+
+
+def test_ex06_agree(capsys):
+    import pandas as pd
+
+    torch.manual_seed(0)
+    base = torch.rand(4, 16, 16)
+    maps = {"a": base, "b": base + 0.3 * torch.rand(4, 16, 16), "c": torch.rand(4, 16, 16)}
+    names = list(maps)
+    top = {k: xh.evaluation.top_masks(m, [0.1] * 4, (16, 16)).bool() for k, m in maps.items()}
+    iou = pd.DataFrame([[float(((top[a] & top[b]).sum((1, 2)) / (top[a] | top[b]).sum((1, 2))).mean()) for b in names]
+                        for a in names], index=names, columns=names)
+    assert iou.loc["a", "b"] > iou.loc["a", "c"]  # similar maps share more of their top pixels
+    _right(capsys, "ex06-agree", iou, maps)
+    _right(capsys, "ex06-agree", iou.loc[["c", "a", "b"], ["b", "c", "a"]], maps)  # any order of the methods
+    _wrong(capsys, "ex06-agree", xh.compare.agreement(maps), maps, hint="rank correlation")
+    _wrong(capsys, "ex06-agree", iou * 0.5, maps, hint="IoU = (a & b)")
+    _wrong(capsys, "ex06-agree", iou.drop(index="c", columns="c"), maps, hint="expected the methods")
+
+
+def test_ex06_activation(capsys, bench):
+    model, x, y, masks, _ = bench
+    gelu = xh.load_model("fmnist_cnn_gelu", device="cpu")[0]
+
+    def shares(net):
+        return [float(np.nanmean(xh.metrics.attribution_localisation(xh.explainers.get(m)(net, x[:4], y[:4]), masks[:4])))
+                for m in ("srd_input", "saliency", "guided_backprop")]
+
+    right, relu = shares(gelu), shares(model)
+    assert np.abs(np.subtract(right, relu)).max() > 1e-3  # else the ReLU network's values would pass
+    _right(capsys, "ex06-activation", right, gelu, x[:4], y[:4], masks[:4])
+    _wrong(capsys, "ex06-activation", relu, gelu, x[:4], y[:4], masks[:4], hint="GELU network")
+    _wrong(capsys, "ex06-activation", right[:2], gelu, x[:4], y[:4], masks[:4], hint="expected 3 numbers")
+
+
 # ---------------------------------------------------------------- the chapters' solutions
 
 @pytest.mark.notebook

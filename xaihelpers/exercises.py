@@ -937,3 +937,125 @@ def _ex02_stage1(answer, model, x, y, objects, steps, settings):
                           "for s in (0, 10, 40): np.nanmean(xh.metrics.attribution_localisation(xh.gfi.explain(cnn, x, y, "
                           "iterations=STEPS, stage1_iterations=s, **GFI_BENCH), objects)).", "one share per stage-1 length")
 
+
+
+
+# ----------------------------------------------------------------------------
+# chapter 6: comparison
+# ----------------------------------------------------------------------------
+
+DEBUG_WEIGHTS = {"fidelity": 2.0, "deletion": 2.0, "insertion": 2.0, "seconds": 0.0, "per_fwd_bwd": 0.0}
+"""Exercise ``ex06-weights``: faithfulness counts double and speed not at all; every other metric counts once."""
+
+
+def _weighted_ranks(tab, weights: dict | None = None):
+    from .compare import ranks
+
+    r = ranks(tab).drop(columns="mean rank")
+    w = {c: 1.0 for c in r.columns} if weights is None else {c: float(weights.get(c, 1.0)) for c in r.columns}
+    import pandas as pd
+
+    w = pd.Series(w)
+    return (r * w).sum(axis=1) / (r.notna() * w).sum(axis=1)
+
+
+def _ex06_weights_reference(tab):
+    return _weighted_ranks(tab, DEBUG_WEIGHTS).sort_values()
+
+
+@_register("ex06-weights", "06_comparison",
+           "the weighted mean rank of every method of the table passed, as a pandas Series (or a dict) from method "
+           "to number: each metric's rank from xh.compare.ranks(tab) times its weight (fidelity, deletion and "
+           "insertion 2; seconds and per_fwd_bwd 0; every other metric 1), summed and divided by the sum of the "
+           "weights of the metrics ranked; right when each method's value is within 1e-6 of the reference.",
+           reference=_ex06_weights_reference)
+def _ex06_weights(answer, tab):
+    import pandas as pd
+
+    ref = _ex06_weights_reference(tab)
+    if not isinstance(answer, (dict, pd.Series)):
+        return False, f"expected a pandas Series or a dict from method to weighted mean rank, got {type(answer).__name__}."
+    a = pd.Series(answer, dtype=float)
+    missing, extra = sorted(set(ref.index) - set(a.index)), sorted(set(a.index) - set(ref.index))
+    if missing or extra:
+        return False, f"expected one value per method of the table; missing {missing}, not in the table {extra}."
+    a = a.reindex(ref.index)
+    if np.allclose(a, ref, rtol=0, atol=1e-6):
+        return True, f"Best under these weights: {ref.index[0]} ({ref.iloc[0]:.2f})."
+    plain = _weighted_ranks(tab).reindex(ref.index)
+    if np.allclose(a, plain, rtol=0, atol=1e-6):
+        return False, "Hint: these are the unweighted mean ranks; multiply each metric's rank by its weight first."
+    return False, ("Hint: r = xh.compare.ranks(tab).drop(columns=\"mean rank\"); w = pd.Series({c: weights.get(c, 1) for c "
+                   "in r.columns}); (r * w).sum(axis=1) / (r.notna() * w).sum(axis=1) (a missing rank does not count).")
+
+
+TOP_SHARE = 0.1
+
+
+def _top_iou(maps: dict, share: float = TOP_SHARE):
+    import pandas as pd
+
+    from .evaluation import top_masks
+
+    names = list(maps)
+    top = {k: top_masks(m, [share] * len(m), tuple(m.shape[-2:])).bool().cpu() for k, m in maps.items()}
+    out = pd.DataFrame(np.eye(len(names)), index=names, columns=names)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            inter = (top[a] & top[b]).flatten(1).sum(1).double()
+            union = (top[a] | top[b]).flatten(1).sum(1).double()
+            out.loc[a, b] = out.loc[b, a] = float((inter / union.clamp(min=1)).mean())
+    return out
+
+
+@_register("ex06-agree", "06_comparison",
+           f"a table (pandas DataFrame, methods x methods, as xh.compare.agreement's) of the mean intersection over "
+           f"union, over the images, of the methods' top-{TOP_SHARE:.0%} masks "
+           "(xh.evaluation.top_masks(m, [0.1] * len(m), m.shape[-2:])), 1 on the diagonal; right when every entry is "
+           "within 1e-3 of the reference.",
+           reference=_top_iou)
+def _ex06_agree(answer, maps):
+    import pandas as pd
+
+    from .compare import agreement
+
+    ref = _top_iou(maps)
+    if not isinstance(answer, pd.DataFrame):
+        return False, f"expected a pandas DataFrame indexed by method on both axes, got {type(answer).__name__}."
+    if set(answer.index) != set(ref.index) or set(answer.columns) != set(ref.columns):
+        return False, f"expected the methods {list(ref.index)} on both axes."
+    a = answer.reindex(index=ref.index, columns=ref.columns).to_numpy(dtype=float)
+    gap = float(np.nanmax(np.abs(a - ref.to_numpy())))
+    if gap <= 1e-3:
+        return True, f"Largest difference from the reference: {gap:.1e} (tolerance 0.001)."
+    rho = agreement(maps).to_numpy()
+    if np.allclose(a, rho, atol=1e-3, equal_nan=True):
+        return False, "Hint: this is the rank correlation (xh.compare.agreement); the exercise asks for the IoU of the top masks."
+    return False, (f"Largest difference from the reference: {gap:.3g}. Hint: IoU = (a & b).sum((1, 2)) / (a | b).sum((1, 2)) "
+                   "per image of the two methods' boolean top masks, then the mean over the images.")
+
+
+ACTIVATION_METHODS = ("srd_input", "saliency", "guided_backprop")
+
+
+def _activation_shares(model: nn.Module, x: torch.Tensor, y, masks) -> torch.Tensor:
+    from .explainers import get
+    from .metrics import attribution_localisation
+
+    dev = _device(model)
+    x, y = x.to(dev), torch.as_tensor(y).to(dev)
+    return torch.tensor([float(np.nanmean(attribution_localisation(get(m)(model, x, y), masks)))
+                         for m in ACTIVATION_METHODS])
+
+
+@_register("ex06-activation", "06_comparison",
+           f"three numbers: the mean attribution localisation (xh.metrics.attribution_localisation with the object "
+           f"masks passed) of the maps of {ACTIVATION_METHODS} (xh.explainers.get(name)) on the network passed, for "
+           "the images and labels passed, in that order; right when each is within 1e-3 of the reference.",
+           reference=_activation_shares)
+def _ex06_activation(answer, model, x, y, masks):
+    ref = _activation_shares(model, x, y, masks)
+    return _numbers_judge(answer, ref, 1e-3, {},
+                          "for m in (\"srd_input\", \"saliency\", \"guided_backprop\"): np.nanmean("
+                          "xh.metrics.attribution_localisation(xh.explainers.get(m)(gelu, x, y), masks)), with the "
+                          "GELU network gelu.", "one share per method")
