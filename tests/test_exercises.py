@@ -239,11 +239,11 @@ def test_ex02_stage1(capsys, bench):
     model, x, y, masks, _ = bench
     shares = [float(np.nanmean(xh.metrics.attribution_localisation(
         xh.gfi.explain(model, x[:3], y[:3], iterations=45, stage1_iterations=s, verbose=False, **GFI_BENCH), masks[:3])))
-        for s in (0, 10, 40)]
-    assert abs(shares[0] - shares[2]) > 1e-2  # else the reversed order would be right
+        for s in (0, 40)]
+    assert abs(shares[0] - shares[1]) > 1e-2  # else the reversed order would be right
     _right(capsys, "ex02-stage1", shares, model, x[:3], y[:3], masks[:3], 45, GFI_BENCH)
     _wrong(capsys, "ex02-stage1", shares[::-1], model, x[:3], y[:3], masks[:3], 45, GFI_BENCH, hint="reverse order")
-    _wrong(capsys, "ex02-stage1", shares[:2], model, x[:3], y[:3], masks[:3], 45, GFI_BENCH, hint="expected 3 numbers")
+    _wrong(capsys, "ex02-stage1", shares[:1], model, x[:3], y[:3], masks[:3], 45, GFI_BENCH, hint="expected 2 numbers")
 
 
 # ---------------------------------------------------------------- chapter 3
