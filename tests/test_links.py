@@ -56,3 +56,16 @@ def test_licences_and_citation_agree_with_the_package():
     assert str(cff["version"]) == project["version"] and cff["license"] == project["license"]["text"] == "MIT"
     assert "MIT License" in (ROOT / "LICENSE").read_text()
     assert "creativecommons.org/licenses/by/4.0" in (ROOT / "LICENSE-CONTENT.md").read_text()
+
+
+def test_the_colab_branch_the_badges_open_is_published():
+    """The publishing workflow writes the Colab edition into the branch the badges point at."""
+    import yaml
+
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())["jobs"]
+    steps = [s for job in jobs.values() for s in job["steps"]]
+    writes = [s for s in steps if "scripts/colab_edition.py" in s.get("run", "")]
+    assert writes and "--out _build/colab-branch/notebooks" in writes[0]["run"]
+    publish = [s for s in steps if s.get("with", {}).get("publish_branch")]
+    assert publish and publish[0]["with"]["publish_branch"] == _links().COLAB_BRANCH
+    assert publish[0]["with"]["publish_dir"] == "_build/colab-branch"
