@@ -57,7 +57,7 @@ def old_package(commit: str, folder: Path):
 def stability_rows(old, new, cnn, x, y, images, samples):
     """Chapter 3's Table 2 stability column (error 1): the same explainers, both metrics."""
     rows = []
-    srd = {"srd_low": {"layer": None}, "srd_high": {"layer": new.srd.high_layer(cnn)}, "srd_input": {}}
+    srd = {"srd_low": {"layer": None}, "srd_high": {"layer": new.models.default_layer(cnn, "middle")}, "srd_input": {}}
     for name, kw in srd.items():
         for label, pkg in (("before", old), ("after", new)):
             s = _mm(pkg).stability(new.srd.explain, cnn, x[:images], y[:images], n_samples=samples, **kw)

@@ -49,7 +49,6 @@ def _device() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import pandas as pd
     import papermill as pm
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -57,7 +57,6 @@ def test_gamma_readings(g):
 
 
 def test_quality_metrics(g):
-    q = _frame(g, "quality_json")
     # equal size means equal size: each planted top share is the requested one, to half a pixel of 64 x 64
     # (keeping every pixel at the threshold value planted 17-41 % for a 10 % request)
     assert g["fixed_share_error"] <= 0.5 / 64 ** 2 + 1e-9

@@ -60,8 +60,6 @@ def test_agreement_is_symmetric_and_one_for_identical_or_monotone_maps():
 
 def test_score_gives_every_metric_in_its_range(bench):
     cnn, x, y, masks, boxes, prep = bench
-    from xaihelpers import causal
-
     bg = occlusion.solid_backgrounds(4, (64, 64), prep.normalize)
     ex = {"SRD-input": explainers.get("srd_input"), "gradient": explainers.get("saliency")}
     results, maps = evaluation.score(ex, cnn, x, y, masks, boxes, bg, stability_images={"gradient": 1},

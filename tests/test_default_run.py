@@ -208,6 +208,21 @@ def test_ch3_srd_costs_about_a_backward_pass(d3):
     assert d3["srd_speed_lite0"] < 3 and d3["srd_speed_cnn"] < 5
 
 
+# ---------------------------------------------------------------- chapter 4
+
+@pytest.fixture(scope="module")
+def d4():
+    return record("04_activation_deactivation")["glued"]
+
+
+def test_ch4_the_rule_that_switches_off_more_drops_the_confidence_more(d4):
+    """The prose after the quality table: the more positions a rule switches off (strict more than
+    lenient), the more the confidence drops; the glued drops are the table's."""
+    q = read_table(d4, "quality_json")
+    assert d4["drop_strict"] > d4["drop_lenient"]
+    assert q.loc["ConvAD (strict)", "confidence drop"] > q.loc["ConvAD (lenient)", "confidence drop"]
+
+
 # ---------------------------------------------------------------- chapter 5
 
 @pytest.fixture(scope="module")

@@ -121,7 +121,7 @@ def test_ex00_layer(capsys, resnet, lite0, picker):
         model, prep, _ = lite0
         x = xh.data.to_batch(list(xh.sample_images(["coffee"]).values()), prep, "cpu")
     targets = model(x).argmax(1).tolist()
-    mid = xh.srd.high_layer(model)
+    mid = xh.models.default_layer(model, "middle")
     _right(capsys, "ex00-layer", xh.baselines.grad_cam(model, x, targets, layer=mid), model, x, targets)
     _wrong(capsys, "ex00-layer", xh.baselines.grad_cam(model, x, targets), model, x, targets, hint="default (last) layer")
 
@@ -242,7 +242,7 @@ def test_ex02_stage1(capsys, bench):
         for s in (0, 40)]
     assert abs(shares[0] - shares[1]) > 1e-2  # else the reversed order would be right
     _right(capsys, "ex02-stage1", shares, model, x[:3], y[:3], masks[:3], 45, GFI_BENCH)
-    _wrong(capsys, "ex02-stage1", shares[::-1], model, x[:3], y[:3], masks[:3], 45, GFI_BENCH, hint="reverse order")
+    _wrong(capsys, "ex02-stage1", shares[::-1], model, x[:3], y[:3], masks[:3], 45, GFI_BENCH, hint="swapped")
     _wrong(capsys, "ex02-stage1", shares[:1], model, x[:3], y[:3], masks[:3], 45, GFI_BENCH, hint="expected 2 numbers")
 
 

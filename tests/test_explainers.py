@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from xaihelpers import actmatch, benchmark_models, explainers, srd
+from xaihelpers import actmatch, benchmark_models, explainers, models, srd
 
 #: settings that keep each method cheap on the benchmark CNN (the defaults elsewhere)
 FAST = {
@@ -56,7 +56,7 @@ def test_registry_calls_the_modules_explain(setting):
     cnn, x, pred, _ = setting
     assert torch.allclose(explainers.get("srd_input")(cnn, x, pred), srd.explain(cnn, x, pred, layer="input"))
     high = explainers.get("srd_high")(cnn, x, pred)
-    assert torch.allclose(high, srd.explain(cnn, x, pred, layer=srd.high_layer(cnn)))
+    assert torch.allclose(high, srd.explain(cnn, x, pred, layer=models.default_layer(cnn, "middle")))
     low = explainers.get("srd_low")(cnn, x, pred)
     assert low.shape[-1] < high.shape[-1] < 64
     # settings fixed by get, then overridden by the call

@@ -229,7 +229,7 @@ def test_the_setting_widget_matches_the_method_and_reaches_it(loaded, calls, met
 def test_feature_layers_are_feature_maps_in_forward_order(loaded):
     for name, (model, prep, _) in loaded.items():
         layers = explorer.feature_layers(model, prep.size)
-        assert models.default_layer(model) in layers and xh.srd.high_layer(model) in layers
+        assert models.default_layer(model) in layers and models.default_layer(model, "middle") in layers
         with torch.no_grad(), xh.record(model, layers) as rec:
             model(torch.zeros(1, 3, prep.size, prep.size))
         assert list(rec.activations) == layers  # recorded in the order they ran

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from xaihelpers import benchmark, benchmark_models, data, evaluation, gfi, occlusion, perturbation
+from xaihelpers import benchmark, benchmark_models, data, evaluation, gfi, models, occlusion, perturbation
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_free_mask_ablation_and_default_layers(cnn):
     model, x, y = cnn
     m = gfi.explain(model, x[:2], y[:2], iterations=4, stage1_iterations=2, free_mask=True)
     assert m.shape == (2, 64, 64) and ((m > 0) & (m < 1)).all()
-    assert gfi.default_layer(model) == "features.res2"
+    assert models.default_layer(model, "encoder") == "features.res2"
 
     class VGGLike(torch.nn.Module):  # VGG's layout: features end in the last max-pool (pool5)
         def __init__(self):
@@ -94,7 +94,7 @@ def test_free_mask_ablation_and_default_layers(cnn):
             self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(), torch.nn.MaxPool2d(2))
             self.classifier = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
 
-    assert gfi.default_layer(VGGLike()) == "features.2"
+    assert models.default_layer(VGGLike(), "encoder") == "features.2"  # GFI's l and l_1
 
 
 def test_free_mask_penalty_acts_on_the_mask_and_the_mask_follows_the_object(cnn):

@@ -395,10 +395,9 @@ def redraw_cluttered(
     layers : iterable of str
         The layers to draw, from :data:`BENCHMARK_LAYERS`; order does not matter
         (they are always drawn background, clutter, object).
-    root : str or pathlib.Path, optional
-        Folder with Fashion-MNIST's idx files (see :func:`fashion_mnist`).
-    verbose : bool
-        Show a progress bar.
+    root, verbose
+        As in :func:`cluttered_fashion_mnist`: the folder of Fashion-MNIST's idx
+        files and whether to show a progress bar.
 
     Returns
     -------

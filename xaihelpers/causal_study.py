@@ -163,14 +163,11 @@ def compare(model: nn.Module, x: torch.Tensor, methods, target=None, verbose: bo
 
     Parameters
     ----------
-    model : nn.Module
-        Classifier in eval mode.
-    x : torch.Tensor
-        Normalised images (N, 3, H, W).
+    model, x, target
+        As in :func:`~xaihelpers.causal.search`: the classifier, the normalised images
+        (N, 3, H, W) and the explained classes (``None``: the predicted ones).
     methods : sequence of (how, rule)
         E.g. ``[("convad", "lenient"), ("zero", None), ("blur", None)]``.
-    target : int, sequence or None
-        Explained classes; ``None`` takes the predicted ones.
     verbose : bool
         Progress bar over methods.
     **settings

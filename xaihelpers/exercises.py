@@ -34,6 +34,7 @@ The module also holds the helpers a solution needs twice:
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -60,6 +61,43 @@ def _register(name: str, chapter: str, expected: str, reference: Callable[..., A
         CHECKERS[name] = _Checker(chapter, expected, reference, judge)
         return judge
     return wrap
+
+
+def _judged(name: str, chapter: str, reference: Callable[..., torch.Tensor], *, tol: float, hint: str,
+            what: str = "", maps: bool = False, order: str | None = None,
+            foils: Callable[..., dict[str, torch.Tensor]] | None = None,
+            precheck: Callable[[torch.Tensor, torch.Tensor], str | None] | None = None) -> None:
+    """Register a checker that compares the answer with ``reference(*context)``.
+
+    The reference's docstring says what the answer is (formatted with this module's
+    constants); the tolerance is added to it. Numbers are right within the absolute
+    tolerance ``tol`` (``what`` names them); ``maps=True`` compares a tensor of the
+    reference's shape relative to its largest absolute value. Before the general ``hint``,
+    a wrong answer is matched against the mistakes a reader makes: the two numbers in the
+    reverse of ``order``, and ``foils(ref, *context)`` (hint -> wrong answer), computed only
+    for a wrong answer; ``precheck(answer, ref)`` may return a hint before any comparison.
+    """
+    said = " ".join(inspect.getdoc(reference).split()).format(**globals()).rstrip(".")
+    if maps:
+        said += (f"; right when its largest difference from the reference is at most {tol:g} of the "
+                 "reference's largest absolute value.")
+    else:
+        said += f"; right when each is within {tol:g} of the reference."
+
+    def judge(answer, *context, **settings):
+        ref = reference(*context, **settings)
+        if precheck is not None and (said := precheck(_tensor(answer), ref)):
+            return False, f"Hint: {said}"
+
+        def alternatives() -> dict[str, torch.Tensor]:
+            out = {f"the two numbers are swapped: the order is ({order}).": ref.flip(0)} if order else {}
+            return {**out, **(foils(ref, *context, **settings) if foils else {})}
+
+        if maps:
+            return _maps_judge(answer, ref, tol, alternatives, hint)
+        return _numbers_judge(answer, ref, tol, alternatives, hint, what)
+
+    CHECKERS[name] = _Checker(chapter, said, reference, judge)
 
 
 def _lookup(name: str) -> _Checker:
@@ -146,8 +184,12 @@ def _gap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp(min=1e-12))
 
 
-def _maps_judge(answer, ref: torch.Tensor, rtol: float, alternatives: dict[str, torch.Tensor], hint: str):
-    """Compare maps: shape first, then the largest difference relative to the reference's largest value."""
+def _maps_judge(answer, ref: torch.Tensor, rtol: float, alternatives, hint: str):
+    """Compare maps: shape first, then the largest difference relative to the reference's largest value.
+
+    ``alternatives`` maps hints to wrong answers, or is a function returning that dict (called only
+    when the answer is not right, since a foil may cost as much as the reference).
+    """
     a = _tensor(answer)
     if a.shape != ref.shape and a.squeeze().shape == ref.squeeze().shape:
         a = a.reshape(ref.shape)
@@ -156,20 +198,25 @@ def _maps_judge(answer, ref: torch.Tensor, rtol: float, alternatives: dict[str, 
     gap = _gap(a, ref)
     if gap <= rtol:
         return True, f"Largest difference from the reference: {gap:.1e} of its largest value (tolerance {rtol:g})."
-    for what, alt in alternatives.items():
+    for what, alt in _foils(alternatives).items():
         if alt.shape == ref.shape and _gap(a, alt) <= rtol:
             return False, f"Hint: {what}"
     return False, f"Largest difference from the reference: {gap:.2g} of its largest value. Hint: {hint}"
 
 
-def _numbers_judge(answer, ref: torch.Tensor, atol: float, alternatives: dict[str, torch.Tensor], hint: str, what: str):
+def _foils(alternatives) -> dict[str, torch.Tensor]:
+    return alternatives() if callable(alternatives) else alternatives
+
+
+def _numbers_judge(answer, ref: torch.Tensor, atol: float, alternatives, hint: str, what: str):
+    """Compare a few numbers with an absolute tolerance; ``alternatives`` as in :func:`_maps_judge`."""
     a = _tensor(answer).flatten()
     if a.numel() != ref.numel():
         return False, f"expected {ref.numel()} numbers ({what}), got {a.numel()}."
     diff = float((a - ref).abs().max())
     if diff <= atol:
         return True, f"Largest difference from the reference: {diff:.1e} (tolerance {atol:g})."
-    for text, alt in alternatives.items():
+    for text, alt in _foils(alternatives).items():
         if alt.numel() == ref.numel() and float((a - alt.flatten()).abs().max()) <= atol:
             return False, f"Hint: {text}"
     return False, f"Largest difference from the reference: {diff:.3g} (tolerance {atol:g}). Hint: {hint}"
@@ -202,82 +249,61 @@ def _set_judge(answer, ref: set[str], universe: set[str], hints: dict[str, str],
 # chapter 0: getting started
 # ----------------------------------------------------------------------------
 
+def _grad_cam(model: nn.Module, x: torch.Tensor, target, **settings) -> torch.Tensor:
+    from .baselines import grad_cam
+
+    return grad_cam(model, x, target, **settings).detach().cpu()
+
+
 def _top3(model: nn.Module, x1: torch.Tensor) -> list[int]:
     with torch.no_grad():
         return model(x1.to(_device(model))).topk(3, dim=1).indices[0].tolist()
 
 
 def _ex00_softmax_reference(model: nn.Module, x_cat: torch.Tensor) -> torch.Tensor:
-    from .baselines import grad_cam
-
-    top3 = _top3(model, x_cat)
-    return grad_cam(model, x_cat.repeat(3, 1, 1, 1), top3).detach().cpu()
-
-
-@_register("ex00-softmax", "00_getting_started",
-           "the Grad-CAM maps of the cat photo for its three most probable classes, most probable first: "
-           "a tensor of shape (3, H, W), computed at the default layer; right when its largest difference "
-           "from the reference is at most 1e-3 of the reference's largest value.",
-           reference=_ex00_softmax_reference)
-def _ex00_softmax(answer, model, x_cat):
-    ref = _ex00_softmax_reference(model, x_cat)
-    alts = {f"the maps are right but in the order {perm} of the top-3 list; keep its order, most probable first.":
-            ref[perm] for perm in ([0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0])}
-    return _maps_judge(answer, ref, 1e-3, alts,
-                       "explain x[i:i+1].repeat(3, 1, 1, 1), the cat photo three times, for the classes "
-                       "[c for c, _, _ in top5[i]][:3] with xh.baselines.grad_cam.")
+    """The Grad-CAM maps of the cat photo for its three most probable classes, most probable first: a
+    tensor of shape (3, H, W), computed at the default layer."""
+    return _grad_cam(model, x_cat.repeat(3, 1, 1, 1), _top3(model, x_cat))
 
 
+_judged("ex00-softmax", "00_getting_started", _ex00_softmax_reference,
+        tol=1e-3, maps=True,
+        foils=lambda ref, *_: {f"the maps are right but in the order {perm} of the top-3 list; keep its order, "
+                               "most probable first.": ref[perm]
+                               for perm in ([0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0])},
+        hint="explain x[i:i+1].repeat(3, 1, 1, 1), the cat photo three times, for the classes "
+             "[c for c, _, _ in top5[i]][:3] with xh.baselines.grad_cam.")
 
 
-def _ex00_layer_reference(model: nn.Module, x: torch.Tensor, targets) -> torch.Tensor:
-    from .baselines import grad_cam
-    from .srd import high_layer
+def _ex00_layer_reference(model: nn.Module, x: torch.Tensor, targets, default: bool = False) -> torch.Tensor:
+    """Grad-CAM maps of every photo in x for its top-1 class at the middle layer
+    xh.models.default_layer(model, "middle"),
+    a tensor of shape (N, H, W)."""
+    from .models import default_layer
 
-    return grad_cam(model, x, targets, layer=high_layer(model)).detach().cpu()
-
-
-@_register("ex00-layer", "00_getting_started",
-           "Grad-CAM maps of every photo in x for its top-1 class at the middle layer xh.srd.high_layer(model), "
-           "a tensor of shape (N, H, W); right when its largest difference from the reference is at most 1e-3 "
-           "of the reference's largest value.",
-           reference=_ex00_layer_reference)
-def _ex00_layer(answer, model, x, targets):
-    from .baselines import grad_cam
-
-    ref = _ex00_layer_reference(model, x, targets)
-    alts = {"these are the maps of the default (last) layer: pass layer=xh.srd.high_layer(model).":
-            grad_cam(model, x, targets).detach().cpu()}
-    return _maps_judge(answer, ref, 1e-3, alts,
-                       "call xh.baselines.grad_cam(model, x, targets, layer=xh.srd.high_layer(model)).")
+    return _grad_cam(model, x, targets, **({} if default else {"layer": default_layer(model, "middle")}))
 
 
+def _ex00_relu_reference(model: nn.Module, x_coffee: torch.Tensor, classes, default: bool = False) -> torch.Tensor:
+    """The signed Grad-CAM map (relu=False) of the coffee photo for the class 'espresso', a tensor of shape
+    (H, W)."""
+    return _grad_cam(model, x_coffee, list(classes).index("espresso"), relu=default)[0]
 
 
-def _ex00_relu_reference(model: nn.Module, x_coffee: torch.Tensor, classes) -> torch.Tensor:
-    from .baselines import grad_cam
-
-    return grad_cam(model, x_coffee, list(classes).index("espresso"), relu=False)[0].detach().cpu()
-
-
-@_register("ex00-relu", "00_getting_started",
-           "the signed Grad-CAM map (relu=False) of the coffee photo for the class 'espresso', a tensor of "
-           "shape (H, W); right when its largest difference from the reference is at most 1e-3 of the "
-           "reference's largest absolute value.",
-           reference=_ex00_relu_reference)
-def _ex00_relu(answer, model, x_coffee, classes):
-    from .baselines import grad_cam
-
-    ref = _ex00_relu_reference(model, x_coffee, classes)
-    alts = {"this map has no negative values: it is the map after the ReLU; pass relu=False.":
-            grad_cam(model, x_coffee, list(classes).index("espresso"))[0].detach().cpu()}
-    return _maps_judge(answer, ref, 1e-3, alts,
-                       "explain the class classes.index('espresso') for the coffee photo alone, with relu=False.")
-
-
+# Two Grad-CAM maps with one setting away from its default: the map at the default is the foil.
+_judged("ex00-layer", "00_getting_started", _ex00_layer_reference, tol=1e-3, maps=True,
+        foils=lambda ref, *context: {"these are the maps of the default (last) layer: pass "
+                                     "layer=xh.models.default_layer(model, \"middle\").": _ex00_layer_reference(*context, default=True)},
+        hint="call xh.baselines.grad_cam(model, x, targets, layer=xh.models.default_layer(model, \"middle\")).")
+_judged("ex00-relu", "00_getting_started", _ex00_relu_reference, tol=1e-3, maps=True,
+        foils=lambda ref, *context: {"this map has no negative values: it is the map after the ReLU; pass relu=False.":
+                                     _ex00_relu_reference(*context, default=True)},
+        hint="explain the class classes.index('espresso') for the coffee photo alone, with relu=False.")
 
 
 def _ex00_hooks_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The mean over space of the last feature map (layer xh.models.default_layer(model)) for every
+    photo in x, a tensor of shape (N, C)."""
     from .hooks import record
     from .models import default_layer
 
@@ -287,20 +313,12 @@ def _ex00_hooks_reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return rec.activations[layer].mean(dim=(2, 3)).cpu()
 
 
-@_register("ex00-hooks", "00_getting_started",
-           "the mean over space of the last feature map (layer xh.models.default_layer(model)) for every "
-           "photo in x, a tensor of shape (N, C); right when its largest difference from the reference is at "
-           "most 1e-4 of the reference's largest value.",
-           reference=_ex00_hooks_reference)
-def _ex00_hooks(answer, model, x):
-    ref = _ex00_hooks_reference(model, x)
-    a = _tensor(answer)
-    if a.ndim == 4 and a.shape[:2] == ref.shape and a.shape[2:] != (1, 1):
-        return False, "Hint: these are the whole feature maps (N, C, h, w); average them over the two spatial dimensions."
-    return _maps_judge(answer, ref, 1e-4, {},
-                       "record layer xh.models.default_layer(model) during model(x) and take .mean(dim=(2, 3)).")
-
-
+_judged("ex00-hooks", "00_getting_started", _ex00_hooks_reference,
+        tol=1e-4, maps=True,
+        precheck=lambda a, ref: ("these are the whole feature maps (N, C, h, w); average them over the two spatial "
+                                 "dimensions." if a.ndim == 4 and a.shape[:2] == ref.shape and a.shape[2:] != (1, 1)
+                                 else None),
+        hint="record layer xh.models.default_layer(model) during model(x) and take .mean(dim=(2, 3)).")
 
 
 # ----------------------------------------------------------------------------
@@ -316,30 +334,23 @@ def _pointing_rates(maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     return torch.tensor([float(np.nanmean(pointing_game(maps, masks, tolerance=t))) for t in TOLERANCES])
 
 
-def _ex01_tolerance_reference(model: nn.Module, x: torch.Tensor, y, masks) -> torch.Tensor:
+def _baseline_rates(model: nn.Module, x: torch.Tensor, y, masks, method: str = "gradcam") -> torch.Tensor:
+    """Grad-CAM's pointing-game hit rate ("gradcam" of xh.baselines.explain, the mean over the images)
+    at the tolerances {TOLERANCES} pixels, four numbers in that order."""
     from .baselines import explain
 
-    return _pointing_rates(explain(model, x, y, "gradcam"), masks)
+    return _pointing_rates(explain(model, x, y, method), masks)
 
 
-@_register("ex01-tolerance", "01_evaluating_explanations",
-           "Grad-CAM's pointing-game hit rate (\"gradcam\" of xh.baselines.explain, the mean over the images) "
-           f"at the tolerances {TOLERANCES} pixels, four numbers in that order; right when each is within 1e-3 "
-           "of the reference.",
-           reference=_ex01_tolerance_reference)
-def _ex01_tolerance(answer, model, x, y, masks):
-    from .baselines import explain
-
-    ref = _ex01_tolerance_reference(model, x, y, masks)
-    a = _tensor(answer).flatten()
-    if a.numel() == ref.numel() and bool((a.diff() < -1e-9).any()):
-        return False, "Hint: a hit rate cannot fall as the tolerance grows (a larger tolerance grows the object)."
-    alts = {"these are the vanilla gradient's (saliency) rates; the exercise asks for Grad-CAM's.":
-            _pointing_rates(explain(model, x, y, "saliency"), masks)}
-    return _numbers_judge(answer, ref, 1e-3, alts,
-                          "[np.nanmean(xh.metrics.pointing_game(maps, masks, tolerance=t)) for t in (0, 2, 4, 8)] "
-                          "with maps = xh.baselines.explain(model, x, y, \"gradcam\").", "one hit rate per tolerance")
-
+_judged("ex01-tolerance", "01_evaluating_explanations", _baseline_rates,
+        tol=1e-3, what="one hit rate per tolerance",
+        precheck=lambda a, ref: ("a hit rate cannot fall as the tolerance grows (a larger tolerance grows the object)."
+                                 if a.numel() == ref.numel() and bool((a.diff() < -1e-9).any()) else None),
+        foils=lambda ref, model, x, y, masks: {
+            "these are the vanilla gradient's (saliency) rates; the exercise asks for Grad-CAM's.":
+            _baseline_rates(model, x, y, masks, "saliency")},
+        hint="[np.nanmean(xh.metrics.pointing_game(maps, masks, tolerance=t)) for t in (0, 2, 4, 8)] "
+             "with maps = xh.baselines.explain(model, x, y, \"gradcam\").")
 
 
 METRIC_COLUMNS = ("pointing_game", "attribution_localisation", "sparseness", "fidelity", "stability", "loc_error")
@@ -384,8 +395,6 @@ def _ex01_normalise(answer, model, x, y, masks, boxes):
     return _set_judge(answer, ref, set(METRIC_COLUMNS), hints, "metrics that change")
 
 
-
-
 def _cascade_means(model: nn.Module, x: torch.Tensor, y, methods, similarity: str) -> dict[str, float]:
     from .explainers import get
     from .sanity import cascading_randomisation
@@ -418,13 +427,14 @@ def _ex01_randomise_spearman(model, x, y, methods) -> set[str]:
     return {m for m, v in _cascade_means(model, x, y, methods, "spearman").items() if v >= 0.5}
 
 
-
-
 # ----------------------------------------------------------------------------
 # chapter 3: sharing ratio decomposition
 # ----------------------------------------------------------------------------
 
 def _positive_shares(model: nn.Module, x: torch.Tensor, y) -> torch.Tensor:
+    """Two numbers (pre, post): the share of all pixels of the SRD-input maps of the images passed (for
+    their labels) whose relevance is positive, with pre-activation vectors (the default) and with
+    vectors="post"."""
     from .srd import explain
 
     dev = _device(model)
@@ -432,18 +442,9 @@ def _positive_shares(model: nn.Module, x: torch.Tensor, y) -> torch.Tensor:
     return torch.tensor([float((explain(model, x, y, vectors=v) > 0).float().mean()) for v in ("pre", "post")])
 
 
-@_register("ex03-post", "03_sharing_ratio_decomposition",
-           "two numbers (pre, post): the share of all pixels of the SRD-input maps of the images passed (for "
-           "their labels) whose relevance is positive, with pre-activation vectors (the default) and with "
-           "vectors=\"post\"; right when each is within 1e-3 of the reference.",
-           reference=_positive_shares)
-def _ex03_post(answer, model, x, y):
-    ref = _positive_shares(model, x, y)
-    return _numbers_judge(answer, ref, 1e-3, {"the two numbers are swapped: the order is (pre, post).": ref.flip(0)},
-                          "(xh.srd.explain(cnn, x, y, vectors=v) > 0).float().mean() for v in (\"pre\", \"post\").",
-                          "pre and post")
-
-
+_judged("ex03-post", "03_sharing_ratio_decomposition", _positive_shares,
+        tol=1e-3, what="pre and post", order="pre, post",
+        hint="(xh.srd.explain(cnn, x, y, vectors=v) > 0).float().mean() for v in (\"pre\", \"post\").")
 
 
 def _half_shares(model: nn.Module, x_duo: torch.Tensor, classes, rule: str) -> torch.Tensor:
@@ -457,23 +458,19 @@ def _half_shares(model: nn.Module, x_duo: torch.Tensor, classes, rule: str) -> t
 
 
 def _ex03_rule_reference(model: nn.Module, x_duo: torch.Tensor, classes) -> torch.Tensor:
+    """Two numbers: with rule="identity", the share of positive SRD-input relevance for the first class
+    that lies on the left half of the two-object image, and for the second class on the right half (as
+    the chapter measures them with xh.metrics.attribution_localisation)."""
     return _half_shares(model, x_duo, classes, "identity")
 
 
-@_register("ex03-rule", "03_sharing_ratio_decomposition",
-           "two numbers: with rule=\"identity\", the share of positive SRD-input relevance for the first class "
-           "that lies on the left half of the two-object image, and for the second class on the right half (as "
-           "the chapter measures them with xh.metrics.attribution_localisation); right when each is within "
-           "1e-3 of the reference.",
-           reference=_ex03_rule_reference)
-def _ex03_rule(answer, model, x_duo, classes):
-    ref = _ex03_rule_reference(model, x_duo, classes)
-    alts = {"these are the shares with the class-contrastive start (the chapter's); pass rule=\"identity\".":
-            _half_shares(model, x_duo, classes, "contrastive")}
-    return _numbers_judge(answer, ref, 1e-3, alts,
-                          "explain xd.expand(2, -1, -1, -1) for pair_classes with rule=\"identity\" and measure "
-                          "each map's share on its own half, as the chapter's cell does.", "one share per class")
-
+_judged("ex03-rule", "03_sharing_ratio_decomposition", _ex03_rule_reference,
+        tol=1e-3, what="one share per class",
+        foils=lambda ref, model, x_duo, classes: {
+            "these are the shares with the class-contrastive start (the chapter's); pass rule=\"identity\".":
+            _half_shares(model, x_duo, classes, "contrastive")},
+        hint="explain xd.expand(2, -1, -1, -1) for pair_classes with rule=\"identity\" and measure "
+             "each map's share on its own half, as the chapter's cell does.")
 
 
 BETAS = (10, 30, 100)
@@ -536,8 +533,6 @@ def _ex03_relu6(answer, model, x):
         return False, "Hint: these are the differences of the plain softplus copy; the exercise asks for xh.attack.smooth."
     return False, (f"Largest mismatch {float((a - ref).abs().max()):.3g}. Hint: for each beta, "
                    "(xh.attack.smooth(net, beta)(xp) - net(xp)).abs().max() under torch.no_grad().")
-
-
 
 
 def _binarised_accuracy(model: nn.Module, x: torch.Tensor, y, batch_size: int = 256) -> np.ndarray:
@@ -603,10 +598,6 @@ def _ex03_apop_layer(answer, model, x, y):
     return False, "Hint: binarise one ReLU at a time (xh.apop.frozen_forward(..., binarise=k)) and take the lowest accuracy."
 
 
-
-
-
-
 # ----------------------------------------------------------------------------
 # chapter 5: activation matching
 # ----------------------------------------------------------------------------
@@ -638,25 +629,21 @@ def _layer_shares(model: nn.Module, x: torch.Tensor, masks) -> dict[str, torch.T
 
 
 def _ex05_distance_reference(model: nn.Module, x: torch.Tensor, masks) -> torch.Tensor:
+    """One number per matched activation of xh.actmatch.default_layers(net, logits=False), in that
+    order: the layer's share of the weighted MSE activation term (w_l times the layer's distance,
+    divided by the sum over the layers) of the explanations of the photos passed with the masks passed."""
     return _layer_shares(model, x, masks)["mse"]
 
 
-@_register("ex05-distance", "05_activation_matching",
-           "one number per matched activation of xh.actmatch.default_layers(net, logits=False), in that order: the "
-           "layer's share of the weighted MSE activation term (w_l times the layer's distance, divided by the sum "
-           "over the layers) of the explanations of the photos passed with the masks passed; right when each is "
-           "within 1e-3 of the reference.",
-           reference=_ex05_distance_reference)
-def _ex05_distance(answer, model, x, masks):
-    shares = _layer_shares(model, x, masks)
-    alts = {"these are the shares under the standardised distance; the exercise asks for distance=\"mse\".":
-            shares["std_mse"],
+_judged("ex05-distance", "05_activation_matching", _ex05_distance_reference,
+        tol=1e-3, what="one share per matched layer",
+        foils=lambda ref, model, x, masks: {
+            "these are the shares under the standardised distance; the exercise asks for distance=\"mse\".":
+            _layer_shares(model, x, masks)["std_mse"],
             "these shares leave out the layer weights w_l; multiply each layer's distance by its weight first.":
-            shares["unweighted"]}
-    return _numbers_judge(answer, shares["mse"], 1e-3, alts,
-                          "for each (layer, w) in xh.actmatch.default_layers(net, logits=False).items(), "
-                          "w * xh.actmatch.activation_distance(net, xp, masks, {layer: 1.0}), then divide by the sum.",
-                          "one share per matched layer")
+            _layer_shares(model, x, masks)["unweighted"]},
+        hint="for each (layer, w) in xh.actmatch.default_layers(net, logits=False).items(), "
+             "w * xh.actmatch.activation_distance(net, xp, masks, {layer: 1.0}), then divide by the sum.")
 
 
 def _fill_probabilities(model: nn.Module, x: torch.Tensor, masks, target, which: str = "p_kept") -> torch.Tensor:
@@ -668,23 +655,19 @@ def _fill_probabilities(model: nn.Module, x: torch.Tensor, masks, target, which:
 
 
 def _ex05_fill_reference(model: nn.Module, x: torch.Tensor, masks, target) -> torch.Tensor:
+    """Two numbers: the mean probability of the target on the explanations of the images passed (the
+    masks passed kept, the rest filled), with the mean colour (fill="mean") and with a blur of each
+    image (fill=xh.occlusion.background(x, "blur")), in that order."""
     return _fill_probabilities(model, x, masks, target)
 
 
-@_register("ex05-fill", "05_activation_matching",
-           "two numbers: the mean probability of the target on the explanations of the images passed (the masks "
-           "passed kept, the rest filled), with the mean colour (fill=\"mean\") and with a blur of each image "
-           "(fill=xh.occlusion.background(x, \"blur\")), in that order; right when each is within 1e-3 of the "
-           "reference.",
-           reference=_ex05_fill_reference)
-def _ex05_fill(answer, model, x, masks, target):
-    ref = _ex05_fill_reference(model, x, masks, target)
-    alts = {"the two numbers are swapped: the order is (mean colour, blur).": ref.flip(0),
+_judged("ex05-fill", "05_activation_matching", _ex05_fill_reference,
+        tol=1e-3, what="mean colour and blur", order="mean colour, blur",
+        foils=lambda ref, model, x, masks, target: {
             "these are the probabilities on the complement (the mask's pixels hidden, p_removed); the exercise "
-            "asks for the explanation itself (p_kept).": _fill_probabilities(model, x, masks, target, "p_removed")}
-    return _numbers_judge(answer, ref, 1e-3, alts,
-                          "np.mean(xh.actmatch.necessity(cnn, x, masks, target, fill=f)[\"p_kept\"]) for f in "
-                          "(\"mean\", xh.occlusion.background(x, \"blur\")).", "mean colour and blur")
+            "asks for the explanation itself (p_kept).": _fill_probabilities(model, x, masks, target, "p_removed")},
+        hint="np.mean(xh.actmatch.necessity(cnn, x, masks, target, fill=f)[\"p_kept\"]) for f in "
+             "(\"mean\", xh.occlusion.background(x, \"blur\")).")
 
 
 AUTHORS_MASKNET = ((32, 64, 128, 256), 512)
@@ -717,13 +700,14 @@ def _ex05_narrow(answer, widths, bottleneck):
     return False, "Hint: sum(p.numel() for p in xh.actmatch.MaskNet(widths, bottleneck).parameters()) for each network."
 
 
-
-
 # ----------------------------------------------------------------------------
 # chapter 4: activation deactivation
 # ----------------------------------------------------------------------------
 
 def _kept_shares(model: nn.Module, x: torch.Tensor, masks, target, rule: str) -> torch.Tensor:
+    """Two numbers: the share of the explanations passed (masks, 1 = kept) on which ConvAD with the rule
+    passed still predicts the target, with deactivate="all" (the default) and with deactivate="spatial",
+    in that order."""
     from .convad import DEACTIVATE, wrap
 
     dev = _device(model)
@@ -734,17 +718,10 @@ def _kept_shares(model: nn.Module, x: torch.Tensor, masks, target, rule: str) ->
                              for d in DEACTIVATE])
 
 
-@_register("ex04-bn", "04_activation_deactivation",
-           "two numbers: the share of the explanations passed (masks, 1 = kept) on which ConvAD with the rule "
-           "passed still predicts the target, with deactivate=\"all\" (the default) and with "
-           "deactivate=\"spatial\", in that order; right when each is within 1e-3 of the reference.",
-           reference=_kept_shares)
-def _ex04_bn(answer, model, x, masks, target, rule):
-    ref = _kept_shares(model, x, masks, target, rule)
-    return _numbers_judge(answer, ref, 1e-3, {"the two numbers are swapped: the order is (\"all\", \"spatial\").": ref.flip(0)},
-                          "for d in xh.convad.DEACTIVATE, the share of images with "
-                          "xh.convad.wrap(cnn, RULE, deactivate=d)(xk, masks).argmax(1) == target.",
-                          "one share per deactivate setting")
+_judged("ex04-bn", "04_activation_deactivation", _kept_shares,
+        tol=1e-3, what="one share per deactivate setting", order="\"all\", \"spatial\"",
+        hint="for d in xh.convad.DEACTIVATE, the share of images with "
+             "xh.convad.wrap(cnn, RULE, deactivate=d)(xk, masks).argmax(1) == target.")
 
 
 def patch_masks(side: int, k: int, stride: int) -> torch.Tensor:
@@ -793,25 +770,22 @@ def _occlusion_drops(model: nn.Module, x1: torch.Tensor, how: str, rule: str) ->
 
 
 def _ex04_occlusion_reference(model: nn.Module, x1: torch.Tensor, rule: str) -> torch.Tensor:
+    """The occlusion-sensitivity map of the image passed for its top-1 class, with a
+    {OCCLUSION_PATCH[0]} x {OCCLUSION_PATCH[0]} patch at stride {OCCLUSION_PATCH[1]} switched off by
+    ConvAD (the rule passed): a tensor (n, n) over the patch positions, row by row, of the drop p(image)
+    - p(patched) of the class's probability."""
     return _occlusion_drops(model, x1, "convad", rule)
 
 
-@_register("ex04-occlusion", "04_activation_deactivation",
-           f"the occlusion-sensitivity map of the image passed for its top-1 class, with a {OCCLUSION_PATCH[0]} x "
-           f"{OCCLUSION_PATCH[0]} patch at stride {OCCLUSION_PATCH[1]} switched off by ConvAD (the rule passed): a "
-           "tensor (n, n) over the patch positions, row by row, of the drop p(image) - p(patched) of the class's "
-           "probability; right when its largest difference from the reference is at most 1e-3 of the reference's "
-           "largest absolute value.",
-           reference=_ex04_occlusion_reference)
-def _ex04_occlusion(answer, model, x1, rule):
-    ref = _ex04_occlusion_reference(model, x1, rule)
-    alts = {"this is the map of a painted patch (how=\"zero\"); switch the patch off with how=\"convad\".":
+_judged("ex04-occlusion", "04_activation_deactivation", _ex04_occlusion_reference,
+        tol=1e-3, maps=True,
+        foils=lambda ref, model, x1, rule: {
+            "this is the map of a painted patch (how=\"zero\"); switch the patch off with how=\"convad\".":
             _occlusion_drops(model, x1, "zero", rule),
             "the signs are flipped: the drop is p(image) - p(patched).": -ref,
-            "the map is transposed: position (i, j) is the patch at row i * stride, column j * stride.": ref.T}
-    return _maps_judge(answer, ref, 1e-3, alts,
-                       "masks = xh.exercises.patch_masks(64, 16, 8); predict = xh.causal.masked_predictor(cnn, x1, "
-                       "\"convad\", RULE); drops = p[t] - predict(masks).softmax(1)[:, t], reshaped to (7, 7).")
+            "the map is transposed: position (i, j) is the patch at row i * stride, column j * stride.": ref.T},
+        hint="masks = xh.exercises.patch_masks(64, 16, 8); predict = xh.causal.masked_predictor(cnn, x1, "
+             "\"convad\", RULE); drops = p[t] - predict(masks).softmax(1)[:, t], reshaped to (7, 7).")
 
 
 SEEDS = (0, 1, 2)
@@ -830,30 +804,20 @@ def _seed_agreement(model: nn.Module, x1: torch.Tensor, target: int, iters: int,
 
 
 def _ex04_iters_reference(model: nn.Module, x1: torch.Tensor, target: int, iters: int) -> torch.Tensor:
+    """Two numbers: the mean Spearman correlation (xh.metrics.spearman) over the pairs of the seeds
+    {SEEDS} between the responsibility maps of the image passed for the class passed (how="zero"), with
+    one tree and with the number of trees passed, in that order."""
     return torch.tensor([_seed_agreement(model, x1, target, k) for k in (1, iters)])
 
 
-@_register("ex04-iters", "04_activation_deactivation",
-           f"two numbers: the mean Spearman correlation (xh.metrics.spearman) over the pairs of the seeds {SEEDS} "
-           "between the responsibility maps of the image passed for the class passed (how=\"zero\"), with one "
-           "tree and with the number of trees passed, in that order; right when each is within 1e-3 of the "
-           "reference.",
-           reference=_ex04_iters_reference)
-def _ex04_iters(answer, model, x1, target, iters):
-    ref = _ex04_iters_reference(model, x1, target, iters)
-    a = _tensor(answer).flatten()
-    if a.numel() == ref.numel() and float((a - ref).abs().max()) <= 1e-3:
-        return True, f"Largest difference from the reference: {float((a - ref).abs().max()):.1e} (tolerance 0.001)."
-    alts = {"the two numbers are swapped: the order is (one tree, more trees).": ref.flip(0),
+_judged("ex04-iters", "04_activation_deactivation", _ex04_iters_reference,
+        tol=1e-3, what="one tree and more trees", order="one tree, more trees",
+        foils=lambda ref, model, x1, target, iters: {
             "these are Pearson correlations; the exercise asks for xh.metrics.spearman.":
-            torch.tensor([_seed_agreement(model, x1, target, k, "pearson") for k in (1, iters)])}
-    return _numbers_judge(answer, ref, 1e-3, alts,
-                          "for each number of trees, the maps of seeds 0, 1 and 2 from xh.causal.responsibility("
-                          "xh.causal.masked_predictor(cnn, x1, \"zero\"), (64, 64), t, iters=k, seed=s, "
-                          "verbose=False)[0], and the mean of xh.metrics.spearman over the three pairs.",
-                          "one tree and more trees")
-
-
+            torch.tensor([_seed_agreement(model, x1, target, k, "pearson") for k in (1, iters)])},
+        hint="for each number of trees, the maps of seeds 0, 1 and 2 from xh.causal.responsibility("
+             "xh.causal.masked_predictor(cnn, x1, \"zero\"), (64, 64), t, iters=k, seed=s, "
+             "verbose=False)[0], and the mean of xh.metrics.spearman over the three pairs.")
 
 
 # ----------------------------------------------------------------------------
@@ -861,6 +825,9 @@ def _ex04_iters(answer, model, x1, target, iters):
 # ----------------------------------------------------------------------------
 
 def _duo_correlations(model: nn.Module, x_duo: torch.Tensor, pair, steps: int, settings: dict) -> torch.Tensor:
+    """Two numbers: the Pearson correlation (xh.metrics.pearson) between the GFI masks of the two-object
+    image passed for its two classes, with the settings passed, first with the default removal weight
+    and then with lam=0."""
     from .gfi import explain
     from .metrics import pearson
 
@@ -872,20 +839,16 @@ def _duo_correlations(model: nn.Module, x_duo: torch.Tensor, pair, steps: int, s
     return torch.tensor(out)
 
 
-@_register("ex02-lambda", "02_guided_feature_inversion",
-           "two numbers: the Pearson correlation (xh.metrics.pearson) between the GFI masks of the two-object image "
-           "passed for its two classes, with the settings passed, first with the default removal weight and then "
-           "with lam=0; right when each is within 5e-3 of the reference.",
-           reference=_duo_correlations)
-def _ex02_lambda(answer, model, x_duo, pair, steps, settings):
-    ref = _duo_correlations(model, x_duo, pair, steps, settings)
-    return _numbers_judge(answer, ref, 5e-3, {"the two numbers are swapped: the order is (default lam, lam=0).": ref.flip(0)},
-                          "m = xh.gfi.explain(cnn, xdb.expand(2, -1, -1, -1), pair, iterations=STEPS, lam=lam, "
-                          "**GFI_BENCH) for lam in (1.0, 0.0), then xh.metrics.pearson(m[:1], m[1:]).",
-                          "default lam and lam=0")
+_judged("ex02-lambda", "02_guided_feature_inversion", _duo_correlations,
+        tol=5e-3, what="default lam and lam=0", order="default lam, lam=0",
+        hint="m = xh.gfi.explain(cnn, xdb.expand(2, -1, -1, -1), pair, iterations=STEPS, lam=lam, "
+             "**GFI_BENCH) for lam in (1.0, 0.0), then xh.metrics.pearson(m[:1], m[1:]).")
 
 
 def _score_correlations(model: nn.Module, x: torch.Tensor, y, steps: int, settings: dict, spearman: bool = False) -> torch.Tensor:
+    """One number per image passed: the Pearson correlation (xh.metrics.pearson) between its GFI mask
+    with probabilities=True (softmax in Eq. 3) and with probabilities=False (logits), the other settings
+    those passed."""
     from .gfi import explain
     from .metrics import pearson
     from .metrics import spearman as rank_correlation
@@ -896,27 +859,23 @@ def _score_correlations(model: nn.Module, x: torch.Tensor, y, steps: int, settin
     return torch.as_tensor(np.asarray(sim(m[True], m[False]), dtype=np.float64)).float()
 
 
-@_register("ex02-logits", "02_guided_feature_inversion",
-           "one number per image passed: the Pearson correlation (xh.metrics.pearson) between its GFI mask with "
-           "probabilities=True (softmax in Eq. 3) and with probabilities=False (logits), the other settings those "
-           "passed; right when each is within 5e-3 of the reference.",
-           reference=_score_correlations)
-def _ex02_logits(answer, model, x, y, steps, settings):
-    ref = _score_correlations(model, x, y, steps, settings)
-    a = _tensor(answer).flatten()
-    if a.numel() == ref.numel() and float((a - ref).abs().max()) <= 5e-3:
-        return True, f"Largest difference from the reference: {float((a - ref).abs().max()):.1e} (tolerance 0.005)."
-    alts = {"these are rank correlations; the exercise asks for xh.metrics.pearson.":
-            _score_correlations(model, x, y, steps, settings, spearman=True)}
-    return _numbers_judge(answer, ref, 5e-3, alts,
-                          "xh.metrics.pearson(m_prob, m_logit) with m_p = xh.gfi.explain(cnn, x, y, iterations=STEPS, "
-                          "**{**GFI_BENCH, \"probabilities\": p}) for p in (True, False).", "one correlation per image")
+_judged("ex02-logits", "02_guided_feature_inversion", _score_correlations,
+        tol=5e-3, what="one correlation per image",
+        foils=lambda ref, model, x, y, steps, settings: {
+            "these are rank correlations; the exercise asks for xh.metrics.pearson.":
+            _score_correlations(model, x, y, steps, settings, spearman=True)},
+        hint="xh.metrics.pearson(m_prob, m_logit) with m_p = xh.gfi.explain(cnn, x, y, iterations=STEPS, "
+             "**{**GFI_BENCH, \"probabilities\": p}) for p in (True, False).")
 
 
 STAGE1 = (0, 40)
 
 
 def _stage1_shares(model: nn.Module, x: torch.Tensor, y, objects, steps: int, settings: dict) -> torch.Tensor:
+    """Two numbers: the mean share of GFI's mask that lies on the object
+    (xh.metrics.attribution_localisation with the object masks passed) over the images passed, with
+    stage1_iterations = {STAGE1} in that order, the total iterations and the other settings those
+    passed."""
     from .gfi import explain
     from .metrics import attribution_localisation
 
@@ -926,18 +885,10 @@ def _stage1_shares(model: nn.Module, x: torch.Tensor, y, objects, steps: int, se
         for s in STAGE1])
 
 
-@_register("ex02-stage1", "02_guided_feature_inversion",
-           "two numbers: the mean share of GFI's mask that lies on the object (xh.metrics.attribution_localisation "
-           f"with the object masks passed) over the images passed, with stage1_iterations = {STAGE1} in that order, "
-           "the total iterations and the other settings those passed; right when each is within 5e-3 of the reference.",
-           reference=_stage1_shares)
-def _ex02_stage1(answer, model, x, y, objects, steps, settings):
-    ref = _stage1_shares(model, x, y, objects, steps, settings)
-    return _numbers_judge(answer, ref, 5e-3, {"the numbers are in the reverse order: (0, 40) stage-1 iterations.": ref.flip(0)},
-                          "for s in (0, 40): np.nanmean(xh.metrics.attribution_localisation(xh.gfi.explain(cnn, x, y, "
-                          "iterations=STEPS, stage1_iterations=s, **GFI_BENCH), objects)).", "one share per stage-1 length")
-
-
+_judged("ex02-stage1", "02_guided_feature_inversion", _stage1_shares,
+        tol=5e-3, what="one share per stage-1 length", order="0, 40 stage-1 iterations",
+        hint="for s in (0, 40): np.nanmean(xh.metrics.attribution_localisation(xh.gfi.explain(cnn, x, y, "
+             "iterations=STEPS, stage1_iterations=s, **GFI_BENCH), objects)).")
 
 
 # ----------------------------------------------------------------------------
@@ -1039,6 +990,9 @@ ACTIVATION_METHODS = ("srd_input", "saliency", "guided_backprop")
 
 
 def _activation_shares(model: nn.Module, x: torch.Tensor, y, masks) -> torch.Tensor:
+    """Three numbers: the mean attribution localisation (xh.metrics.attribution_localisation with the
+    object masks passed) of the maps of {ACTIVATION_METHODS} (xh.explainers.get(name)) on the network
+    passed, for the images and labels passed, in that order."""
     from .explainers import get
     from .metrics import attribution_localisation
 
@@ -1048,14 +1002,8 @@ def _activation_shares(model: nn.Module, x: torch.Tensor, y, masks) -> torch.Ten
                          for m in ACTIVATION_METHODS])
 
 
-@_register("ex06-activation", "06_comparison",
-           f"three numbers: the mean attribution localisation (xh.metrics.attribution_localisation with the object "
-           f"masks passed) of the maps of {ACTIVATION_METHODS} (xh.explainers.get(name)) on the network passed, for "
-           "the images and labels passed, in that order; right when each is within 1e-3 of the reference.",
-           reference=_activation_shares)
-def _ex06_activation(answer, model, x, y, masks):
-    ref = _activation_shares(model, x, y, masks)
-    return _numbers_judge(answer, ref, 1e-3, {},
-                          "for m in (\"srd_input\", \"saliency\", \"guided_backprop\"): np.nanmean("
-                          "xh.metrics.attribution_localisation(xh.explainers.get(m)(gelu, x, y), masks)), with the "
-                          "GELU network gelu.", "one share per method")
+_judged("ex06-activation", "06_comparison", _activation_shares,
+        tol=1e-3, what="one share per method",
+        hint="for m in (\"srd_input\", \"saliency\", \"guided_backprop\"): np.nanmean("
+             "xh.metrics.attribution_localisation(xh.explainers.get(m)(gelu, x, y), masks)), with the "
+             "GELU network gelu.")

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from . import _checks, actmatch, baselines, causal, gfi, perturbation, srd
+from .models import default_layer
 
 #: an explainer: ``(model, x, target=None, **settings) -> maps`` of shape (N, h, w), on ``x``'s device
 Explainer = Callable[..., torch.Tensor]
@@ -47,8 +48,8 @@ class Entry:
 
 def _srd(resolution: str) -> Callable[..., torch.Tensor]:
     def run(model: nn.Module, x: torch.Tensor, target=None, **settings) -> torch.Tensor:
-        # SRD-input: pixels; SRD-high: srd.high_layer; SRD-low: the encoder's output (layer=None)
-        layer = srd.high_layer(model) if resolution == "high" else ("input" if resolution == "input" else None)
+        # SRD-input: pixels; SRD-high: the middle layer; SRD-low: the encoder's output (layer=None)
+        layer = default_layer(model, "middle") if resolution == "high" else ("input" if resolution == "input" else None)
         return srd.explain(model, x, target, **{"layer": layer, **settings})
 
     return run

@@ -33,19 +33,8 @@ from torch import nn
 from . import _checks
 from .occlusion import BACKGROUNDS, background, blend  # noqa: F401  (Eq. 1 and its backgrounds)
 from .hooks import frozen_weights, record
+from .models import default_layer
 
-
-
-def default_layer(model: nn.Module) -> str:
-    """The layer used as both :math:`l` and :math:`l_1` (the authors use VGG-19's pool5): the encoder's output.
-
-    :func:`xaihelpers.models.default_layer` with ``role="encoder"``: ``features.30``
-    (pool5) for VGG-16, ``layer4`` for ResNets, ``_act_head`` for EfficientNet-Lite0 and
-    ``features.res2`` for the benchmark CNNs.
-    """
-    from .models import default_layer as pick
-
-    return pick(model, "encoder")
 
 
 NORMALISATIONS = ("max", "minmax")
@@ -224,7 +213,7 @@ def optimise(
         Class to explain per image; ``None`` takes the predicted class.
     layer, mask_layer : str, optional
         Inversion layer :math:`l` and mask-basis layer :math:`l_1`; both default to
-        :func:`default_layer` (one layer serves both in the authors' code).
+        ``default_layer(model, "encoder")`` (:func:`xaihelpers.models.default_layer`; one layer serves both in the authors' code).
     iterations, stage1_iterations : int
         Total iterations and those of stage 1 (authors: 80 and 10).
     lr, halve_every : float, int
@@ -263,7 +252,7 @@ def optimise(
         raise ValueError(f"expected normalise in {NORMALISATIONS}, got {normalise!r}")
     dev = _checks.model_device(model)
     x = x.detach().to(dev)
-    layer = layer or default_layer(model)
+    layer = layer or default_layer(model, "encoder")
     mask_layer = mask_layer or layer
     size = tuple(x.shape[-2:])
     with torch.no_grad(), record(model, sorted({layer, mask_layer})) as rec:

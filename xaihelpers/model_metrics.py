@@ -49,17 +49,8 @@ def _setup(model: nn.Module, x: torch.Tensor, maps: object, target) -> tuple[tor
     return x.detach().cpu(), a, t
 
 
-def fidelity(
-    model: nn.Module,
-    x: torch.Tensor,
-    maps: object,
-    target=None,
-    subset_size: int = 200,
-    n_subsets: int = 100,
-    baseline: float = 0.0,
-    seed: int = 0,
-    batch_size: int = 256,
-) -> np.ndarray:
+def fidelity(model: nn.Module, x: torch.Tensor, maps: object, target=None, subset_size: int = 200,
+             n_subsets: int = 100, baseline: float = 0.0, seed: int = 0, batch_size: int = 256) -> np.ndarray:
     r"""Fidelity, or faithfulness correlation (Bhatt et al. 2020).
 
     .. math:: \mu_{Fid} = \operatorname*{Corr}_{S \subset [d],\, |S| = s}
@@ -71,14 +62,12 @@ def fidelity(
 
     Parameters
     ----------
-    model : nn.Module
-        Classifier returning logits.
-    x : torch.Tensor
-        Normalised images, shape (N, 3, H, W); the baseline 0 is the mean pixel.
+    model, x, target
+        The classifier (logits), the normalised images (N, 3, H, W), in which the
+        baseline 0 is the mean pixel, and the explained classes (``None``: the predicted
+        ones), as every explainer takes them (:mod:`xaihelpers.explainers`).
     maps : tensor or array, shape (N, H, W) or (N, h, w)
         Attributions, resized bilinearly to (H, W) when smaller.
-    target : int, sequence or None
-        Explained classes; ``None`` takes the predicted ones.
     subset_size, n_subsets : int
         Pixels per subset and number of subsets.
     baseline : float
@@ -199,17 +188,9 @@ def _curve(model, x, a, t, steps, start, end, batch_size, seed) -> torch.Tensor:
     return curves
 
 
-def deletion_insertion(
-    model: nn.Module,
-    x: torch.Tensor,
-    maps: object,
-    target=None,
-    steps: int = 32,
-    blur_sigma: float | None = None,
-    batch_size: int = 256,
-    blur_size: int | None = None,
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
+def deletion_insertion(model: nn.Module, x: torch.Tensor, maps: object, target=None, steps: int = 32,
+                       blur_sigma: float | None = None, batch_size: int = 256, blur_size: int | None = None,
+                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     r"""Deletion and insertion AUC (Petsiuk et al. 2018).
 
     Deletion removes pixels, most relevant first, by setting them to 0 (the mean
@@ -231,14 +212,11 @@ def deletion_insertion(
 
     Parameters
     ----------
-    model : nn.Module
-        Classifier returning logits.
-    x : torch.Tensor
-        Normalised images, shape (N, 3, H, W).
+    model, x, target
+        The classifier (logits), the normalised images (N, 3, H, W) and the explained
+        classes (``None``: the predicted ones), as the explainers take them.
     maps : tensor or array, shape (N, H, W) or (N, h, w)
         Attributions.
-    target : int, sequence or None
-        Explained classes; ``None`` takes the predicted ones.
     steps : int
         Number of steps of each curve.
     blur_sigma : float, optional
@@ -279,14 +257,11 @@ def explanation_size(
 
     Parameters
     ----------
-    model : nn.Module
-        Classifier returning logits.
-    x : torch.Tensor
-        Normalised images, shape (N, 3, H, W).
+    model, x, target
+        The classifier (logits), the normalised images (N, 3, H, W) and the labels to
+        keep (``None``: the predicted ones).
     maps : tensor or array, shape (N, H, W) or (N, h, w)
         Attributions.
-    target : int, sequence or None
-        The label to keep; ``None`` takes the predicted one.
     steps : int
         Grid size over (0, 1].
     batch_size : int
@@ -326,14 +301,8 @@ def confidence_drop(model: nn.Module, x: torch.Tensor, maps: object, target=None
 
     Parameters
     ----------
-    model : nn.Module
-        Classifier returning logits.
-    x : torch.Tensor
-        Normalised images, shape (N, 3, H, W).
-    maps : tensor or array, shape (N, H, W) or (N, h, w)
-        Attributions.
-    target : int, sequence or None
-        Explained classes; ``None`` takes the predicted ones.
+    model, x, maps, target
+        As in :func:`deletion_insertion`.
     batch_size : int
         Forward passes per batch.
 

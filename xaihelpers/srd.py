@@ -52,8 +52,8 @@ from torch import nn
 
 from . import _checks
 from .hooks import ACTIVATION_TYPES, no_inplace
+from .models import default_layer
 
-ACTIVATIONS = ACTIVATION_TYPES
 # Leaf modules whose forward is affine given the recorded max-pool indices.
 AFFINE = (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten, nn.Dropout,
           nn.Identity, nn.Linear, nn.ZeroPad2d, nn.ConstantPad2d)
@@ -62,12 +62,12 @@ _EPS = 1e-12
 
 
 def is_activation(module: nn.Module) -> bool:
-    """A module of :data:`ACTIVATIONS`, or one that declares ``is_activation = True``.
+    """A module of :data:`xaihelpers.hooks.ACTIVATION_TYPES`, or one that declares ``is_activation = True``.
 
     The declaration lets elementwise activations written elsewhere join the
     decomposition, e.g. the smoothed ReLUs of :class:`xaihelpers.attack.SmoothReLU`.
     """
-    return isinstance(module, ACTIVATIONS) or getattr(module, "is_activation", False) is True
+    return isinstance(module, ACTIVATION_TYPES) or getattr(module, "is_activation", False) is True
 
 
 def _affine_by_name(module: nn.Module) -> bool:
@@ -87,27 +87,8 @@ def check_supported(model: nn.Module) -> None:
                   and not _affine_by_name(m)})
     if bad:
         raise ValueError(f"SRD cannot decompose layers of type {', '.join(bad)}; supported are activations "
-                         f"({', '.join(t.__name__ for t in ACTIVATIONS)}) and affine layers "
+                         f"({', '.join(t.__name__ for t in ACTIVATION_TYPES)}) and affine layers "
                          f"({', '.join(t.__name__ for t in AFFINE)})")
-
-
-def encoder_layer(model: nn.Module) -> str:
-    """The encoder output where SRD starts (SRD-low): :func:`xaihelpers.models.default_layer` with ``role="encoder"``."""
-    from .models import default_layer
-
-    return default_layer(model, "encoder")
-
-
-def high_layer(model: nn.Module) -> str:
-    """A middle block for SRD-high, 28 x 28 at 224 px input (the paper's resolution).
-
-    :func:`xaihelpers.models.default_layer` with ``role="middle"``: ``layer2`` for
-    ResNets, ``features.16`` (pool3) for VGG-16, ``_blocks.4`` for EfficientNet-Lite0,
-    ``features.res1`` (16 x 16 at 64 px) for the benchmark CNNs.
-    """
-    from .models import default_layer
-
-    return default_layer(model, "middle")
 
 
 class _BiasShare(torch.autograd.Function):
@@ -294,7 +275,8 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
         is a feature map (SRD-high, e.g. ``"layer2"``), or ``None`` for the encoder
         output itself (SRD-low).
     start : str, optional
-        Encoder output where Eq. 4 starts; default :func:`encoder_layer`.
+        Encoder output where Eq. 4 starts; default ``default_layer(model, "encoder")``
+        (:func:`xaihelpers.models.default_layer`).
     rule : {"contrastive", "identity", "constant"}
         Eq. 4 on the target's logit minus the mean logit (the paper), or on the logit;
         ``"constant"``: relevance 1 at every encoder position, whatever the class
@@ -323,7 +305,7 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, layer: str | None = 
         raise ValueError(f"expected unit in {UNITS} and vectors in {VECTORS}, got {unit!r} and {vectors!r}")
     if rule not in RULES:
         raise ValueError(f"expected rule in {RULES}, got {rule!r}")
-    start = start or encoder_layer(model)
+    start = start or default_layer(model, "encoder")
 
     def eq4(logits, leaf):
         t = _checks.targets(target, x.shape[0], logits.detach())
