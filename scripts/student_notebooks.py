@@ -141,6 +141,82 @@ def student_version(nb: dict) -> dict:
     return out
 
 
+# The first cell of a sealed chapter: a cell magic for the code cells of a worked solution.
+# The first cell of a solution ("%%solution first") notes the names; the cells of the solution
+# see each other's names; after its last cell ("... last") every name the solution bound or
+# rebound is forgotten (names starting with "_" are IPython's own).
+SEAL = '''from IPython.core.magic import register_cell_magic
+
+_solution_names = {}
+
+
+@register_cell_magic("solution")
+def _sealed_solution(line, cell):
+    """Run a cell of a worked solution; after its last cell, forget what the solution bound."""
+    shell = get_ipython()
+    if "first" in line.split():
+        _solution_names.clear()
+        _solution_names.update({k: v for k, v in shell.user_ns.items() if not k.startswith("_")})
+    result = shell.run_cell(cell)
+    if "last" in line.split():
+        for name in [k for k in shell.user_ns if not k.startswith("_") and k not in _solution_names]:
+            del shell.user_ns[name]
+        shell.user_ns.update(_solution_names)
+    result.raise_error()
+'''
+MARK = re.compile(r"\A%%solution( first)?( last)?\n")
+
+
+def solutions(nb: dict) -> list[list[int]]:
+    """The worked solutions that :func:`student_version` removes: per solution, its code cells' indices.
+
+    A gated solution's code cells form one solution; a code cell tagged ``solution`` is one alone.
+    """
+    found, inside, block = [], False, []
+    for i, cell in enumerate(nb["cells"]):
+        if set(cell.get("metadata", {}).get("tags", [])) & SOLUTION_TAGS:
+            found += [[i]] if cell["cell_type"] == "code" else []
+        elif cell["cell_type"] == "markdown":
+            inside = strip_solutions(source(cell), inside)[1]
+            if not inside and block:
+                found.append(block)
+                block = []
+        elif inside:
+            block.append(i)
+    return found
+
+
+def sealed(nb: dict) -> dict:
+    """The chapter with each worked solution sealed: it runs, and then its names are gone.
+
+    A papermill run of this notebook executes every cell of the chapter, so the solutions'
+    outputs are there as in the chapter, while each cell of the student edition sees only
+    what the student edition's own cells bound before it: a cell that needs a solution's
+    variable fails with a ``NameError``. (A solution that changes an object in place, rather
+    than binding a name, is not undone.)
+    """
+    out = json.loads(json.dumps(nb))
+    for block in solutions(nb):
+        for i in block:
+            flags = ("first" if i == block[0] else "", "last" if i == block[-1] else "")
+            mark = " ".join(["%%solution", *filter(None, flags)]) + "\n"
+            out["cells"][i]["source"] = (mark + source(out["cells"][i])).splitlines(keepends=True)
+    seal = {"cell_type": "code", "execution_count": None, "id": "sealed-solutions",
+            "metadata": {"tags": ["remove-cell"]}, "outputs": [], "source": SEAL}
+    out["cells"].insert(0, seal)
+    return out
+
+
+def unsealed(nb: dict) -> dict:
+    """An executed :func:`sealed` chapter as the chapter itself: the seal cell and marks go, outputs stay."""
+    out = json.loads(json.dumps(nb))
+    out["cells"] = [c for c in out["cells"] if c.get("id") != "sealed-solutions"]
+    for cell in out["cells"]:
+        if cell["cell_type"] == "code" and MARK.match(source(cell)):
+            cell["source"] = MARK.sub("", source(cell)).splitlines(keepends=True)
+    return out
+
+
 def solution_text(nb: dict) -> list[str]:
     """The sources of what :func:`student_version` removes (for checks: none of it may stay)."""
     removed, inside = [], False

@@ -1,8 +1,16 @@
-"""Shared fixtures: chapters executed once per test session with papermill (SMOKE=True)."""
+"""Shared fixtures: chapters executed once per test session with papermill (SMOKE=True).
+
+Each chapter runs with its worked solutions sealed (``scripts/student_notebooks.py``'s
+:func:`sealed`): every cell runs, and the cells after a solution cannot use what it bound,
+so one run checks the chapter, its solutions and that its student edition's cells run.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -20,8 +28,17 @@ from xaihelpers.results import GLUE_DIGITS  # noqa: E402
 GLUED_REL = 10.0 ** (1 - GLUE_DIGITS)
 
 
+def script(name: str):
+    """The module of ``scripts/<name>.py``, freshly loaded (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 class _Executed:
-    """Runs each chapter at most once per session and remembers the result."""
+    """Runs each chapter (solutions sealed) at most once per session and remembers the result."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -36,16 +53,22 @@ class _Executed:
 
             src = ROOT / "notebooks" / f"{stem}.ipynb"
             out = self.folder / src.name
+            chapter = self.folder / f"{stem}.sealed.ipynb"
+            nb = script("student_notebooks").sealed(json.loads(src.read_text(encoding="utf-8")))  # the chapter, sealed
+            chapter.write_text(json.dumps(nb), encoding="utf-8")
             # the kernel inherits the environment: a non-inline backend would drop the figures
             os.environ.pop("MPLBACKEND", None)
             try:
                 pm.execute_notebook(
-                    str(src), str(out), parameters={"SMOKE": True}, cwd=str(src.parent),
+                    str(chapter), str(out), parameters={"SMOKE": True}, cwd=str(src.parent),
                     kernel_name="python3", progress_bar=False,
                 )
             except BaseException as err:  # remember, so that dependent tests fail fast
                 self.errors[stem] = err
                 raise
+            student_notebooks = script("student_notebooks")
+            out.write_text(json.dumps(student_notebooks.unsealed(json.loads(out.read_text(encoding="utf-8")))),
+                           encoding="utf-8")
             self.results[stem] = out
         return self.results[stem]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import NOTEBOOKS, ROOT
+from conftest import NOTEBOOKS, ROOT, script
 
 
 def _first(*candidates: str | None) -> str | None:
@@ -178,12 +178,7 @@ def test_every_chapter_opens_with_badges_and_its_run_times():
 
 
 def test_run_time_tables_are_those_of_the_recorded_times():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("run_times", ROOT / "scripts" / "run_times.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    expected = script.table()
+    expected = script("run_times").table()
     for path in (ROOT / "README.md", ROOT / "book" / "for_teachers.md"):
         block = path.read_text().split("<!-- run-times:start -->")[1].split("<!-- run-times:end -->")[0]
         assert block.strip() == expected.strip(), f"{path.name}: run `python scripts/run_times.py --render`"

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("build_book", ROOT / "scripts" / "build_book.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return script("build_book")
 
 
 bb = _load()
@@ -191,9 +185,7 @@ def test_a_failing_chapter_fails_the_build_and_shows_its_error_cell(tree, capsys
 def test_run_times_are_read_from_the_build_records(tmp_path):
     # scripts/run_times.py --from-cache turns the records that execute() writes into CSV rows:
     # the newest record per chapter and mode, the others left as they were
-    spec = importlib.util.spec_from_file_location("run_times", ROOT / "scripts" / "run_times.py")
-    rt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(rt)
+    rt = script("run_times")
     cache = tmp_path / "executed"
     for stem, mode, seconds, date in [("02_x", "default", 700.0, "2026-12-01T10:00:00"),
                                       ("02_x", "default", 650.5, "2026-12-01T12:00:00"),

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import ast
 import importlib.metadata as md
-import importlib.util
 import json
 import os
 import re
@@ -43,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOTEBOOKS, ROOT
+from conftest import NOTEBOOKS, ROOT, script
 
 COLAB_PREINSTALLED = (
     "torch", "torchvision", "numpy", "pandas", "matplotlib", "seaborn", "scikit-image",
@@ -68,10 +67,7 @@ MYST_TARGET = re.compile(r"^\([\w:.-]+\)=[ \t]*$", re.M)
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("colab_edition", ROOT / "scripts" / "colab_edition.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("colab_edition")
 
 
 edition_script = _script()

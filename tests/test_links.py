@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 
-from conftest import NOTEBOOKS, ROOT
+from conftest import NOTEBOOKS, ROOT, script
 
 
 def _links():
-    spec = importlib.util.spec_from_file_location("links", ROOT / "scripts" / "links.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return script("links")
 
 
 def test_links_are_derived_from_the_config():

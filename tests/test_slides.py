@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from conftest import NOTEBOOKS, ROOT
-
-from bs4 import BeautifulSoup  # noqa: E402  (nbconvert depends on it)
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from bs4 import BeautifulSoup  # nbconvert depends on it
+from conftest import NOTEBOOKS
+from conftest import script as _script
 
 
 slides = _script("slides")

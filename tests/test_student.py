@@ -8,7 +8,6 @@ the Colab edition holds them as ``<chapter>_student.ipynb``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,14 +20,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from conftest import NOTEBOOKS, ROOT
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+from conftest import script as _script
 
 
 sn = _script("student_notebooks")
@@ -174,6 +166,54 @@ def test_site_build_publishes_the_student_editions_with_badges_on_each_chapter(t
         # the badge sits next to the chapter's Colab badge, which links the same branch
         assert student_colab.group(1).replace("_student.ipynb", ".ipynb") in first
         assert len(badged["cells"]) == len(json.loads(nb.read_text())["cells"])
+
+
+def _seal_case(*after: str) -> dict:
+    """A chapter whose worked solution (two code cells) binds ANSWER and rebinds base, then cells ``after`` it."""
+    cells = [new_code_cell("SMOKE = False", metadata={"tags": ["parameters"]}), new_code_cell("base = 2"),
+             new_markdown_cell("```{exercise}\n:label: ex-s\nTwice 21?\n```\n\n```{solution-start} ex-s\n```"),
+             new_code_cell("ANSWER = base * 21"), new_markdown_cell("Within the solution its names stay:"),
+             new_code_cell("print('solution says', ANSWER)\nbase = 100"),
+             new_markdown_cell("```{solution-end}\n```"), *map(new_code_cell, after)]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return json.loads(nbformat.writes(nb))
+
+
+def test_sealing_marks_exactly_the_cells_the_student_edition_removes():
+    for nb in [_seal_case("print(base)")] + [json.loads(p.read_text()) for p in NOTEBOOKS]:
+        out = sn.sealed(nb)
+        assert sn.source(out["cells"][0]) == sn.SEAL and out["cells"][1:] != nb["cells"]
+        marked = [sn.MARK.sub("", sn.source(c)) for c in out["cells"][1:]]
+        assert marked == [sn.source(c) for c in nb["cells"]]  # nothing else changes
+        still_there = [sn.source(c) for c in out["cells"][1:] if c["cell_type"] == "code"
+                       and not sn.MARK.match(sn.source(c))]
+        for block in sn.solutions(nb):  # one solution: its first cell notes the names, its last forgets
+            firsts = [i for i in block if " first" in sn.source(out["cells"][i + 1]).split("\n")[0]]
+            lasts = [i for i in block if " last" in sn.source(out["cells"][i + 1]).split("\n")[0]]
+            assert firsts == block[:1] and lasts == block[-1:]
+        student = sn.student_version(nb)
+        assert still_there == [sn.source(c) for c in student["cells"] if c["cell_type"] == "code"]
+        assert sn.unsealed(out) == nb
+
+
+@pytest.mark.notebook
+def test_a_sealed_solution_runs_and_the_cells_after_it_cannot_use_its_names(tmp_path):
+    import papermill as pm
+
+    def run(nb: dict, name: str) -> list[str]:
+        (tmp_path / name).write_text(json.dumps(nb))
+        pm.execute_notebook(str(tmp_path / name), str(tmp_path / f"out-{name}"), kernel_name="python3",
+                            progress_bar=False)
+        cells = json.loads((tmp_path / f"out-{name}").read_text())["cells"]
+        return ["".join(o.get("text", "")) for c in cells for o in c.get("outputs", [])]
+
+    said = run(sn.sealed(_seal_case("print('base is', base)")), "good.ipynb")
+    assert "solution says 42\n" in said and said[-1] == "base is 2\n"  # it ran; its rebinding is undone
+    leaky = _seal_case("print(ANSWER)")
+    assert run(leaky, "unsealed.ipynb")[-1] == "42\n"  # the chapter itself runs
+    with pytest.raises(pm.PapermillExecutionError, match="NameError"):
+        run(sn.sealed(leaky), "sealed.ipynb")  # its student edition would not
 
 
 @pytest.mark.notebook

@@ -29,8 +29,9 @@ from .metrics import (ALPHAS, _maps, attribution_localisation, localisation_erro
                       resize_maps, sparseness, top_share)
 from .model_metrics import deletion_insertion, explanation_size, fidelity, stability
 
+
 def verdict(a: float, b: float, se_a: float, se_b: float, k: float = 2.0) -> str:
-    """``a`` against ``b``: "higher", "lower", or "not distinguishable at two standard errors".
+    r"""``a`` against ``b``: "higher", "lower", or "not distinguishable at two standard errors".
 
     The gap counts when it exceeds ``k`` standard errors of the difference,
     :math:`k\sqrt{se_a^2 + se_b^2}` (independent estimates).
