@@ -51,11 +51,12 @@ class _Executed:
         if stem not in self.results:
             import papermill as pm
 
+            student_notebooks = script("student_notebooks")
             src = ROOT / "notebooks" / f"{stem}.ipynb"
             out = self.folder / src.name
             chapter = self.folder / f"{stem}.sealed.ipynb"
-            nb = script("student_notebooks").sealed(json.loads(src.read_text(encoding="utf-8")))  # the chapter, sealed
-            chapter.write_text(json.dumps(nb), encoding="utf-8")
+            chapter.write_text(json.dumps(student_notebooks.sealed(json.loads(src.read_text(encoding="utf-8")))),
+                               encoding="utf-8")
             # the kernel inherits the environment: a non-inline backend would drop the figures
             os.environ.pop("MPLBACKEND", None)
             try:
@@ -66,7 +67,6 @@ class _Executed:
             except BaseException as err:  # remember, so that dependent tests fail fast
                 self.errors[stem] = err
                 raise
-            student_notebooks = script("student_notebooks")
             out.write_text(json.dumps(student_notebooks.unsealed(json.loads(out.read_text(encoding="utf-8")))),
                            encoding="utf-8")
             self.results[stem] = out

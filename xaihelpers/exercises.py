@@ -86,8 +86,8 @@ def _judged(name: str, chapter: str, reference: Callable[..., torch.Tensor], *, 
 
     def judge(answer, *context, **settings):
         ref = reference(*context, **settings)
-        if precheck is not None and (said := precheck(_tensor(answer), ref)):
-            return False, f"Hint: {said}"
+        if precheck is not None and (early := precheck(_tensor(answer), ref)):
+            return False, f"Hint: {early}"
 
         def alternatives() -> dict[str, torch.Tensor]:
             out = {f"the two numbers are swapped: the order is ({order}).": ref.flip(0)} if order else {}
@@ -277,8 +277,7 @@ _judged("ex00-softmax", "00_getting_started", _ex00_softmax_reference,
 
 def _ex00_layer_reference(model: nn.Module, x: torch.Tensor, targets, default: bool = False) -> torch.Tensor:
     """Grad-CAM maps of every photo in x for its top-1 class at the middle layer
-    xh.models.default_layer(model, "middle"),
-    a tensor of shape (N, H, W)."""
+    xh.models.default_layer(model, "middle"), a tensor of shape (N, H, W)."""
     from .models import default_layer
 
     return _grad_cam(model, x, targets, **({} if default else {"layer": default_layer(model, "middle")}))
@@ -628,6 +627,13 @@ def _layer_shares(model: nn.Module, x: torch.Tensor, masks) -> dict[str, torch.T
     return out
 
 
+def _ex05_distance_foils(shares: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {"these are the shares under the standardised distance; the exercise asks for distance=\"mse\".":
+            shares["std_mse"],
+            "these shares leave out the layer weights w_l; multiply each layer's distance by its weight first.":
+            shares["unweighted"]}
+
+
 def _ex05_distance_reference(model: nn.Module, x: torch.Tensor, masks) -> torch.Tensor:
     """One number per matched activation of xh.actmatch.default_layers(net, logits=False), in that
     order: the layer's share of the weighted MSE activation term (w_l times the layer's distance,
@@ -637,11 +643,7 @@ def _ex05_distance_reference(model: nn.Module, x: torch.Tensor, masks) -> torch.
 
 _judged("ex05-distance", "05_activation_matching", _ex05_distance_reference,
         tol=1e-3, what="one share per matched layer",
-        foils=lambda ref, model, x, masks: {
-            "these are the shares under the standardised distance; the exercise asks for distance=\"mse\".":
-            _layer_shares(model, x, masks)["std_mse"],
-            "these shares leave out the layer weights w_l; multiply each layer's distance by its weight first.":
-            _layer_shares(model, x, masks)["unweighted"]},
+        foils=lambda ref, model, x, masks: _ex05_distance_foils(_layer_shares(model, x, masks)),
         hint="for each (layer, w) in xh.actmatch.default_layers(net, logits=False).items(), "
              "w * xh.actmatch.activation_distance(net, xp, masks, {layer: 1.0}), then divide by the sum.")
 

@@ -35,8 +35,6 @@ from .occlusion import BACKGROUNDS, background, blend  # noqa: F401  (Eq. 1 and 
 from .hooks import frozen_weights, record
 from .models import default_layer
 
-
-
 NORMALISATIONS = ("max", "minmax")
 # The authors' public code where it differs from :func:`explain`'s defaults: 11 steps of
 # stage 1 and the mask normalised as (m - min) / max. ``explain(..., **AUTHORS_CODE)``.
@@ -213,7 +211,8 @@ def optimise(
         Class to explain per image; ``None`` takes the predicted class.
     layer, mask_layer : str, optional
         Inversion layer :math:`l` and mask-basis layer :math:`l_1`; both default to
-        ``default_layer(model, "encoder")`` (:func:`xaihelpers.models.default_layer`; one layer serves both in the authors' code).
+        ``default_layer(model, "encoder")`` (:func:`xaihelpers.models.default_layer`; one
+        layer serves both in the authors' code).
     iterations, stage1_iterations : int
         Total iterations and those of stage 1 (authors: 80 and 10).
     lr, halve_every : float, int
