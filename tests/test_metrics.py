@@ -545,8 +545,10 @@ def test_data_randomisation_tells_a_model_free_map_from_a_gradient():
         sanity.data_randomisation(gradient, a, b, x, t, similarity="cosine")
 
 
-def test_verdict_at_two_standard_errors():
-    # gap 0.3, SE of the difference hypot(0.1, 0.1) = 0.141: 2 SE = 0.283 < 0.3
-    assert evaluation.verdict(0.8, 0.5, 0.1, 0.1) == "higher"
-    assert evaluation.verdict(0.5, 0.8, 0.1, 0.1) == "lower"
-    assert evaluation.verdict(0.8, 0.55, 0.1, 0.1) == "not distinguishable at two standard errors"  # 0.25 < 0.283
+def test_evaluation_verdict_is_the_paired_one():
+    # catches a verdict that goes back to two independent standard errors: the scores
+    # move together, so the paired gap is clear while hypot(se_a, se_b) would hide it
+    base = np.linspace(0.0, 1.0, 20)
+    a, b = base + 0.05 + 0.001 * np.cos(np.arange(20)), base
+    assert evaluation.verdict(a, b) == "higher"
+    assert evaluation.verdict(b, a) == "lower"

@@ -70,11 +70,13 @@ and named after what they hold:
     smallest sufficient share (chapter 1).
 ``sanity``
     the model- and data-randomisation sanity checks (chapters 1 and 6).
+``stats``
+    methods compared on the same images: paired differences and bootstrap ranks.
 ``viz``
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, benchmark, benchmark_models, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, explorer, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, viz
+from . import actmatch, apop, attack, baselines, benchmark, benchmark_models, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, explorer, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, stats, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -110,6 +112,7 @@ __all__ = [
     "results",
     "runtime",
     "sanity",
+    "stats",
     "srd",
     "viz",
     "load_image",

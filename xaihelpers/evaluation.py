@@ -23,23 +23,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import _checks
+from . import _checks, stats
 from .explainers import Explainer
 from .metrics import (ALPHAS, _maps, attribution_localisation, localisation_error, localisation_sweep, pointing_game, prepare,
                       resize_maps, sparseness, top_share)
 from .model_metrics import deletion_insertion, explanation_size, fidelity, stability
 
 
-def verdict(a: float, b: float, se_a: float, se_b: float, k: float = 2.0) -> str:
-    r"""``a`` against ``b``: "higher", "lower", or "not distinguishable at two standard errors".
-
-    The gap counts when it exceeds ``k`` standard errors of the difference,
-    :math:`k\sqrt{se_a^2 + se_b^2}` (independent estimates).
-    """
-    gap = a - b
-    if abs(gap) <= k * float(np.hypot(se_a, se_b)):
-        return f"not distinguishable at {'two' if k == 2 else k} standard errors"
-    return "higher" if gap > 0 else "lower"
+def verdict(a: object, b: object, k: float = 2.0) -> str:
+    """Per-image scores ``a`` against ``b`` on the same images: "higher", "lower", or
+    "not distinguishable at two paired standard errors" (:func:`xaihelpers.stats.paired`)."""
+    return stats.verdict(a, b, k)
 
 
 #: the per-image columns :func:`summarise` reports with their standard errors
