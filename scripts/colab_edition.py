@@ -3,11 +3,14 @@
 Run: ``python scripts/colab_edition.py [--out _build/colab] [--executed DIR] [--ref TAG]``. For
 each chapter in ``notebooks/`` it writes a notebook with the same code cells in which
 
-* ``{glue:text}`name:fmt``` roles become the bold name ``**`name`**``: the code cell
-  that computes the value prints ``name = value`` on Colab
-  (``xaihelpers.results.glue`` without myst-nb), and the first cell says so. With
-  ``--executed DIR``, a folder of executed chapters (same file names, e.g. the book's
-  build with the default parameters), they become that run's formatted values;
+* ``{glue:text}`name:fmt``` roles become the formatted values of the book's own run
+  of the chapter at its default parameters, marked with a dagger (†), and the first cell
+  says so: the values recorded from ``make book``'s executed chapters in
+  ``tests/default_run/<chapter>.json`` (``scripts/record_defaults.py``), or with
+  ``--executed DIR`` those of a folder of executed chapters (same file names). On Colab
+  ``xaihelpers.results.glue`` shows nothing (without myst-nb), since the reader's own
+  numbers are in the tables and figures the cells show. A name with no recorded value
+  stays a bold name (``**`name`**``), which the tests reject;
 * ``{cite}`` roles become author-year text from ``book/references.bib``, and a
   References cell at the end lists the works cited;
 * exercise directives (sphinx-exercise) become numbered headings and their solutions
@@ -38,6 +41,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "_build" / "colab"
 BIB = ROOT / "book" / "references.bib"
+RECORD = ROOT / "tests" / "default_run"
+MARK = "†"
 
 # A MyST role: {name}`content` (names like glue:text, cite:t, ref).
 ROLE = re.compile(r"\{(?P<role>[A-Za-z][\w:.-]*)\}`(?P<content>[^`]*)`")
@@ -53,9 +58,19 @@ TARGET = re.compile(r"^\([\w:.-]+\)=[ \t]*\n", re.M)
 COLAB_BADGE = re.compile(r"^\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)[ \t]*\n?", re.M)
 INSTALL_URL = re.compile(r"git\+https://github\.com/[\w.-]+/[\w.-]+")
 GLUE_NOTE = (
-    "*In this Colab edition a number the text cites appears as its name in bold, e.g. "
-    "**`run_time_smoke`**: the code cell that computes it prints `name = value` in its output.*"
+    "*The numbers in this text marked {mark} are those of the book's own run of this notebook with "
+    "its default parameters ({when}); your run's numbers are in the tables and figures its cells show.*"
 )
+
+
+def recorded_values(stem: str, record: Path = RECORD) -> tuple[dict | None, str]:
+    """The glued values of the book's default run of chapter ``stem`` and their date, from
+    ``tests/default_run/<stem>.json``; ``(None, "")`` where the chapter has no record."""
+    path = record / f"{stem}.json"
+    if not path.is_file():
+        return None, ""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return data.get("glued", {}), str(data.get("date", ""))
 
 
 def repository_url(config: Path = ROOT / "_config.yml") -> str:
@@ -178,8 +193,9 @@ def _quote(text: str) -> str:
 class _Converter:
     """Turns one chapter's MyST markdown into plain (Colab) markdown; counts exercises, collects citations."""
 
-    def __init__(self, bib: dict, values: dict | None) -> None:
-        self.bib, self.values = bib, values
+    def __init__(self, bib: dict, values: dict | None, mark: str = MARK) -> None:
+        self.bib, self.values, self.mark = bib, values, mark
+        self.substituted = 0  # glued values written in from the book's run
         self.exercises = 0
         self.cited: list[str] = []
         self.in_solution = False  # between solution-start and solution-end (gated directives)
@@ -189,10 +205,11 @@ class _Converter:
         role, content = m.group("role"), m.group("content")
         if role.startswith("glue"):
             text = _glue_text(content, self.values)
-            if text is None:  # the reader finds it printed under its name
+            if text is None:  # no recorded value: the name stays (the tests reject it)
                 self.glue_names = True
                 return f"**`{content.partition(':')[0].strip()}`**"
-            return text
+            self.substituted += 1
+            return text + self.mark
         if role.startswith("cite"):
             self.cited += [k.strip() for k in content.split(",") if k.strip() not in self.cited]
             return cite_text(role, content, self.bib)
@@ -237,7 +254,8 @@ class _Converter:
         return re.sub(r"\n{3,}", "\n\n", ROLE.sub(self.role, text))
 
 
-def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None, ref: str | None = None) -> dict:
+def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None, ref: str | None = None,
+                  when: str = "") -> dict:
     """The Colab edition of one chapter (a new notebook dict; ``nb`` is left unchanged).
 
     Parameters
@@ -249,11 +267,14 @@ def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None, ref
     url : str
         The repository URL the install cell installs from.
     values : dict, optional
-        Glued values of the executed chapter (``xaihelpers.results.read_glued``), to
-        substitute into the text; ``None`` leaves bold names for the printed values.
+        Glued values of the book's run of the chapter (:func:`recorded_values`, or
+        ``xaihelpers.results.read_glued`` of an executed chapter), written into the text
+        with a dagger; ``None`` leaves bold names.
     ref : str, optional
         A tag, branch or commit the install cell pins (``git+URL@ref``): how a course
         freezes the package version its notebooks install.
+    when : str
+        The date of that run, for the note under the title.
     """
     out = json.loads(json.dumps(nb))
     conv = _Converter(bib, values)
@@ -274,9 +295,10 @@ def colab_version(nb: dict, bib: dict, url: str, values: dict | None = None, ref
     if installs != 1:
         raise ValueError(f"expected one Colab install cell installing from git+{url}, found {installs}")
     first = next((c for c in cells if c["cell_type"] == "markdown"), None)
-    if conv.glue_names and first is not None:  # the note goes under the title
+    if conv.substituted and first is not None:  # the note goes under the title
+        note = GLUE_NOTE.format(mark=conv.mark, when=when or "the recorded run")
         head, _, rest = "".join(first["source"]).partition("\n\n")
-        first["source"] = (f"{head}\n\n{GLUE_NOTE}" + (f"\n\n{rest}" if rest else "")).splitlines(keepends=True)
+        first["source"] = (f"{head}\n\n{note}" + (f"\n\n{rest}" if rest else "")).splitlines(keepends=True)
     if conv.cited:
         refs = "\n".join(f"- {reference_entry(bib[k])}" for k in sorted(conv.cited, key=lambda k: author_text(bib[k])))
         cells.append({"cell_type": "markdown", "id": "references", "metadata": {}, "source": f"## References\n\n{refs}".splitlines(keepends=True)})
@@ -310,21 +332,21 @@ def write_edition(out: Path = OUT, executed: Path | None = None, notebooks: list
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for path in notebooks or sorted((ROOT / "notebooks").glob("*.ipynb")):
-        values = None
+        values, when = recorded_values(path.stem)
         if executed is not None:
             from xaihelpers.results import read_glued
 
             done = Path(executed) / path.name
             if not done.is_file():
                 raise FileNotFoundError(f"--executed {executed}: no executed {path.name} there")
-            values = read_glued(done)
+            values, when = read_glued(done), "the executed notebook given"
         source = json.loads(path.read_text(encoding="utf-8"))
         editions = {path.name: source}
         if student_version is not None:
             editions[f"{path.stem}_student.ipynb"] = student_version(source)
         for name, nb in editions.items():
             target = out / name
-            text = json.dumps(colab_version(nb, bib, url, values, ref), indent=1, ensure_ascii=False) + "\n"
+            text = json.dumps(colab_version(nb, bib, url, values, ref, when), indent=1, ensure_ascii=False) + "\n"
             target.write_text(text, encoding="utf-8")
             written.append(target)
     return written
@@ -334,7 +356,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(OUT), help="output folder (default _build/colab)")
     ap.add_argument("--executed", default=None,
-                    help="folder of executed chapters (same file names) whose glued values replace the names")
+                    help="folder of executed chapters (same file names) whose glued values go into the text "
+                         "(default: the recorded default run, tests/default_run/)")
     ap.add_argument("--no-student", action="store_true", help="leave out the student editions (<chapter>_student.ipynb)")
     ap.add_argument("--ref", default=None, help="tag, branch or commit the install cells pin (a course's version)")
     args = ap.parse_args()

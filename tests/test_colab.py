@@ -18,8 +18,9 @@ raises ``ModuleNotFoundError``, ``importlib.util.find_spec`` answers ``None`` an
 The first test checks inside that kernel that they are blocked and Colab's are not.
 
 The chapters run in that kernel as their Colab edition (``scripts/colab_edition.py``),
-the notebooks a Colab reader opens, with ``SMOKE=True``, and every number their prose
-cites must appear in the output. Which chapters: :data:`COLAB_CHAPTERS`. By default
+the notebooks a Colab reader opens, with ``SMOKE=True``: their prose carries the book's
+run's values (no MyST role, no bold glue name) and no output prints a ``name = value``
+line. Which chapters: :data:`COLAB_CHAPTERS`. By default
 00, 01 and 05 (about 75 s of SMOKE on the 2-core CPU; all seven take about 9 min, and
 20 min on a loaded machine, on top of the SMOKE runs of ``test_notebooks.py``): 00 is
 the edition's shortest, 01 calls all sixteen baselines of the ``baselines`` extra
@@ -245,7 +246,7 @@ import numpy as np
 import xaihelpers as xh
 with contextlib.redirect_stdout(io.StringIO()) as shown:
     value = xh.results.glue("probe", np.float64(0.123456789))
-assert shown.getvalue() == "probe = 0.123457\\n" and value == 0.123457, shown.getvalue()
+assert shown.getvalue() == "" and value == 0.123457, shown.getvalue()
 print("colab kernel ok")
 '''
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(check)])
@@ -263,17 +264,38 @@ def edition(tmp_path_factory) -> Path:
     return out
 
 
+NAME_VALUE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]* = \S", re.M)
+BOLD_NAME = re.compile(r"\*\*`[A-Za-z_][\w]*`\*\*")
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("stem", COLAB_CHAPTERS)
-def test_chapter_runs_on_colab_and_shows_every_cited_number(colab_kernel, edition, stem, tmp_path):
+def test_chapter_runs_on_colab_and_reads_like_the_site(colab_kernel, edition, stem, tmp_path):
+    # catches an edition that shows glue names instead of numbers, or a glue that prints
+    # name = value walls into the outputs a Colab reader sees
     out = execute(edition / f"{stem}.ipynb", tmp_path / f"{stem}.ipynb", colab_kernel, {"SMOKE": True})
     assert not [o for c in out["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
-    shown = _output_text(out)
-    source = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())
-    cited = {m.split(":")[0] for c in source["cells"] if c["cell_type"] == "markdown"
-             for m in re.findall(r"\{glue:?\w*\}`([^`]+)`", _source(c))}
-    unseen = sorted(n for n in cited if not re.search(rf"^{re.escape(n)}( = |:$)", shown, re.M))
-    assert cited and not unseen, f"the prose cites values a Colab reader never sees: {unseen}"
+    printed = NAME_VALUE.findall(_output_text(out))
+    assert not printed, f"{stem}: outputs print name = value lines: {printed[:5]}"
+    prose = "\n".join(_source(c) for c in out["cells"] if c["cell_type"] == "markdown")
+    for pattern in (MYST_ROLE, BOLD_NAME):
+        assert not pattern.search(prose), (stem, pattern.search(prose).group(0))
+    assert not NAME_VALUE.search(prose), (stem, NAME_VALUE.search(prose).group(0))
+
+
+def test_every_cited_number_is_written_in_from_the_books_run(edition):
+    # catches a glued name with no recorded value: the edition would show its bold name
+    for nb in NOTEBOOKS:
+        for name in (nb.name, f"{nb.stem}_student.ipynb"):
+            ed = json.loads((edition / name).read_text())
+            prose = "\n".join(_source(c) for c in ed["cells"] if c["cell_type"] == "markdown")
+            assert not BOLD_NAME.search(prose), (name, BOLD_NAME.findall(prose)[:5])
+            source = json.loads(nb.read_text())
+            cites = sum(len(re.findall(r"\{glue:?\w*\}`", _source(c))) for c in source["cells"]
+                        if c["cell_type"] == "markdown")
+            if name == nb.name:
+                assert prose.count(edition_script.MARK) >= cites > 0, name
+                assert "book's own run" in _source(ed["cells"][0]) + _source(ed["cells"][1])
 
 
 def test_edition_has_no_myst_markup_and_asks_for_a_gpu(edition):
@@ -310,7 +332,8 @@ def test_edition_substitutes_executed_values_and_cites_author_year():
     ]}
     ed = edition_script.colab_version(nb, bib, "https://github.com/a/b", {"share": 0.1234, "n": 7})
     text = _source(ed["cells"][2])
-    assert text.startswith("A 12.3% of 7, **`missing`**; (Du et al., 2018; Han et al., 2024) and Suhail and Sethi (2025).")
+    assert text.startswith("A 12.3%† of 7†, **`missing`**; (Du et al., 2018; Han et al., 2024) and Suhail and Sethi (2025).")
+    assert "book's own run" in _source(ed["cells"][0])
     assert "git+https://github.com/a/b" in _source(ed["cells"][1])
     # a course pins its version: the install cell follows the tag
     pinned = edition_script.colab_version(nb, bib, "https://github.com/a/b", ref="course-2027")
@@ -321,7 +344,8 @@ def test_edition_substitutes_executed_values_and_cites_author_year():
             {"cell_type": "markdown", "metadata": {}, "source": "{cite}`not_in_bib`"}]}, bib, "https://github.com/a/b")
 
 
-def test_glue_without_myst_nb_shows_name_and_value(monkeypatch, capsys):
+def test_glue_without_myst_nb_shows_nothing_unless_asked(monkeypatch, capsys):
+    # catches the name = value walls the Colab edition used to print
     import pandas as pd
 
     from xaihelpers import results
@@ -329,10 +353,12 @@ def test_glue_without_myst_nb_shows_name_and_value(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "myst_nb", None)  # import myst_nb now raises ModuleNotFoundError
     assert results.glue("share", 0.123456789) == 0.123457
     results.glue("label", "espresso")
-    results.glue("peak", (0.5, 0.25))
     results.glue("tab_json", pd.DataFrame({"a": [1.5]}, index=["x"]).to_json(orient="split"))  # a glued table
+    assert capsys.readouterr().out == ""
+    results.glue("peak", 0.25, display=True)
+    results.glue("tab_json", pd.DataFrame({"a": [1.5]}, index=["x"]).to_json(orient="split"), display=True)
     out = capsys.readouterr().out
-    assert out.startswith("share = 0.123457\nlabel = espresso\npeak = (0.5, 0.25)\ntab_json:\n")
+    assert "0.25" in out and "peak" not in out
     assert "1.5" in out and "columns" not in out  # the table, not its JSON
 
 

@@ -1,7 +1,7 @@
 """The numbers a chapter cites: glue, read back, rounded the same way; and the chapters' run times.
 
 Every number the prose cites is computed and glued (:func:`glue`, :func:`glue_table`;
-``myst_nb``'s glue where it is installed, a plain display on Colab) and read back by
+``myst_nb``'s glue where it is installed; on Colab nothing unless asked) and read back by
 the tests (:func:`read_glued`, :func:`read_table`) with one rounding
 (:data:`GLUE_DIGITS`). :func:`glue_run_times` glues the run times measured by
 ``scripts/run_times.py`` (``xaihelpers/run_times.csv``) for each chapter's opening.
@@ -92,8 +92,9 @@ def glue(name: str, value, display: bool = False):
     """
     _glue = _myst_glue()
     plain = rounded(value)
-    if _glue is None:  # no myst-nb, as on Colab: the reader sees the value in the output
-        _show(name, plain)
+    if _glue is None:  # no myst-nb, as on Colab: the value is in its table or figure already
+        if display:
+            _show(plain)
     else:
         _glue(name, plain, display=display)
     return plain
@@ -103,7 +104,7 @@ def _myst_glue():
     """``myst_nb.glue``, or ``None`` where myst-nb is not installed.
 
     myst-nb comes with the ``book`` extra; on Colab the chapters' install cell brings
-    ``xaihelpers[baselines]`` only, and :func:`glue` falls back to :func:`_show`.
+    ``xaihelpers[baselines]`` only, and :func:`glue` shows nothing unless asked to.
     """
     try:
         from myst_nb import glue as myst_glue
@@ -112,14 +113,13 @@ def _myst_glue():
     return myst_glue
 
 
-def _show(name: str, value) -> None:
-    """Show a glued value in the cell's output as ``name = value``: :func:`glue` without myst-nb.
+def _show(value) -> None:
+    """Show a value asked for with ``glue(..., display=True)`` where myst-nb is missing (Colab).
 
-    Where myst-nb is missing (Colab) the prose's ``{glue:text}`name``` roles are not
-    rendered, so the reader finds every number the prose cites under its name in the
-    output of the cell that computed it. Numbers, strings and lists print on one line;
-    tables (DataFrames, and the JSON of :func:`glue_table`) and figures are displayed
-    under a ``name:`` line.
+    The Colab edition (``scripts/colab_edition.py``) writes the book's run's values into
+    the prose, and the numbers of the reader's own run are in the tables and figures the
+    cells show, so a glued value is shown only when the chapter asks for it: tables (the
+    JSON of :func:`glue_table`) as tables, anything else as it is.
     """
     if isinstance(value, str) and value.startswith('{"columns":'):
         import io
@@ -130,10 +130,6 @@ def _show(name: str, value) -> None:
             value = pd.read_json(io.StringIO(value), orient="split")
         except ValueError:
             pass
-    if value is None or isinstance(value, (bool, int, float, str, list, tuple, dict)):
-        print(f"{name} = {value}")
-        return
-    print(f"{name}:")
     try:
         from IPython.display import display
     except ModuleNotFoundError:
