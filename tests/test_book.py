@@ -41,7 +41,10 @@ const report = () => {
     done({n: maths.length,
           rendered: maths.filter(e => e.querySelector('mjx-container')).length,
           containers: document.querySelectorAll('mjx-container').length,
-          raw: ['\\(', '\\[', '$$'].filter(d => text.includes(d)),
+          raw: ['\\(', '\\[', '$$'].filter(d => text.includes(d))
+               .concat(text.match(/\\[A-Za-z]{2,}/g) || [])            // a TeX command left as text
+               .concat(text.match(/\$[^$\s][^$\n]{0,80}\$/g) || [])  // an inline formula left as text
+               .slice(0, 10),
           script: script});
 };
 if (window.MathJax && MathJax.startup && MathJax.startup.promise) {

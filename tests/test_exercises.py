@@ -101,14 +101,14 @@ def resnet():
     return model, x, xh.models.imagenet_classes()
 
 
-def test_ex00_softmax(capsys, resnet):
+def test_ex00_top3(capsys, resnet):
     model, x, classes = resnet
     top3 = [c for c, _, _ in xh.models.predict(model, x[:1], classes, k=5)[0]][:3]
     maps = xh.baselines.grad_cam(model, x[:1].repeat(3, 1, 1, 1), top3)
-    _right(capsys, "ex00-softmax", maps, model, x[:1])
-    _wrong(capsys, "ex00-softmax", maps.flip(0), model, x[:1], hint="in the order [2, 1, 0]")
-    _wrong(capsys, "ex00-softmax", maps[:2], model, x[:1], hint="expected a tensor of shape (3, 64, 64)")
-    _wrong(capsys, "ex00-softmax", xh.baselines.grad_cam(model, x[:1].repeat(3, 1, 1, 1), [1, 2, 3]), model, x[:1],
+    _right(capsys, "ex00-top3", maps, model, x[:1])
+    _wrong(capsys, "ex00-top3", maps.flip(0), model, x[:1], hint="in the order [2, 1, 0]")
+    _wrong(capsys, "ex00-top3", maps[:2], model, x[:1], hint="expected a tensor of shape (3, 64, 64)")
+    _wrong(capsys, "ex00-top3", xh.baselines.grad_cam(model, x[:1].repeat(3, 1, 1, 1), [1, 2, 3]), model, x[:1],
            hint="top5[i]")
 
 

@@ -58,3 +58,26 @@ def test_full_switch_restores_larger_sizes(path):
     assert setup.body.index(full[0]) < setup.body.index(smoke[0]), "SMOKE wins over FULL"
     comment = "".join(code[i]["source"]).split("FULL = False", 1)[1].splitlines()[0]
     assert all(k in comment for k in changed), "the parameters cell names what FULL changes"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_chapter_calls_no_private_name(path):
+    # catches a chapter that reaches into a module's private helpers (xh.metrics._maps):
+    # what a reader is shown must be public, documented API
+    import ast
+    import re
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    found = []
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        src = TransformerManager().transform_cell("".join(cell["source"]))
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                found.append(node.attr)
+            elif isinstance(node, ast.ImportFrom):
+                found += [a.name for a in node.names if a.name.startswith("_")]
+        found += re.findall(r"\bxh(?:\.\w+)*\._\w+", src)
+    assert not found, f"{path.stem} calls private names: {sorted(set(found))}"

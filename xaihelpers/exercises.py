@@ -260,13 +260,13 @@ def _top3(model: nn.Module, x1: torch.Tensor) -> list[int]:
         return model(x1.to(_device(model))).topk(3, dim=1).indices[0].tolist()
 
 
-def _ex00_softmax_reference(model: nn.Module, x_cat: torch.Tensor) -> torch.Tensor:
+def _ex00_top3_reference(model: nn.Module, x_cat: torch.Tensor) -> torch.Tensor:
     """The Grad-CAM maps of the cat photo for its three most probable classes, most probable first: a
     tensor of shape (3, H, W), computed at the default layer."""
     return _grad_cam(model, x_cat.repeat(3, 1, 1, 1), _top3(model, x_cat))
 
 
-_judged("ex00-softmax", "00_getting_started", _ex00_softmax_reference,
+_judged("ex00-top3", "00_getting_started", _ex00_top3_reference,
         tol=1e-3, maps=True,
         foils=lambda ref, *_: {f"the maps are right but in the order {perm} of the top-3 list; keep its order, "
                                "most probable first.": ref[perm]
