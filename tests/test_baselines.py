@@ -163,9 +163,52 @@ def test_smoothgrad_is_captums_noise_tunnel_with_the_images_own_scale(cnn):
     xi, yi = x[1:2], y[1:2]
     sigma = 0.15 * (xi.max() - xi.min()).item()
     with torch.random.fork_rng():
-        torch.manual_seed(3)  # captum draws its noise from the global generator, in the same order
+        # captum draws from the global generator, in the same order as the image's own generator
+        torch.manual_seed(xh.baselines.smoothgrad_seeds(xi, 3)[0])
         ref = NoiseTunnel(Saliency(model)).attribute(xi.clone().requires_grad_(True), target=yi, nt_type="smoothgrad",
                                                      nt_samples=6, nt_samples_batch_size=6, stdevs=sigma, abs=True)
     mine = xh.baselines.explain(model, xi, yi, "smoothgrad", nt_samples=6, seed=3)
     # the same noisy inputs and gradients: float32 rounding only
     assert torch.allclose(mine, ref.amax(1), rtol=0, atol=1e-5 * ref.abs().max().item())
+
+
+class _NoiseRecorder(torch.nn.Module):
+    """A model that records the noisy inputs SmoothGrad feeds it."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.seen = model, []
+
+    def forward(self, x):
+        if x.requires_grad:
+            self.seen.append(x.detach().clone())
+        return self.model(x)
+
+
+def _noise(model, x, y, samples=4, **settings):
+    rec = _NoiseRecorder(model).eval()
+    xh.baselines.explain(rec, x, y, "smoothgrad", nt_samples=samples, nt_samples_batch_size=samples, **settings)
+    noisy = torch.cat(rec.seen).view(len(x), samples, *x.shape[1:])
+    return noisy - x[:, None]  # (N, samples, 3, H, W): sigma x eps of each image
+
+
+def test_smoothgrad_draws_independent_noise_per_image(cnn):
+    # finding 5 of issue 32: one set of draws was shared by every image of a batch, so
+    # the batch's maps were not independent samples; each image now has its own stream
+    model, x, y = cnn
+    eps = _noise(model, x[:3], y[:3])
+    flat = (eps / eps.flatten(1).std(1)[:, None, None, None, None]).flatten(1)
+    r = torch.corrcoef(flat)
+    off = r[~torch.eye(3, dtype=torch.bool)]
+    # independent N(0, 1) draws of 4 x 3 x 64 x 64 values correlate at about 1/sqrt(49152) = 0.005;
+    # the shared draws of the old code correlated at 1 exactly
+    assert off.abs().max() < 0.05
+    # the noise of image 0 depends on image 0 and the seed, not on its batch mates or its position
+    again = _noise(model, torch.cat([x[2:3], x[1:2], x[:1]]), torch.cat([y[2:3], y[1:2], y[:1]]))
+    assert torch.allclose(again[2], eps[0], rtol=0, atol=1e-6)
+    other = _noise(model, x[:1], y[:1], seed=1)
+    assert (other[0] - eps[0]).abs().max() > 0.1 * eps[0].abs().max()  # the seed matters
+    # per-image seeds given explicitly are used as given: two images, one seed, the same draws (scaled per image)
+    same = _noise(model, x[:2], y[:2], seed=[7, 7])
+    s0, s1 = (same[i] / same[i].flatten().std() for i in range(2))
+    assert torch.allclose(s0, s1, rtol=0, atol=1e-3)

@@ -387,10 +387,12 @@ def test_deletion_of_a_constant_map_follows_a_random_order():
     w[..., : H // 2, :] = 1.0
     x = torch.rand(1, 3, H, W, generator=torch.Generator().manual_seed(0))
     model = Linear(w / (w * x).sum() * 10.0, c=5.0).eval()  # logits (10, 5) on the whole image
-    const, _ = model_metrics.deletion_insertion(model, x, torch.ones(1, H, W), 0, steps=32)
+    # the mean fill (0): a linear model's logit then falls with the deleted evidence (a blur keeps it)
+    const, _ = model_metrics.deletion_insertion(model, x, torch.ones(1, H, W), 0, steps=32, deletion_fill="mean")
     gen = torch.Generator().manual_seed(1)
     rnd = torch.rand(16, H, W, generator=gen)  # random maps: a random deletion order each
-    random_aucs, _ = model_metrics.deletion_insertion(model, x.expand(16, -1, -1, -1), rnd, 0, steps=32)
+    random_aucs, _ = model_metrics.deletion_insertion(model, x.expand(16, -1, -1, -1), rnd, 0, steps=32,
+                                                      deletion_fill="mean")
     # the constant map's order is one random order: it must lie within the spread of the
     # random orders' AUCs (5 standard deviations, plus 0.01 for a spread that happens to be tiny)
     tol = 5 * random_aucs.std() + 0.01
@@ -398,7 +400,7 @@ def test_deletion_of_a_constant_map_follows_a_random_order():
     # raster order (a map decreasing along the rows) deletes the evidence first: about 0.25
     # against about 0.5, far outside that band, so the test tells the two orders apart
     raster = -torch.arange(H * W, dtype=torch.float64).view(1, H, W)
-    raster_auc, _ = model_metrics.deletion_insertion(model, x, raster, 0, steps=32)
+    raster_auc, _ = model_metrics.deletion_insertion(model, x, raster, 0, steps=32, deletion_fill="mean")
     assert random_aucs.mean() - raster_auc[0] > 3 * tol
 
 
@@ -470,7 +472,8 @@ def test_deletion_insertion_match_rises_own_loop(size):
     steps = 16 if size == 64 else 112  # RISE's 224 px per step at 224 px is 224 steps; 448 px here
     klen = 11 if size == 224 else 3  # 11 * size / 224, odd, at least 3
     nsig = 5 * size / 224
-    dele, ins = model_metrics.deletion_insertion(net, x, maps, c, steps=steps)
+    # RISE's own settings: its blur scaled to the image and zero deletion (the package's defaults differ, issue 32)
+    dele, ins = model_metrics.deletion_insertion(net, x, maps, c, steps=steps, blur_sigma=nsig, deletion_fill="mean")
     for i in range(2):
         ref_del = _rise_auc(net, x[i : i + 1], maps[i].numpy(), "del", size * size // steps, klen, nsig, int(c[i]))
         ref_ins = _rise_auc(net, x[i : i + 1], maps[i].numpy(), "ins", size * size // steps, klen, nsig, int(c[i]))
@@ -552,3 +555,203 @@ def test_evaluation_verdict_is_the_paired_one():
     a, b = base + 0.05 + 0.001 * np.cos(np.arange(20)), base
     assert evaluation.verdict(a, b) == "higher"
     assert evaluation.verdict(b, a) == "lower"
+
+
+# -- issue 32, finding 12: the pointing game at ImageNet size ------------------------------------
+
+
+def _old_dilate(masks: torch.Tensor, radius: int) -> torch.Tensor:
+    """The definition before the fix (commit c6de3ec): a float64 convolution with the disk."""
+    if radius <= 0:
+        return masks
+    r = torch.arange(-radius, radius + 1, dtype=torch.float64)
+    disk = ((r[:, None] ** 2 + r[None, :] ** 2) <= radius**2).double()[None, None]
+    return F.conv2d(masks[:, None].double(), disk, padding=radius)[:, 0] > 0.5
+
+
+def _old_pointing_game(maps, masks, tol):
+    a, m = torch.as_tensor(maps).double(), torch.as_tensor(masks) > 0.5
+    at_max = a == a.flatten(1).amax(1)[:, None, None]
+    hit = (at_max & _old_dilate(m, tol)).flatten(1).sum(1).double() / at_max.flatten(1).sum(1).double()
+    hit[m.flatten(1).sum(1) == 0] = float("nan")
+    return hit.numpy()
+
+
+def _disk_dilation(mask: np.ndarray, r: int) -> np.ndarray:
+    """The mask dilated by the disk (boundary included) written out: the OR of its shifts by each offset in the disk."""
+    h, w = mask.shape
+    out = np.zeros_like(mask)
+    for dy in range(-r, r + 1):
+        for dx in range(-r, r + 1):
+            if dy * dy + dx * dx <= r * r:
+                out[max(0, dy):h + min(0, dy), max(0, dx):w + min(0, dx)] |= \
+                    mask[max(0, -dy):h + min(0, -dy), max(0, -dx):w + min(0, -dx)]
+    return out
+
+
+def test_pointing_game_is_the_disk_dilation_it_was():
+    # catches a faster pointing game that changes the definition (a square window, a disk
+    # without its boundary, TorchRay's): image for image against the convolution it replaces
+    rng = np.random.default_rng(12)
+    n, s = 24, 40  # the old convolution unfolds n x (2 tol + 1)^2 x s^2 float64 values: keep it small
+    maps = np.round(rng.random((n, s, s)) * 6) / 6  # few values: ties among the maxima straddle the mask
+    maps[:4] = 1.0  # flat maps: every pixel ties
+    masks = np.zeros((n, s, s), dtype=bool)
+    for i in range(1, n):  # image 0 keeps an empty mask (nan)
+        h, w = rng.integers(1, 12, size=2)
+        y, x = rng.integers(0, s - h), rng.integers(0, s - w)
+        masks[i, y:y + h, x:x + w] = True
+    for tol in (0, 1, 2, 3, 5, 8, 15):
+        new, old = metrics.pointing_game(maps, masks, tolerance=tol), _old_pointing_game(maps, masks, tol)
+        assert np.array_equal(np.isnan(new), np.isnan(old)) and np.isnan(new[0])
+        assert np.allclose(new[1:], old[1:], rtol=0, atol=1e-12), tol
+    assert 0 < np.nanmean(metrics.pointing_game(maps, masks, tolerance=3)) < 1  # hits and misses both occur
+
+
+def test_pointing_game_at_imagenet_size_agrees_with_the_definition():
+    # catches a pointing game wrong at 224 px or at the paper's 15-px tolerance: 500 maps
+    # against the definition written out (the distance from each maximum to the mask)
+    rng = np.random.default_rng(32)
+    n, s, tol = 500, 224, 15
+    assert metrics.default_tolerance(s) == tol
+    yy, xx = np.mgrid[:s, :s]
+    masks = np.zeros((n, s, s), dtype=bool)
+    maps = (0.5 * rng.random((n, s, s))).astype(np.float32)
+    for i in range(n):
+        cy, cx = rng.integers(30, s - 30, size=2)
+        ay, ax = rng.integers(5, 60, size=2)
+        masks[i] = ((yy - cy) / ay) ** 2 + ((xx - cx) / ax) ** 2 <= 1
+        for _ in range(rng.integers(1, 4)):  # one to three tied maxima near the mask's edge
+            maps[i, np.clip(cy + rng.integers(-ay - 25, ay + 26), 0, s - 1),
+                 np.clip(cx + rng.integers(-ax - 25, ax + 26), 0, s - 1)] = 1.0
+    # the disk's boundary: maxima at exactly 15 px from a square's corner count, one step further do not
+    for i, (dy, dx) in enumerate([(9, 12), (12, 9), (0, 15), (10, 11), (10, 12), (0, 16), (11, 11)]):
+        masks[i] = False
+        masks[i, 100:140, 100:140] = True
+        maps[i] = 0.0
+        maps[i, 139 + dy, 139 + dx] = 1.0
+    maps[7:10] = 0.25  # flat maps: every pixel ties
+    maps[10, 40:50, 40:50] = 2.0  # a plateau of 100 tied maxima near the mask
+    masks[11] = False  # an empty mask
+    got = metrics.pointing_game(maps, masks)  # the default tolerance at 224 px: 15 px
+    assert np.array_equal(got[:7], [1, 1, 1, 1, 0, 0, 0])
+    for i in range(n):
+        if not masks[i].any():
+            assert np.isnan(got[i])
+            continue
+        points = np.argwhere(maps[i] == maps[i].max())
+        if len(points) > 100:  # a flat map: the share of the image within 15 px of the mask
+            ref = _disk_dilation(masks[i], tol).mean()
+        else:
+            d2 = ((points[:, None, :] - np.argwhere(masks[i])[None]) ** 2).sum(-1).min(1)
+            ref = (d2 <= tol * tol).mean()
+        assert got[i] == pytest.approx(ref, abs=1e-12), i
+    assert 0.2 < np.nanmean(got[12:] == 1) < 0.8  # hits and misses: the test is not decided by one side
+
+
+def test_pointing_game_memory_does_not_grow_with_the_tolerance():
+    # catches the dilation by convolution (issue 32, finding 12): 16 maps of 224 px at 15 px
+    # took 6.8 GB and grew with the tolerance's square. A child process with its address space
+    # capped at 2 GiB above its start scores 500 maps of 224 px at 15 px, then at 60 px; its
+    # peak resident memory must not grow with the second (the old code is refused its terabytes)
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import resource
+        import numpy as np, torch
+        from xaihelpers import metrics
+
+        def status(key):
+            return next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith(key))
+
+        resource.setrlimit(resource.RLIMIT_AS, (status("VmSize") + 2 * 2**30, resource.RLIM_INFINITY))
+        maps = torch.rand(500, 224, 224, generator=torch.Generator().manual_seed(0))
+        maps[:5] = 1.0  # flat maps: the distance-transform path
+        masks = torch.zeros(500, 224, 224, dtype=torch.bool)
+        masks[:, 80:140, 60:170] = True
+        rates = []
+        for tol in (15, 60):
+            rates.append(float(np.nanmean(metrics.pointing_game(maps, masks, tolerance=tol))))
+            if tol == 15:
+                first = status("VmHWM")
+        print(status("VmHWM") - first, *rates)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    grew, *rates = (float(v) for v in out.stdout.split())
+    assert grew < 64 * 2**20, f"peak memory grew by {grew / 2**20:.0f} MiB from 15 to 60 px"
+    assert rates[0] < rates[1]  # a larger tolerance hits more often
+
+
+# -- issue 32, finding 4: the localisation threshold chosen on other images -------------------------
+
+
+def _uninformative_results(rng, n=200, p=0.9):
+    """evaluate()'s per-image columns for a method whose error is p at every alpha, independently per alpha."""
+    import pandas as pd
+
+    df = pd.DataFrame({c: rng.random(n) for c in evaluation.TABLE_COLUMNS})
+    df["seconds"] = 0.01
+    for a in metrics.ALPHAS:
+        df[f"loc_error@{a:g}"] = (rng.random(n) < p).astype(float)
+    return df
+
+
+def test_summarise_does_not_reward_an_uninformative_map_for_choosing_alpha_on_it():
+    # catches alpha chosen on the scored images (issue 32, finding 4): a map whose error is
+    # 0.9 at every threshold gained about 2 standard errors (0.85) from the best of 51
+    # alphas; chosen on the other half, each image's error is an honest draw, mean 0.9
+    rng = np.random.default_rng(4)
+    p, n, reps = 0.9, 200, 20
+    got = [evaluation.summarise({"random": _uninformative_results(rng, n, p)}).loc["random", "loc_error"]
+           for _ in range(reps)]
+    se = np.sqrt(p * (1 - p) / n / reps)  # of the mean over the repetitions
+    assert abs(np.mean(got) - p) < 4 * se, (np.mean(got), p)
+
+
+def test_crossfit_scores_each_image_at_an_alpha_chosen_without_it():
+    # catches an image that takes part in choosing its own threshold: changing an image's
+    # errors may change the other fold's alpha, never its own
+    import pandas as pd
+
+    rng = np.random.default_rng(5)
+    errors = pd.DataFrame((rng.random((30, 8)) < 0.5).astype(float), columns=np.arange(8) / 2)
+    base = metrics.crossfit_alpha(errors)
+    assert sorted(np.bincount(base["fold"])) == [15, 15]  # two halves
+    assert base["alpha"].nunique() <= 2 and base.groupby("fold")["alpha"].nunique().eq(1).all()
+    for i in range(30):
+        for j in range(8):  # make alpha j perfect for image i
+            changed = errors.copy()
+            changed.iloc[i] = 1.0
+            changed.iloc[i, j] = 0.0
+            assert metrics.crossfit_alpha(changed).loc[i, "alpha"] == base.loc[i, "alpha"]
+    assert np.array_equal(metrics.crossfit_alpha(errors)["fold"], base["fold"])  # the seed fixes the folds
+    assert np.allclose(base["loc_error"], [errors.loc[i, a] for i, a in base["alpha"].items()])
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        metrics.crossfit_alpha(errors, folds=1)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        metrics.crossfit_alpha(errors.iloc[:1])
+
+
+
+def test_localisation_benchmark_gives_paired_held_out_errors():
+    # catches held-out errors that do not pair: two methods on the same images must share
+    # their folds, and each image's error is its sweep's at its fold's alpha
+    _, boxes = _blob_masks(12, seed=7)
+    oracle = torch.zeros(12, H, W)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        oracle[i, y0:y1, x0:x1] = 1
+    noise = torch.rand(12, H, W, generator=torch.Generator().manual_seed(7))
+    methods = {"oracle": lambda m, xb, t: oracle[: len(xb)], "noise": lambda m, xb, t: noise[: len(xb)]}
+    x = torch.zeros(12, 3, H, W)
+    sweeps, seconds, held = evaluation.localisation_benchmark(methods, torch.nn.Linear(1, 1), x, [0] * 12, boxes,
+                                                              verbose=False, per_image=True)
+    assert np.array_equal(held["oracle"]["fold"], held["noise"]["fold"])
+    assert (held["oracle"]["loc_error"] == 0).all()
+    per = metrics.localisation_errors(noise, boxes)
+    assert np.allclose(held["noise"]["loc_error"], [per.loc[i, a] for i, a in held["noise"]["alpha"].items()])
+    assert np.allclose(sweeps.loc["noise"], per.mean())
+    plain = evaluation.localisation_benchmark(methods, torch.nn.Linear(1, 1), x, [0] * 12, boxes, verbose=False)
+    assert len(plain) == 2  # the chapters' two-value call still works

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -164,8 +166,38 @@ METHODS = CAPTUM_METHODS + ZENNIT_METHODS + GRADCAM_METHODS + ("cam",)
 LOW_RESOLUTION = ("gradcam", "gradcam_pp", "scorecam", "ablationcam", "xgradcam", "cam", "grad_cam")
 
 
+def smoothgrad_seeds(x: torch.Tensor, seed: int = 0) -> list[int]:
+    """SmoothGrad's noise seed for each image: a hash of ``seed`` and the image's values.
+
+    Each image gets its own stream of noise, independent of the other images' (a batch
+    is then a sample of independent draws), and a function of the image and ``seed``
+    only, so an image gets the same map alone, in any batch and at any position.
+    The same image twice gets the same noise (and map). The hash reads the image's
+    float32 values: an image normalised differently by one rounding step draws other
+    noise.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Images, shape (N, 3, H, W).
+    seed : int
+        The run's seed.
+
+    Returns
+    -------
+    list of int
+        N seeds in [0, 2**63).
+    """
+    import hashlib
+
+    _checks.image_batch(x)
+    head = int(seed).to_bytes(8, "little", signed=True)
+    values = x.detach().float().cpu().contiguous().numpy()
+    return [int.from_bytes(hashlib.blake2b(head + v.tobytes(), digest_size=8).digest(), "little") >> 1 for v in values]
+
+
 def _smoothgrad(model: nn.Module, x: torch.Tensor, target, nt_samples: int = 25, nt_samples_batch_size: int = 25,
-                noise_level: float = 0.15, seed: int = 0) -> torch.Tensor:
+                noise_level: float = 0.15, seed: int | Sequence[int] = 0) -> torch.Tensor:
     r"""SmoothGrad (Smilkov et al. 2017): the mean absolute gradient over noisy copies of each image.
 
     .. math:: \hat M(x) = \frac1n \sum_{j=1}^{n} \big|\nabla_x y_t(x + \epsilon_j)\big|, \quad
@@ -175,9 +207,10 @@ def _smoothgrad(model: nn.Module, x: torch.Tensor, target, nt_samples: int = 25,
     with :math:`\sigma` taken from each image's own range, as in the paper, so an
     image's map does not depend on the other images of the batch. This is captum's
     ``NoiseTunnel(Saliency, nt_type="smoothgrad")`` with a noise scale per image (captum
-    takes one for the whole batch) and the noise drawn from a generator seeded with
-    ``seed``: the same draws :math:`\epsilon_j / \sigma` for every image, so an image
-    gets the same map alone or in any batch.
+    takes one for the whole batch) and the noise of each image drawn from its own
+    generator, seeded by :func:`smoothgrad_seeds` (captum draws one tensor for the
+    batch): the images' noises are independent, and an image gets the same map alone
+    or in any batch.
 
     Parameters
     ----------
@@ -191,8 +224,9 @@ def _smoothgrad(model: nn.Module, x: torch.Tensor, target, nt_samples: int = 25,
         Noisy copies per image, and how many of them go through the model together.
     noise_level : float
         :math:`\sigma` as a share of each image's range (the paper: 10-20 %).
-    seed : int
-        Seed of the noise.
+    seed : int or sequence of int
+        Seed of the run (each image's seed is then :func:`smoothgrad_seeds`), or one
+        seed per image.
 
     Returns
     -------
@@ -202,17 +236,23 @@ def _smoothgrad(model: nn.Module, x: torch.Tensor, target, nt_samples: int = 25,
     import captum.attr as ca
 
     n = x.shape[0]
+    if isinstance(seed, (int, np.integer)):
+        seeds = smoothgrad_seeds(x, int(seed))
+    else:
+        seeds = [int(s) for s in seed]
+        if len(seeds) != n:
+            raise ValueError(f"expected one seed, or one per image ({n}), got {len(seeds)}")
     sigma = noise_level * (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3)))
     sigma = sigma.view(n, 1, 1, 1, 1).detach()
-    gen = torch.Generator().manual_seed(seed)
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     saliency = ca.Saliency(model)
     target = torch.as_tensor(target, device=x.device).reshape(-1).expand(n)
     total = torch.zeros_like(x)
     done = 0
     while done < nt_samples:
         b = min(nt_samples_batch_size, nt_samples - done)
-        eps = torch.randn((b, *x.shape[1:]), generator=gen).to(x)  # one set of draws for every image
-        noisy = (x.detach()[:, None] + sigma * eps[None]).flatten(0, 1).requires_grad_(True)
+        eps = torch.stack([torch.randn((b, *x.shape[1:]), generator=g) for g in gens]).to(x)  # (n, b, 3, H, W)
+        noisy = (x.detach()[:, None] + sigma * eps).flatten(0, 1).requires_grad_(True)
         grads = saliency.attribute(noisy, target=target.repeat_interleave(b), abs=True)
         total += grads.view(n, b, *x.shape[1:]).sum(1)
         done += b
@@ -351,7 +391,8 @@ def explain(
     ``input_x_gradient``      captum ``InputXGradient``, summed over channels
     ``integrated_gradients``  captum ``IntegratedGradients``, baseline 0, ``n_steps=32``
     ``smoothgrad``            SmoothGrad over captum ``Saliency``, 25 samples, noise 0.15 x
-                              each image's own range, seeded (``seed=0``)
+                              each image's own range, independent per image, seeded
+                              (``seed=0``, :func:`smoothgrad_seeds`)
     ``occlusion``             captum ``Occlusion``, window H/8, stride half the window, value 0
     ``lrp_epsilon_plus``      zennit LRP: z+ for convolutions, epsilon for linear layers
     ``lrp_epsilon_plus_flat`` the same with the flat rule on the first layer
