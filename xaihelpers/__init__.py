@@ -72,11 +72,14 @@ and named after what they hold:
     the model- and data-randomisation sanity checks (chapters 1 and 6).
 ``stats``
     methods compared on the same images: paired differences and bootstrap ranks.
+``validity``
+    the ground-truth check every metric passes before it ranks: the object mask against
+    its inverse and random masks of the same area (chapter 1).
 ``viz``
     images, heat-map overlays and grids of maps.
 """
 
-from . import actmatch, apop, attack, baselines, benchmark, benchmark_models, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, explorer, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, stats, viz
+from . import actmatch, apop, attack, baselines, benchmark, benchmark_models, causal, causal_study, compare, convad, data, evaluation, exercises, explainers, explorer, folders, gfi, hooks, metrics, model_metrics, models, occlusion, papers, perturbation, results, runtime, sanity, srd, stats, validity, viz
 from .data import load_image, sample_images
 from .hooks import record
 from .models import load_model
@@ -113,6 +116,7 @@ __all__ = [
     "runtime",
     "sanity",
     "stats",
+    "validity",
     "srd",
     "viz",
     "load_image",

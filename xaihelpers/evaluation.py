@@ -5,7 +5,8 @@ times each call. Everything that scores explainers on a data set runs on it:
 
 - :func:`evaluate` scores one explainer with the metrics of chapter 1 (pointing game,
   attribution localisation, sparseness, fidelity, stability, localisation error at
-  every threshold), and :func:`summarise` turns the per-image scores into a table;
+  every threshold), and :func:`summarise` turns the per-image scores into a table
+  (the localisation error at a threshold chosen on other images, :func:`heldout_loc_error`);
 - :func:`localisation_benchmark` is the GFI poster's sweep of the localisation error
   over thresholds (chapter 2);
 - :func:`score` adds deletion/insertion, the smallest sufficient share and the
@@ -25,8 +26,8 @@ from torch import nn
 
 from . import _checks, stats
 from .explainers import Explainer
-from .metrics import (ALPHAS, _maps, attribution_localisation, localisation_error, localisation_sweep, pointing_game, prepare,
-                      resize_maps, sparseness, top_share)
+from .metrics import (ALPHAS, _maps, attribution_localisation, crossfit_alpha, localisation_error, localisation_errors,
+                      pointing_game, prepare, resize_maps, sparseness, top_share)
 from .model_metrics import deletion_insertion, explanation_size, fidelity, stability
 
 
@@ -177,20 +178,52 @@ def evaluate(
     return pd.concat(rows, ignore_index=True), torch.cat(all_maps)
 
 
-def summarise(results: dict) -> "pandas.DataFrame":  # noqa: F821
-    """Mean and standard error per explainer, with the localisation error at its best threshold.
+def heldout_loc_error(df: "pandas.DataFrame", folds: int = 2, seed: int = 0) -> "pandas.DataFrame":  # noqa: F821
+    """Per-image localisation error of :func:`evaluate`'s results, alpha chosen on held-out images.
+
+    Reads the ``loc_error@<alpha>`` columns and scores each image at the alpha chosen
+    on the other folds (:func:`xaihelpers.metrics.crossfit_alpha`). The folds depend on
+    the number of images and ``seed`` only, so two methods scored on the same images
+    pair image for image (:func:`xaihelpers.stats.paired`).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Per-image results of :func:`evaluate`.
+    folds, seed
+        As in :func:`xaihelpers.metrics.crossfit_alpha`.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed like ``df``: ``loc_error``, ``alpha`` and ``fold``.
+    """
+    cols = [c for c in df.columns if str(c).startswith("loc_error@")]
+    if not cols:
+        raise ValueError(f"expected loc_error@<alpha> columns (evaluate's results), got {list(df.columns)}")
+    errors = df[cols].rename(columns=lambda c: float(c.split("@")[1]))
+    return crossfit_alpha(errors, folds, seed)
+
+
+def summarise(results: dict, folds: int = 2, seed: int = 0) -> "pandas.DataFrame":  # noqa: F821
+    """Mean and standard error per explainer, with the localisation error at a held-out threshold.
 
     Parameters
     ----------
     results : dict of str to pandas.DataFrame
         Per-image results of :func:`evaluate`, keyed by explainer name.
+    folds, seed
+        Cross-fitting of the threshold (:func:`heldout_loc_error`).
 
     Returns
     -------
     pandas.DataFrame
         One row per explainer: the mean of each metric, ``<metric>_sem`` for its
-        standard error, ``loc_error`` and ``alpha`` (the threshold with the lowest mean
-        error, as Guided Feature Inversion's table reports), ``ms_per_image``, ``n`` and
+        standard error, ``loc_error`` (each image scored at the alpha chosen on the
+        other folds, :func:`heldout_loc_error`; Guided Feature Inversion's table takes
+        the best alpha on the scored images, which favours uninformative maps) with
+        ``loc_error_sem``, ``alpha`` (the threshold with the lowest mean error on all
+        the images, the one to apply to new images), ``ms_per_image``, ``n`` and
         ``n_stability`` (images with a stability value).
     """
     import pandas as pd
@@ -201,11 +234,11 @@ def summarise(results: dict) -> "pandas.DataFrame":  # noqa: F821
         for col in TABLE_COLUMNS:
             row[col] = df[col].mean()
             row[f"{col}_sem"] = df[col].sem()
+        held = heldout_loc_error(df, folds, seed)["loc_error"]
         loc = {c: df[c].mean() for c in df.columns if c.startswith("loc_error@")}
-        best = min(loc, key=loc.get)
-        row["loc_error"] = loc[best]
-        row["loc_error_sem"] = df[best].sem()
-        row["alpha"] = float(best.split("@")[1])
+        row["loc_error"] = held.mean()
+        row["loc_error_sem"] = held.sem()
+        row["alpha"] = float(min(loc, key=loc.get).split("@")[1])
         row["ms_per_image"] = 1000 * df["seconds"].mean()
         row["n"] = len(df)
         row["n_stability"] = int(df["stability"].notna().sum())
@@ -214,8 +247,13 @@ def summarise(results: dict) -> "pandas.DataFrame":  # noqa: F821
 
 
 def localisation_benchmark(methods: dict, model: nn.Module, x: torch.Tensor, target, boxes, batch_size: int = 64,
-                           device=None, verbose: bool = True):
+                           device=None, verbose: bool = True, per_image: bool = False, folds: int = 2, seed: int = 0):
     """The poster's localisation experiment: every method's error at every threshold.
+
+    The sweep (mean error per alpha) describes each method; to score one, choose alpha
+    on other images: ``per_image=True`` adds each image's error at the alpha chosen on
+    the other folds (:func:`xaihelpers.metrics.crossfit_alpha`), the same folds for
+    every method, so that methods pair image for image.
 
     Parameters
     ----------
@@ -233,26 +271,38 @@ def localisation_benchmark(methods: dict, model: nn.Module, x: torch.Tensor, tar
         Where the batches go; default the model's device.
     verbose : bool
         Progress bar over the methods.
+    per_image : bool
+        Also return the held-out per-image errors.
+    folds, seed
+        Cross-fitting of the threshold (:func:`xaihelpers.metrics.crossfit_alpha`).
 
     Returns
     -------
-    (pandas.DataFrame, pandas.Series)
+    (pandas.DataFrame, pandas.Series) or (pandas.DataFrame, pandas.Series, dict)
         Mean localisation error, one row per method and one column per alpha
-        (:data:`xaihelpers.metrics.ALPHAS`); and the explainer's seconds per image.
+        (:data:`xaihelpers.metrics.ALPHAS`); the explainer's seconds per image; with
+        ``per_image``, a dict of method name to a DataFrame with one row per image:
+        ``loc_error`` (at the alpha chosen on the other folds), ``alpha`` and ``fold``.
+        ``pd.DataFrame({k: v["loc_error"] for k, v in heldout.items()})`` is the
+        images x methods table of :func:`xaihelpers.stats.bootstrap_ranks`.
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
     dev = device or _checks.model_device(model)
-    rows, seconds = {}, {}
+    rows, seconds, heldout = {}, {}, {}
     for name, fn in tqdm(methods.items(), desc="localisation", disable=not verbose):
         maps, spent = [], 0.0
         for sl, _, _, raw, sec in explain_batches(fn, model, x, torch.as_tensor(target), batch_size, device=dev):
             maps.append(raw.detach().float().cpu())
             spent += sec * (sl.stop - sl.start)
-        rows[name] = localisation_sweep(torch.cat(maps), boxes, size=tuple(x.shape[-2:]))
+        errors = localisation_errors(torch.cat(maps), boxes, size=tuple(x.shape[-2:]))
+        rows[name] = errors.mean().rename("loc_error")
+        if per_image:
+            heldout[name] = crossfit_alpha(errors, folds, seed)
         seconds[name] = spent / len(x)
-    return pd.DataFrame(rows).T, pd.Series(seconds, name="seconds per image")
+    out = pd.DataFrame(rows).T, pd.Series(seconds, name="seconds per image")
+    return (*out, heldout) if per_image else out
 
 
 def top_masks(maps: object, fractions: object, size: tuple[int, int], seed: int = 0) -> torch.Tensor:

@@ -3,7 +3,12 @@
 :func:`cascading_randomisation` re-initialises the layers from the output down
 (:func:`default_stages`) and compares each explainer's maps with the trained
 network's; :func:`data_randomisation` compares them with a network trained on
-shuffled labels. Chapter 1 runs both on the baselines, chapter 6 on every method.
+shuffled labels. Both report the rank correlation of the absolute maps and of the
+signed maps side by side, as Adebayo et al. do: a signed method whose signs scramble
+under randomisation while its magnitudes stay (Input x Gradient, whose magnitude
+follows the input) looks unchanged on absolute maps alone. :func:`edge_detector`, a
+Sobel edge map of the image that ignores the model, is the reference row they use: it
+passes neither check. Chapter 1 runs both on the baselines, chapter 6 on every method.
 """
 
 from __future__ import annotations
@@ -83,9 +88,10 @@ def cascading_randomisation(
     seed : int
         Seed of the re-initialisation.
     similarity : {"spearman", "ssim", "pearson"}
-        Similarity of absolute-valued, max-normalised maps (Adebayo et al. use the
-        Spearman rank correlation of absolute values and SSIM), at the input's
-        resolution.
+        Similarity of the maps at the input's resolution (Adebayo et al. use the
+        Spearman rank correlation and SSIM), computed twice: on absolute-valued maps
+        divided by their maximum, and on the signed maps divided by their largest
+        absolute value.
     reference : tensor, optional
         The trained model's maps for ``x`` and ``target``, when already computed (saves
         one explainer call).
@@ -93,7 +99,8 @@ def cascading_randomisation(
     Returns
     -------
     pandas.DataFrame
-        One row per image and stage: ``stage`` (0 = trained), ``label`` and ``similarity``.
+        One row per image and stage: ``stage`` (0 = trained), ``label``, ``similarity``
+        (of the absolute maps), ``signed`` (of the signed maps) and ``image``.
     """
     import copy
 
@@ -103,21 +110,23 @@ def cascading_randomisation(
     if stages is None:
         stages = default_stages(model)
 
-    def norm(m):
-        return _sanity_maps(m, tuple(x.shape[-2:]))
+    size = tuple(x.shape[-2:])
+    raw = _maps(explainer(model, x, t, **settings) if reference is None else reference)
 
-    reference = norm(explainer(model, x, t, **settings) if reference is None else reference)
+    def row(stage: int, label: str, maps: torch.Tensor) -> "pd.DataFrame":
+        return pd.DataFrame({"stage": stage, "label": label,
+                             "similarity": measure(_sanity_maps(raw, size), _sanity_maps(maps, size)),
+                             "signed": measure(_sanity_maps(raw, size, signed=True), _sanity_maps(maps, size, signed=True)),
+                             "image": range(x.shape[0])})
+
     rnd = copy.deepcopy(model).eval()
     gen = torch.Generator().manual_seed(seed)
-    rows = [pd.DataFrame({"stage": 0, "label": "trained", "similarity": measure(reference, reference),
-                          "image": range(x.shape[0])})]
+    rows = [row(0, "trained", raw)]
     for k, (label, prefixes) in enumerate(stages, start=1):
         for name, module in rnd.named_modules():
             if any(name == p or name.startswith(p + ".") for p in prefixes):
                 _reinitialise(module, gen)
-        maps = norm(explainer(rnd, x, t, **settings))
-        rows.append(pd.DataFrame({"stage": k, "label": label, "similarity": measure(reference, maps),
-                                  "image": range(x.shape[0])}))
+        rows.append(row(k, label, _maps(explainer(rnd, x, t, **settings))))
     return pd.concat(rows, ignore_index=True)
 
 
@@ -133,9 +142,42 @@ def _sanity_setup(model: nn.Module, x: torch.Tensor, target, similarity: str):
     return measures[similarity], _checks.targets(target, x.shape[0], logits)
 
 
-def _sanity_maps(maps: object, size: tuple[int, int]) -> torch.Tensor:
-    """Maps as the sanity checks compare them: at the input's size, absolute, divided by their maximum."""
-    return prepare(resize_maps(_maps(maps), size).abs(), "absmax", clamp=False)
+def _sanity_maps(maps: object, size: tuple[int, int], signed: bool = False) -> torch.Tensor:
+    """Maps as the sanity checks compare them: at the input's size, absolute (or signed), divided by their largest absolute value."""
+    a = resize_maps(_maps(maps), size)
+    return prepare(a if signed else a.abs(), "absmax", clamp=False)
+
+
+def edge_detector(model: nn.Module, x: torch.Tensor, target=None) -> torch.Tensor:
+    r"""A Sobel edge map of the image, the model-free reference of Adebayo et al. (2018).
+
+    :math:`\sqrt{G_x^2 + G_y^2}` of the channel-averaged image, with the 3x3 Sobel
+    kernels and replicated borders. It takes the explainer's arguments but ignores the
+    model and the target, so its maps never change under randomisation: the similarity
+    a method that explains only the image would keep.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Ignored.
+    x : torch.Tensor
+        Images (N, 3, H, W).
+    target : optional
+        Ignored.
+
+    Returns
+    -------
+    torch.Tensor
+        Edge magnitudes (N, H, W), float, on ``x``'s device.
+    """
+    import torch.nn.functional as F
+
+    _checks.image_batch(x)
+    g = x.detach().float().mean(1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=x.device)
+    k = torch.stack([kx, kx.T])[:, None]
+    d = F.conv2d(F.pad(g, (1, 1, 1, 1), mode="replicate"), k)
+    return d.pow(2).sum(1).sqrt()
 
 
 def data_randomisation(
@@ -146,6 +188,7 @@ def data_randomisation(
     target,
     similarity: str = "spearman",
     reference: object | None = None,
+    signed: bool = False,
     **settings,
 ) -> np.ndarray:
     r"""Data-randomisation sanity check (Adebayo et al. 2018): trained model against one trained on permuted labels.
@@ -166,6 +209,9 @@ def data_randomisation(
         As in :func:`cascading_randomisation`, on the same normalised maps.
     reference : tensor, optional
         ``model``'s maps, when already computed.
+    signed : bool
+        Compare the signed maps instead of their absolute values. The two differ for a
+        signed method whose signs the label permutation scrambles; report both.
 
     Returns
     -------
@@ -174,8 +220,8 @@ def data_randomisation(
     """
     measure, t = _sanity_setup(model, x, target, similarity)
     size = tuple(x.shape[-2:])
-    ref = _sanity_maps(explainer(model, x, t, **settings) if reference is None else reference, size)
-    other = _sanity_maps(explainer(randomised, x, t, **settings), size)
+    ref = _sanity_maps(explainer(model, x, t, **settings) if reference is None else reference, size, signed)
+    other = _sanity_maps(explainer(randomised, x, t, **settings), size, signed)
     return measure(ref, other)
 
 
