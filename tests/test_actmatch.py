@@ -298,3 +298,80 @@ def test_robustness_table_by_hand(cnn):
     rep = actmatch.mask_report(cnn, x, e.masks, e.target, bg[:1], training_fills=bg)
     assert tab.loc["a", "survives: unseen backgrounds"] == rep["survives: backgrounds"]
     assert tab.loc["a", "survives: training fills se"] == rep["survives: training fills se"]
+
+
+# ---------------------------------------------------------------- matched controls (issue 32, finding 8)
+
+def _masks_of_many_shapes():
+    g = torch.Generator().manual_seed(3)
+    m = torch.zeros(6, 24, 20)
+    m[0, 3:11, 4:9] = 1  # a rectangle
+    m[1] = (torch.rand(24, 20, generator=g) < 0.2).float()  # scattered
+    m[2, :, :] = 1  # everything
+    # m[3] stays empty
+    m[4, 0, 0] = 1  # one pixel
+    m[5, 2:22, 1:19] = 1  # a large block (75 %)
+    return m
+
+
+@pytest.mark.parametrize("kind", actmatch.CONTROL_KINDS)
+def test_controls_have_exactly_each_masks_area(kind):
+    """Finding 8: every control keeps exactly its own mask's pixel count, image by image (the old necessity
+    table put masks of 0.885 beside masks of 0.398)."""
+    m = _masks_of_many_shapes()
+    c = actmatch.matched_controls(m, kind, seed=1)
+    assert c.shape == m.shape and set(c.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(c.flatten(1).sum(1), m.flatten(1).sum(1))
+    assert torch.equal(c, actmatch.matched_controls(m.numpy(), kind, seed=1))  # the seed decides, arrays accepted
+    if kind != "shifted":  # the controls do not know the mask's place: a new seed moves them
+        assert not torch.equal(actmatch.matched_controls(m, kind, seed=2)[0], c[0])
+
+
+def test_blob_controls_are_one_connected_region():
+    from scipy import ndimage
+
+    m = _masks_of_many_shapes()
+    blobs = actmatch.matched_controls(m, "blob", seed=0)
+    for i in range(len(m)):
+        _, n_parts = ndimage.label(blobs[i].numpy())  # 4-connectivity
+        assert n_parts == (1 if m[i].sum() > 0 else 0), i
+    # scattered pixels of the same area are not one region (the control the blob adds to)
+    _, n_scattered = ndimage.label(actmatch.matched_controls(m, "scattered", seed=0)[1].numpy())
+    assert n_scattered > 1
+
+
+def test_shifted_control_is_the_mask_moved_away():
+    m = _masks_of_many_shapes()
+    s = actmatch.matched_controls(m, "shifted", seed=0)
+    # the rectangle keeps its shape (some roll of the mask) and leaves its place
+    rolls = [torch.roll(m[0], (dy, dx), (0, 1)) for dy in range(24) for dx in range(20)]
+    assert any(torch.equal(s[0], r) for r in rolls)
+    assert (s[0] * m[0]).sum() == 0
+    with pytest.raises(ValueError, match="kind"):
+        actmatch.matched_controls(m, "ring")
+    with pytest.raises(ValueError, match="binary"):
+        actmatch.matched_controls(m * 0.5, "blob")
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        actmatch.matched_controls(m[0], "blob")
+
+
+def test_matched_comparison_keeps_every_row_at_the_masks_area(cnn):
+    """Finding 8: no row of the necessity comparison may have another area than the mask it controls for;
+    the gaps are paired (row minus mask, on the same images)."""
+    from xaihelpers import stats
+
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 64, 64)
+    m = torch.zeros(4, 64, 64)
+    m[:, 10:30, 20:40] = 1
+    bigger = m.clone()
+    bigger[:, :5] = 1
+    with pytest.raises(ValueError, match="exactly the area"):
+        actmatch.matched_comparison(cnn, x, m, [0, 1, 2, 3], others={"bigger": bigger})
+    tab, per = actmatch.matched_comparison(cnn, x, m, [0, 1, 2, 3], others={"same": m.clone()}, name="object")
+    assert list(tab.index) == ["object", "same", "scattered (object's area)", "blob (object's area)", "shifted (object's area)"]
+    assert np.allclose(tab["area"].astype(float), 400 / 64 ** 2)
+    assert tab.loc["same", "p hidden: row - mask"] == pytest.approx(0.0, abs=1e-7)
+    p = stats.paired(per["blob (object's area)"]["p hidden"], per["object"]["p hidden"])
+    assert tab.loc["blob (object's area)", "p hidden: row - mask"] == pytest.approx(p.diff)
+    assert tab.loc["blob (object's area)", "p hidden: paired se"] == pytest.approx(p.se)

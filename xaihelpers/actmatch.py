@@ -589,6 +589,149 @@ def necessity(model: nn.Module, x: torch.Tensor, masks: object, target=None, fil
     return res
 
 
+#: the controls of :func:`matched_controls`, each of exactly the mask's area, image by image
+CONTROL_KINDS = ("scattered", "blob", "shifted")
+
+
+def _binary_masks(masks: object) -> torch.Tensor:
+    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks.detach().cpu())
+    if m.ndim != 3:
+        raise ValueError(f"expected binary masks of shape (N, H, W), got shape {tuple(m.shape)}")
+    if not bool(((m == 0) | (m == 1)).all()):
+        raise ValueError("expected binary masks (0 or 1); threshold soft maps first, e.g. xh.metrics.top_share")
+    return m.float()
+
+
+def _blob(h: int, w: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """A 4-connected blob of exactly ``k`` pixels: from a random seed pixel, the frontier pixel of lowest random priority joins next."""
+    import heapq
+
+    out = np.zeros((h, w), dtype=bool)
+    if k <= 0:
+        return out
+    prio = rng.random((h, w))
+    start = (int(rng.integers(h)), int(rng.integers(w)))
+    heap, seen = [(0.0, start)], {start}
+    while heap and k:
+        _, (i, j) = heapq.heappop(heap)
+        out[i, j] = True
+        k -= 1
+        for a, b in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+            if 0 <= a < h and 0 <= b < w and (a, b) not in seen:
+                seen.add((a, b))
+                heapq.heappush(heap, (prio[a, b], (a, b)))
+    return out
+
+
+def matched_controls(masks: object, kind: str = "scattered", seed: int = 0, candidates: int = 16) -> torch.Tensor:
+    """Control masks of exactly each mask's area: scattered pixels, a connected blob, or the mask itself shifted.
+
+    A mask's necessity (or sufficiency) means little until it beats masks of the same
+    area that do not know the image. Three controls, each with exactly as many pixels as
+    its mask, image by image:
+
+    - ``"scattered"``: that many pixels drawn at random anywhere (no shape at all);
+    - ``"blob"``: one 4-connected blob of that many pixels grown from a random seed
+      pixel (each step adds the frontier pixel of lowest random priority), so a
+      compact region of the same area at a random place;
+    - ``"shifted"``: the mask itself rolled (with wrap-around) by the offset, among
+      ``candidates`` random ones, that overlaps it least: the same shape at another
+      place.
+
+    Parameters
+    ----------
+    masks : array or tensor, shape (N, H, W)
+        Binary masks, 1 = the pixels of the explanation (or object).
+    kind : {"scattered", "blob", "shifted"}
+        The control.
+    seed : int
+        Seed of the random placement.
+    candidates : int
+        Random offsets tried for ``"shifted"``.
+
+    Returns
+    -------
+    torch.Tensor
+        Binary float masks (N, H, W) on the CPU, ``out[i].sum() == masks[i].sum()``.
+    """
+    if kind not in CONTROL_KINDS:
+        raise ValueError(f"expected kind in {CONTROL_KINDS}, got {kind!r}")
+    if candidates < 1:
+        raise ValueError(f"expected at least one candidate offset, got {candidates}")
+    m = _binary_masks(masks)
+    n, h, w = m.shape
+    rng = np.random.default_rng(seed)
+    counts = m.flatten(1).sum(1).round().long().tolist()
+    out = torch.zeros_like(m)
+    for i, k in enumerate(counts):
+        if kind == "scattered":
+            idx = rng.permutation(h * w)[:k]
+            out[i].view(-1)[torch.as_tensor(idx, dtype=torch.long)] = 1.0
+        elif kind == "blob":
+            out[i] = torch.from_numpy(_blob(h, w, k, rng)).float()
+        else:
+            best, best_overlap = m[i], None
+            for _ in range(candidates):
+                dy, dx = int(rng.integers(1, h)) if h > 1 else 0, int(rng.integers(1, w)) if w > 1 else 0
+                rolled = torch.roll(m[i], (dy, dx), dims=(0, 1))
+                overlap = float((rolled * m[i]).sum())
+                if best_overlap is None or overlap < best_overlap:
+                    best, best_overlap = rolled, overlap
+            out[i] = best
+    return out
+
+
+def mask_scores(model: nn.Module, x: torch.Tensor, masks: object, target, backgrounds: torch.Tensor | None = None,
+                training_fills: torch.Tensor | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """Per-image sufficiency, necessity and robustness to unseen fills of binary masks.
+
+    The per-image scores behind :func:`mask_report`, for paired comparisons of masks
+    on the same images (:func:`xaihelpers.stats.paired`).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    masks : array or tensor
+        Binary masks (N, H, W).
+    target : sequence of int
+        The classes.
+    backgrounds : torch.Tensor, optional
+        Normalised backgrounds (B, 3, H, W) the robustness term never trains on;
+        adds ``survives: backgrounds`` (share of them keeping the label).
+    training_fills : torch.Tensor, optional
+        Backgrounds of the kinds the robustness term trains on
+        (:func:`xaihelpers.occlusion.training_backgrounds`); adds ``survives: training fills``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image: ``area``, ``sufficient`` (label kept on the mask, mean fill),
+        ``necessary`` (label lost on the complement), ``p kept`` (target probability on
+        the mask), ``p hidden`` (on the complement: low when the mask is necessary),
+        ``survives: own blur`` (label kept on the mask over a blur of the image), and the
+        optional ``survives:`` columns.
+    """
+    import pandas as pd
+
+    from .causal_study import survival
+    from .occlusion import background
+
+    m = _binary_masks(masks)
+    t = torch.as_tensor(target).reshape(-1).cpu()
+    nec = necessity(model, x, m, t)
+    rows = {"area": nec["area"], "sufficient": nec["kept"], "necessary": nec["lost"], "p kept": nec["p_kept"],
+            "p hidden": nec["p_removed"]}
+    if backgrounds is not None:
+        rows["survives: backgrounds"] = survival(model, x, m.numpy(), backgrounds, t, gammas=(0.0,))[:, 0]
+    rows["survives: own blur"] = necessity(model, x, m, t, fill=background(x, "blur"))["kept"]
+    if training_fills is not None:
+        rows["survives: training fills"] = survival(model, x, m.numpy(), training_fills, t, gammas=(0.0,))[:, 0]
+    return pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in rows.items()})
+
+
 def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgrounds: torch.Tensor,
                 training_fills: torch.Tensor | None = None) -> dict[str, float]:
     """Sufficiency, necessity and robustness to unseen fills of binary masks, each with its standard error.
@@ -596,8 +739,9 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
     The fills are ones the robustness term never trains on (it sees zeros, Gaussian
     and uniform noise): the ``backgrounds`` (e.g. solid colours and texture crops,
     :func:`xaihelpers.occlusion.solid_backgrounds`, :func:`~xaihelpers.occlusion.texture_backgrounds`)
-    and a Gaussian blur of each image itself. Chapter 5 compares Activation Matching
-    with GFI and Mask at equal area with it.
+    and a Gaussian blur of each image itself. The means of :func:`mask_scores`; compare
+    two masks on the same images with :func:`xaihelpers.stats.paired` on those per-image
+    scores, not with these standard errors.
 
     Parameters
     ----------
@@ -619,26 +763,89 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
     -------
     dict of str to float
         ``area``, ``sufficient`` (label kept on the mask, mean fill), ``necessary``
-        (label lost on the complement), ``survives: backgrounds`` (share of the
-        backgrounds keeping the label), ``survives: own blur``; each with ``" se"``,
-        the standard error over images.
+        (label lost on the complement), ``p kept``, ``p hidden``, ``survives: backgrounds``
+        (share of the backgrounds keeping the label), ``survives: own blur``; each with
+        ``" se"``, the standard error over images.
     """
-    from .causal_study import survival
-    from .occlusion import background
-
-    m = torch.as_tensor(np.asarray(masks) if not isinstance(masks, torch.Tensor) else masks).float().cpu()
-    t = torch.as_tensor(target).reshape(-1).cpu()
-    nec = necessity(model, x, m, t)
-    rows = {"area": nec["area"], "sufficient": nec["kept"], "necessary": nec["lost"],
-            "survives: backgrounds": survival(model, x, m.numpy(), backgrounds, t, gammas=(0.0,))[:, 0],
-            "survives: own blur": necessity(model, x, m, t, fill=background(x, "blur"))["kept"]}
-    if training_fills is not None:
-        rows["survives: training fills"] = survival(model, x, m.numpy(), training_fills, t, gammas=(0.0,))[:, 0]
+    scores = mask_scores(model, x, masks, target, backgrounds, training_fills)
     out = {}
-    for k, v in rows.items():
-        v = np.asarray(v, dtype=float)
+    for k in scores.columns:
+        v = scores[k].to_numpy(float)
         out[k], out[f"{k} se"] = float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
     return out
+
+
+def matched_comparison(model: nn.Module, x: torch.Tensor, masks: object, target, others: dict | None = None,
+                       kinds=CONTROL_KINDS, name: str = "mask", seed: int = 0, backgrounds: torch.Tensor | None = None,
+                       scores=("p hidden", "p kept"), k: float = 2.0) -> tuple["pandas.DataFrame", dict]:  # noqa: F821
+    """A mask beside masks of exactly its area, image by image: other methods' and the matched controls.
+
+    Every row has exactly the area of ``masks`` on every image (checked), so no row
+    compares masks of different area. Each row's per-image ``scores`` are compared with
+    the mask's by the paired difference (row minus mask) and its standard error
+    (:func:`xaihelpers.stats.paired`).
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    masks : array or tensor
+        Binary masks (N, H, W) to compare.
+    target : sequence of int
+        The classes.
+    others : dict of str to masks, optional
+        Other binary masks of the same images and exactly the same areas (e.g.
+        :func:`xaihelpers.metrics.top_share` of another method's maps).
+    kinds : sequence of str
+        Controls of :func:`matched_controls` to add, as rows named ``"<kind> (<name>'s area)"``.
+    name : str
+        Row name of ``masks``.
+    seed : int
+        Seed of the controls.
+    backgrounds : torch.Tensor, optional
+        Unseen backgrounds for :func:`mask_scores`.
+    scores : sequence of str
+        Columns of :func:`mask_scores` compared paired with the mask.
+    k : float
+        Paired standard errors a gap must exceed for a verdict.
+
+    Returns
+    -------
+    (pandas.DataFrame, dict)
+        The table, one row per mask set (the mask first): the means of
+        :func:`mask_scores` and, per compared score, ``"<score>: row - mask"``,
+        ``"<score>: paired se"`` and ``"<score>: verdict"`` (the row's score ``"higher"``
+        or ``"lower"`` than the mask's, or not distinguishable); and the per-image
+        scores, row name to :func:`mask_scores`'s frame.
+    """
+    import pandas as pd
+
+    from . import stats
+
+    m = _binary_masks(masks)
+    sets = {name: m}
+    for other, om in (others or {}).items():
+        sets[other] = _binary_masks(om)
+    for kind in kinds:
+        sets[f"{kind} ({name}'s area)"] = matched_controls(m, kind, seed=seed)
+    counts = m.flatten(1).sum(1)
+    for row, om in sets.items():
+        if om.shape != m.shape or not torch.equal(om.flatten(1).sum(1), counts):
+            raise ValueError(f"expected {row!r} to have exactly the area of {name!r} on every image")
+    per = {row: mask_scores(model, x, om, target, backgrounds) for row, om in sets.items()}
+    table = {}
+    for row, sc in per.items():
+        out = sc.mean().to_dict()
+        for col in scores:
+            if row == name:
+                out.update({f"{col}: row - mask": 0.0, f"{col}: paired se": 0.0, f"{col}: verdict": ""})
+            else:
+                p = stats.paired(sc[col], per[name][col], k)
+                out.update({f"{col}: row - mask": p.diff, f"{col}: paired se": p.se, f"{col}: verdict": p.verdict})
+        table[row] = out
+    return pd.DataFrame(table).T, per
 
 
 def robustness_table(model: nn.Module, x: torch.Tensor, explanations: dict, backgrounds: torch.Tensor,
