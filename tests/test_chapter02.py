@@ -35,4 +35,12 @@ def test_localisation_table(g):
     # the poster's numbers beside ours are the paper's (papers.py), row for row
     poster = table["poster, ImageNet (%)"].dropna()
     assert len(poster) == len(papers.GFI_LOCALISATION_ERROR)
+    # every method carries its standard error and a rank interval (a bootstrap over the images)
+    assert ours["s.e. (%)"].notna().all() and ours["rank (interval)"].notna().all()
+    # the comparisons the prose makes are glued as paired differences of the same test images
+    pairs = read_table(g, "loc_pairs_json")
+    assert (pairs["n"] == g["n_loc_images"]).all() and (pairs["paired s.e."] >= 0).all()
+    gfi = read_table(g, "gfi_pairs_json")
+    assert {"free mask - best Eq. 4", "authors' code - benchmark setting", "last block - middle block"} <= set(gfi.index)
+    assert (gfi["n"] == g["n_tune"]).all()
     # the localisation claims at default size are in test_default_run.py

@@ -55,3 +55,22 @@ def test_sanity_checks_cover_every_method_and_the_shuffled_network_is_at_chance(
     assert abs(g["sanity_shuffled_test"] - 0.1) <= 3 * np.sqrt(0.1 * 0.9 / g["n_images"])
     photo = _frame(g, "photo_sanity_json")
     assert {"GFI", "SRD-input"} <= set(photo.index)
+
+
+def test_rankings_carry_intervals_and_leave_out_invalid_metrics(g):
+    # bug caught: a ranking without intervals over the images, or one that still ranks on a metric
+    # that cannot tell the object mask from its inverse or from random pixels (finding 3)
+    from xaihelpers.compare import HIGHER_IS_BETTER, validity_flags
+
+    validity = _frame(g, "validity_json")
+    flags = validity_flags(validity)
+    invalid = {m for m, ok in flags.items() if not ok}
+    long = _frame(g, "rank_intervals_json")
+    assert {"rank low", "rank high", "tied with best"} <= set(long.columns)
+    assert not set(long["metric"]) & invalid
+    rk = _frame(g, "ranks_json")
+    assert {"mean rank low", "mean rank high"} <= set(rk.columns) and not set(rk.columns) & invalid
+    for m in invalid:  # an invalid metric names no best method
+        assert g[f"best_{m}_methods"] == []
+    scores = _frame(g, "scores_json")
+    assert set(scores["metric"]) == set(HIGHER_IS_BETTER) and (scores.groupby("metric").size() == g["n_images"]).all()

@@ -40,13 +40,85 @@ def test_top_masks_break_ties_at_random_not_in_raster_order():
     assert top.sum() == round(0.4 * 1024) and top[:8].all() and top[20:].sum() == 0
 
 
-def test_ranks_follow_each_metrics_direction():
+def _results(columns: dict, n: int | None = None) -> dict:
+    """Per-image results of several methods (as evaluation.score returns) from method -> metric -> scores."""
+    return {m: pd.DataFrame({k: np.asarray(v, dtype=float) for k, v in cols.items()}) for m, cols in columns.items()}
+
+
+def test_ranks_of_a_table_follow_each_metrics_direction():
+    # a table of means (the exercise's input) is ranked without intervals
     tab = pd.DataFrame({"pointing_game": [0.9, 0.5], "loc_error": [0.2, 0.1]}, index=["a", "b"])
     r = compare.ranks(tab)
     assert r.loc["a", "pointing_game"] == 1 and r.loc["b", "loc_error"] == 1  # higher PG, lower error is better
     assert r["mean rank"].tolist() == pytest.approx([1.5, 1.5], abs=1e-12)  # means of small integers
     with pytest.raises(ValueError, match="no direction"):
         compare.ranks(tab.assign(mystery=1.0), ["mystery"])
+
+
+def test_rank_intervals_come_from_the_per_image_scores_and_show_ties_as_ties():
+    rng = np.random.default_rng(0)
+    hard = rng.random(40)  # how hard each image is: shared by every method
+    res = _results({"a": {"insertion": hard + 0.3, "deletion": hard},
+                    "b": {"insertion": hard + 0.3 + 0.01 * rng.standard_normal(40), "deletion": hard + 0.2},
+                    "c": {"insertion": hard, "deletion": hard + 0.5}})
+    long = compare.rank_intervals(res, ["insertion", "deletion"], n_boot=300)
+    ins = long[long["metric"] == "insertion"].set_index("method")
+    # a and b are the same up to noise: tied with the best, and their intervals span ranks 1-2
+    assert ins.loc[["a", "b"], "tied with best"].all() and not ins.loc["c", "tied with best"]
+    assert set(ins.loc[["a", "b"], "rank low"]) == {1} and set(ins.loc[["a", "b"], "rank high"]) == {2}
+    assert ins.loc["c", ["rank", "rank low", "rank high"]].tolist() == [3, 3, 3]
+    dele = long[long["metric"] == "deletion"].set_index("method")  # lower is better
+    assert dele.loc["a", "rank"] == 1 and dele.loc["c", "rank"] == 3
+    wide = compare.ranks(res, ["insertion", "deletion"], n_boot=300)
+    assert wide.index[0] == "a" and {"mean rank low", "mean rank high"} <= set(wide.columns)
+    assert wide.loc["c", "mean rank low"] == pytest.approx(3.0, abs=1e-9)  # last on both, on every resample
+
+
+def test_a_metric_measured_on_one_image_ranks_nothing():
+    res = _results({"a": {"stability": [0.1, 0.2, np.nan]}, "b": {"stability": [0.3, 0.2, np.nan]},
+                    "c": {"stability": [0.5, np.nan, np.nan]}})
+    assert compare.rank_of(res, "c", "stability") == "not measured"
+    assert compare.rank_of(res, "a", "stability").endswith("of 2")
+
+
+def test_finding_1_best_ties_follow_the_paired_error_not_two_independent_ones():
+    """Finding 1: two methods scored on the same images are told apart by the per-image
+    differences. Here b beats a on every image by 0.02 while the images spread the scores
+    by 0.3: the unpaired width (2 * hypot of the two standard errors, about 0.15) calls it a
+    tie, the paired one (0) does not."""
+    from xaihelpers import stats
+
+    rng = np.random.default_rng(1)
+    hard = rng.random(16)
+    a, b = hard + 0.5, hard + 0.52 + 0.002 * rng.standard_normal(16)
+    res = _results({"a": {"insertion": a}, "b": {"insertion": b}})
+    unpaired_width = 2 * np.hypot(pd.Series(a).sem(), pd.Series(b).sem())
+    assert abs(b.mean() - a.mean()) < unpaired_width  # the old reading: not distinguishable
+    assert compare.best(res, "insertion")[0] == ["b"]  # the paired reading: b alone
+    assert stats.verdict(b, a) == "higher"
+    # and the other way: means that differ in the fourth digit, with noise per image, are tied
+    noisy = _results({"a": {"insertion": hard}, "b": {"insertion": hard + 0.0004 + 0.05 * rng.standard_normal(16)}})
+    assert compare.best(noisy, "insertion")[0] == ["b", "a"] or compare.best(noisy, "insertion")[0] == ["a", "b"]
+
+
+def test_finding_3_a_metric_that_fails_the_validity_check_ranks_nothing():
+    """Finding 3: chapter 6 named a "best insertion" method although insertion cannot tell the
+    object from its inverse at this resolution. An invalid metric is left out of every ranking
+    and names no best method."""
+    rng = np.random.default_rng(2)
+    res = _results({m: {"insertion": rng.random(8) + i, "fidelity": rng.random(8) + i} for i, m in enumerate("abc")})
+    valid = pd.DataFrame({"valid": [False, True]}, index=["insertion", "fidelity"])
+    assert compare.best(res, "insertion", valid=valid) == ([], pytest.approx(np.nan, nan_ok=True), compare.UNINFORMATIVE)
+    assert compare.best(res, "fidelity", valid=valid)[0] == ["c"]
+    assert "insertion" not in compare.ranks(res, valid=valid).columns
+    assert set(compare.rank_intervals(res, valid={"insertion": False})["metric"]) == {"fidelity"}
+    assert compare.rank_of(res, "c", "insertion", valid=valid) == compare.UNINFORMATIVE
+    claims = compare.claims(res, valid=valid, claims_list=[("P", "best insertion", "c", "insertion"),
+                                                           ("P", "best fidelity", "c", "fidelity"),
+                                                           ("P", "best fidelity", "a", "fidelity")])
+    assert claims["verdict"].tolist() == [compare.UNINFORMATIVE, "holds", "does not hold"]
+    with pytest.raises(ValueError, match="valid"):
+        compare.ranks(res, valid=pd.DataFrame({"ok": [True]}, index=["fidelity"]))
 
 
 def test_agreement_is_symmetric_and_one_for_identical_or_monotone_maps():
@@ -76,11 +148,16 @@ def test_score_gives_every_metric_in_its_range(bench):
 
 
 def test_best_names_every_tied_method():
-    tab = pd.DataFrame({"pointing_game": [1.0, 1.0, 0.5], "loc_error": [0.3, 0.1, 0.2]}, index=["a", "b", "c"])
-    assert compare.best(tab, "pointing_game") == (["a", "b"], 1.0, "a and b")
-    assert compare.best(tab, "loc_error")[0] == ["b"]
+    res = _results({"a": {"pointing_game": [1, 1, 1, 1], "loc_error": [0.3, 0.4, 0.2, 0.3]},
+                    "b": {"pointing_game": [1, 1, 1, 1], "loc_error": [0.1, 0.2, 0.0, 0.1]},
+                    "c": {"pointing_game": [0, 0, 0, 0], "loc_error": [0.2, 0.3, 0.1, 0.2]}})
+    # the columns evaluation.summarise reads, to choose each method's threshold (one here)
+    res = {m: df.rename(columns={"loc_error": "loc_error@1"}).assign(
+        attribution_localisation=0.5, sparseness=0.5, fidelity=0.5, stability=0.5, seconds=0.1) for m, df in res.items()}
+    assert compare.best(res, "pointing_game") == (["a", "b"], 1.0, "a and b")
+    assert compare.best(res, "loc_error")[0] == ["b"]  # lower is better, by 0.1 on every image
     with pytest.raises(ValueError, match="metric"):
-        compare.best(tab, "colour")
+        compare.best(res, "colour")
 
 
 def test_srd_claims_are_those_its_table_supports():

@@ -118,6 +118,31 @@ def test_free_mask_penalty_acts_on_the_mask_and_the_mask_follows_the_object(cnn)
     assert (heavy.mean((1, 2)) < light.mean((1, 2))).all()
 
 
+def test_free_mask_at_the_package_defaults_is_not_uniform(cnn):
+    # finding 6 of issue 32: at Eq. 4's learning rate (1e-2) Adam's schedule moves a logit
+    # by at most travel(1e-2) = 0.2, so the free mask stayed between sigmoid(-2.2) = 0.10 and
+    # sigmoid(-1.8) = 0.14 everywhere, with as much of its mass on the item as a uniform mask
+    model, x, y = cnn
+    boxes = benchmark.cluttered_fashion_mnist("test", n=4, verbose=False).boxes
+    assert gfi.travel(gfi.LR) == pytest.approx(0.2, abs=0.01)
+    # the free mask's own rate can take a pixel from the start (0.12) to a mask above 0.85
+    assert torch.sigmoid(torch.tensor(gfi.FREE_MASK_START + gfi.travel(gfi.FREE_MASK_LR))) > 0.85
+    m = gfi.explain(model, x, y, free_mask=True, verbose=False)  # every setting at its default
+    inside = torch.zeros_like(m, dtype=torch.bool)
+    for i, (x0, y0, x1, y1) in enumerate(boxes.tolist()):
+        inside[i, y0:y1, x0:x1] = True
+    low = torch.sigmoid(torch.tensor(gfi.FREE_MASK_START - gfi.travel(gfi.LR)))
+    for mi, ins in zip(m, inside):
+        # it leaves the band a travel of 0.2 allows, on both sides: pixels kept and pixels dropped
+        assert mi.min() < low / 2 and mi.max() > 0.5
+        # a uniform mask puts the box's area share of its mass in the box; this one puts more
+        assert mi[ins].sum() / mi.sum() > ins.float().mean() + 0.05
+    with pytest.raises(ValueError, match="lr > 0"):
+        gfi.explain(model, x[:1], y[:1], free_mask=True, lr=0.0, iterations=1)
+    with pytest.raises(ValueError, match="halve_every"):
+        gfi.travel(0.1, halve_every=0)
+
+
 def test_gfi_never_returns_an_empty_mask(cnn):
     model, x, y = cnn
     # a huge penalty drives every weight towards 0; the last non-empty weights are kept

@@ -14,7 +14,8 @@ network's representation, and then its class score, to survive:
 :func:`explain` runs the authors' two-stage schedule (settings from their public code,
 see the book's notes): Adam with learning rate 1e-2 halved every 10 iterations, 80
 iterations, the first 10 on the inversion loss, the rest on the class-discriminative
-loss computed on softmax probabilities. Two details of their code differ from these
+loss computed on softmax probabilities (the free-mask ablation has its own learning
+rate, :data:`FREE_MASK_LR`: see :func:`optimise`). Two details of their code differ from these
 defaults and are one setting away (:data:`AUTHORS_CODE`): their stage 1 runs 11 steps, and
 their mask is normalised as
 (m - min) / max instead of m / max. Their blur is computed on the photo at its
@@ -39,6 +40,31 @@ NORMALISATIONS = ("max", "minmax")
 # The authors' public code where it differs from :func:`explain`'s defaults: 11 steps of
 # stage 1 and the mask normalised as (m - min) / max. ``explain(..., **AUTHORS_CODE)``.
 AUTHORS_CODE = {"stage1_iterations": 11, "normalise": "minmax"}
+#: Adam's learning rate for Eq. 4's channel weights (the authors' code).
+LR = 1e-2
+#: Adam's learning rate for the free pixel mask's logits (see :func:`optimise`).
+FREE_MASK_LR = 0.2
+#: The free pixel mask's starting logit: a mask of sigmoid(-2) = 0.12 everywhere.
+FREE_MASK_START = -2.0
+
+
+def travel(lr: float, iterations: int = 80, halve_every: int = 10) -> float:
+    r"""The furthest Adam can move one parameter under :func:`optimise`'s schedule.
+
+    Adam's step on a parameter is at most about its learning rate, whatever the scale
+    of the gradient (it divides by the gradient's running magnitude), so with the
+    learning rate halved every ``halve_every`` iterations a parameter moves at most
+    :math:`\sum_t lr \cdot 2^{-\lfloor t / h \rfloor}` (about :math:`2 h \cdot lr`: 0.2
+    at the authors' 1e-2, 10 and 80).
+
+    Returns
+    -------
+    float
+        The sum of the step sizes.
+    """
+    if lr <= 0 or iterations < 0 or halve_every < 1:
+        raise ValueError(f"expected lr > 0, iterations >= 0 and halve_every >= 1, got {lr}, {iterations}, {halve_every}")
+    return float(sum(lr * 0.5 ** (t // halve_every) for t in range(iterations)))
 
 
 def mask_from_weights(weights: torch.Tensor, basis: torch.Tensor, size: tuple[int, int],
@@ -165,7 +191,7 @@ def optimise(
     mask_layer: str | None = None,
     iterations: int = 80,
     stage1_iterations: int = 10,
-    lr: float = 1e-2,
+    lr: float | None = None,
     halve_every: int = 10,
     init: float = 0.1,
     max_weight: float = 1e5,
@@ -192,7 +218,16 @@ def optimise(
     on each weight separately, so the result equals optimising them one by one.
 
     The free pixel mask is :math:`m = \sigma(z)`, with per-pixel logits :math:`z`
-    starting at -2. Without Eq. 4 the mask itself plays the part of :math:`\omega`, so
+    starting at -2 (:data:`FREE_MASK_START`, a mask of 0.12). Its learning rate is its
+    own, :data:`FREE_MASK_LR` = 0.2, not Eq. 4's 1e-2 (:data:`LR`): Adam moves a
+    parameter by at most about its learning rate per step whatever the gradient, so the
+    schedule bounds how far a parameter can go (:func:`travel`: about 20 times the
+    learning rate). Eq. 4's mask depends only on the ratios of the weights, which start
+    at 0.1, so a travel of 0.2 can triple or zero any of them; a logit that moves by 0.2
+    from -2 leaves the mask between 0.10 and 0.14, near uniform. At 0.2 the travel is
+    about 4, enough to take a pixel from -2 to +2 (a mask of 0.88) or down to about 0.
+
+    Without Eq. 4 the mask itself plays the part of :math:`\omega`, so
     the penalty of Eq. 2 and Eq. 3 acts on the mask, not on the logits:
     :math:`\mathcal{R}(m) = \frac{1}{HW}\sum_{ij} m_{ij}^2` (``penalty="l2"``) or
     :math:`\frac{1}{HW}\sum_{ij} m_{ij}`, the mask's area as a share of the image
@@ -215,8 +250,10 @@ def optimise(
         layer serves both in the authors' code).
     iterations, stage1_iterations : int
         Total iterations and those of stage 1 (authors: 80 and 10).
-    lr, halve_every : float, int
-        Adam's learning rate, halved every ``halve_every`` iterations (1e-2, 10).
+    lr, halve_every : float or None, int
+        Adam's learning rate, halved every ``halve_every`` iterations; ``None`` takes
+        :data:`LR` (1e-2, the authors') for Eq. 4 and :data:`FREE_MASK_LR` (0.2) for the
+        free mask (see above); ``halve_every`` 10.
     init, max_weight : float
         Initial weight and the clamp's upper end (0.1, 1e5).
     bg : {"blur", "noise", "constant", "mean"}
@@ -245,6 +282,9 @@ def optimise(
     from tqdm.auto import tqdm
 
     _checks.image_batch(x)
+    lr = (FREE_MASK_LR if free_mask else LR) if lr is None else lr
+    if not lr > 0:
+        raise ValueError(f"expected a learning rate lr > 0, got {lr}")
     if not 0 <= stage1_iterations <= iterations:
         raise ValueError(f"expected 0 <= stage1_iterations <= iterations, got {stage1_iterations} and {iterations}")
     if normalise not in NORMALISATIONS:
@@ -261,7 +301,7 @@ def optimise(
     p = background(x, bg, radius)
     n = x.shape[0]
     if free_mask:
-        weights = torch.full((n, *size), -2.0, device=dev, dtype=x.dtype, requires_grad=True)
+        weights = torch.full((n, *size), FREE_MASK_START, device=dev, dtype=x.dtype, requires_grad=True)
         # the penalty acts on the mask, averaged over its H * W pixels (see the docstring)
         gamma, delta = gamma / (size[0] * size[1]), delta / (size[0] * size[1])
     else:
