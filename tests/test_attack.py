@@ -203,3 +203,17 @@ def test_summary_values_by_hand():
     assert v["srd_rank_ssim"] == "3 of 3" and v["srd_rank_pcc"] == "1 of 3"
     assert v["n"] == 6 and v["kept"] == pytest.approx(0.5) and v["stopped"] == pytest.approx(2 / 3) and v["steps"] == pytest.approx(7)
     assert v["json"] is tab
+
+
+def test_the_stop_at_the_bound_is_credited_to_the_book():
+    # Finding 7 of issue 32: the stop at the 8/255 bound was credited to Dombrowski et al., whose
+    # code has no such stop (the SRD paper keeps the values within the bound, and stops on the MSE)
+    import json
+    from pathlib import Path
+
+    doc = " ".join(attack.manipulate.__doc__.split())
+    assert "book's choice" in doc and "The stopping rule is SRD's" not in doc
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "03_sharing_ratio_decomposition.ipynb").read_text())
+    text = " ".join(" ".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown").split())
+    assert "As in Dombrowski et al.'s rule" not in text
+    assert "a stop of our own" in text

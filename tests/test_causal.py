@@ -202,3 +202,34 @@ def test_rex_crosscheck_record_is_consistent():
         # the summary is the mean and standard error of the per-image rows (both printed to 2-3 decimals)
         assert summary.loc[col, "mean"] == pytest.approx(v.mean(), abs=0.006)
         assert summary.loc[col, "se"] == pytest.approx(v.std(ddof=1) / np.sqrt(len(v)), abs=0.006)
+
+
+def test_chapter_4_gives_rex_default_number_of_trees_right():
+    # Finding 7 of issue 32: chapter 4 called its 10 trees "ReX's default", which is 20 (rex-xai
+    # 0.4.1, and this package's default); a different value must be called the book's choice
+    import inspect
+    import json
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "04_activation_deactivation.ipynb").read_text())
+    params = next("".join(c["source"]) for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))
+    line = next(ln for ln in params.splitlines() if ln.startswith("ITERS ="))
+    value = int(line.split("=")[1].split("#")[0])
+    rex = inspect.signature(causal.responsibility).parameters["iters"].default
+    assert rex == 20
+    assert value == rex or ("(ReX's default)" not in line and f"ReX's default is {rex}" in line)
+
+
+def test_plant_follows_the_images_device():
+    # catches masks or backgrounds left on the CPU while the images are on the GPU (chapter 5's
+    # robustness table stopped on CUDA with "found at least two devices"); the meta device stands
+    # in for a second device: mixing it with CPU tensors raises as CUDA does
+    import numpy as np
+    import torch
+
+    from xaihelpers.occlusion import plant
+
+    x = torch.zeros(2, 3, 8, 8, device="meta")
+    for masks in (np.ones((2, 8, 8)), torch.ones(2, 8, 8)):
+        out = plant(x, masks, torch.zeros(3, 3, 8, 8))
+        assert out.shape == (2, 3, 3, 8, 8) and out.device.type == "meta"

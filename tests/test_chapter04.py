@@ -67,3 +67,15 @@ def test_quality_metrics(g):
     assert 0 < g["quarter_last_active"] < 1
     assert np.isfinite([g["typ_clean"], g["typ_strict"], g["typ_lenient"], g["typ_zero"],
                         g["typ_quarter_all"], g["typ_quarter_active"]]).all()
+
+
+def test_full_scales_the_sizes():
+    # Finding 11 of issue 32 (the same check as chapter 3's): every size the FULL branch sets exceeds
+    # the default and is named in the parameters cell; FULL runs ReX's default of 20 trees
+    from test_chapter03 import full_sizes
+
+    defaults, full, comment = full_sizes("04_activation_deactivation")
+    for name in ("N_IMAGES", "ITERS", "PHOTO_ITERS", "N_COLOURS", "N_TEXTURES"):
+        assert full[name] > defaults[name], name
+        assert f"{name}={full[name]}" in comment, name
+    assert full["ITERS"] == 20

@@ -394,3 +394,68 @@ def test_pooling_over_active_positions_only():
     assert not torch.allclose(out[0], m.fc(f[0].mean((1, 2))), atol=1e-3)  # differs from pooling the zeros in
     with pytest.raises(ValueError, match="pool"):
         convad.wrap(m, pool="max")
+
+
+def _two_layer_net():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 1, 2), nn.ReLU(), nn.Conv2d(1, 1, 2), nn.Flatten()).eval()
+
+
+@pytest.mark.parametrize("hidden, expected", [((1, 1), 1 - 4 / 16), ((0, 0), 1 - 1 / 16), ((0, 1), 1 - 2 / 16)])
+def test_phi_on_a_hand_worked_two_layer_net(hidden, expected):
+    # Finding 9 of issue 32: Phi is the path-weighted share of visible input, by hand. Two 2 x 2
+    # convolutions take a 3 x 3 image to one position; pixel (r, c) reaches it along
+    # [1, 2, 1][r] * [1, 2, 1][c] of the 16 paths. Hiding the middle pixel gives 0.75, a corner
+    # 15/16, an edge 14/16, while the plain visible share of the receptive field is 8/9 for each:
+    # a computation of the unweighted share (or a window sum without the division) fails here.
+    mask = torch.ones(1, 3, 3)
+    mask[0, hidden[0], hidden[1]] = 0
+    ad = convad.wrap(_two_layer_net(), "majority")
+    with torch.no_grad():
+        ad(torch.randn(1, 3, 3, 3), mask)
+    assert len(ad.fractions) == 2
+    assert ad.fractions[-1].item() == pytest.approx(expected, abs=1e-12)
+    assert abs(ad.fractions[-1].item() - 8 / 9) > 0.01
+    # the first layer's windows: each holds the hidden pixel or not, 3 of 4 visible where it does
+    first = ad.fractions[0][0, 0]
+    windows = torch.tensor([[hidden[0] - r in (0, 1) and hidden[1] - c in (0, 1) for c in range(2)] for r in range(2)])
+    torch.testing.assert_close(first, torch.where(windows, 0.75, 1.0).double())
+
+
+def test_phi_is_documented_as_computed():
+    # Finding 9 of issue 32: the module called Phi "the fraction of unmasked input in its receptive
+    # field", which the recursive window mean is not (see the hand-worked case above)
+    text = " ".join((convad.__doc__ + convad.position_attribution.__doc__).split())
+    assert "fraction of unmasked input in its receptive field" not in text
+    assert "path" in convad.position_attribution.__doc__ and "not the plain" in text
+
+
+def test_lenient_convad_is_painting_zero_where_no_position_is_switched_off():
+    # ConvAD zeroes hidden pixels as painting 0 does, so under lenient they differ only where a
+    # window saw nothing but hidden input: scattered single pixels (no 2 x 2 window all hidden)
+    # give the same logits, a hidden 2 x 2 block does not (the biases respond to the flat patch)
+    from xaihelpers import causal_study
+
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(3, 4, 2), nn.ReLU(), nn.Conv2d(4, 4, 2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 3)).eval()
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            m.bias.data.uniform_(0.5, 1.0)
+    x = torch.randn(2, 3, 6, 6)
+    scattered = torch.ones(6, 6)
+    scattered[::2, ::2] = 0  # no 2 x 2 window is all hidden
+    block = torch.ones(6, 6)
+    block[1:3, 1:3] = 0
+    df = causal_study.occlusion_agreement(net, x, torch.stack([scattered, block]), "lenient", "zero", verbose=False)
+    assert list(df.columns) == ["image", "mask", "hidden", "agree", "logit_gap", "switched_off", "any_off"]
+    on_scattered, on_block = df[df["mask"] == 0], df[df["mask"] == 1]
+    assert not on_scattered["any_off"].any() and (on_scattered["logit_gap"] < 1e-5).all() and on_scattered["agree"].all()
+    assert on_block["any_off"].all() and (on_block["logit_gap"] > 1e-3).all()
+    assert on_scattered["hidden"].iloc[0] == pytest.approx(9 / 36)
+    # the first layer has 25 positions, one all-hidden window; the second 16, none with Phi = 0
+    assert on_block["switched_off"].iloc[0] == pytest.approx(1 / 41)
+    with pytest.raises(ValueError, match="masks of shape"):
+        causal_study.occlusion_agreement(net, x, torch.ones(5, 5), verbose=False)
+    with pytest.raises(ValueError, match="how in"):
+        causal_study.occlusion_agreement(net, x, block[None], how="convad", verbose=False)

@@ -19,7 +19,10 @@ geometrically from 10 to 100. Adam runs at SRD's learning rate, :math:`10^{-3}`.
 perturbation is kept within 8/255 of every RGB value, and the attack stops for an image
 once the MSE between :math:`x` and :math:`x + \delta` reaches SRD's :math:`10^{-3}`,
 measured as they measured it, on ImageNet-normalised inputs (:data:`MSE_STOP` is that
-threshold in RGB units). The explanations are then compared *with the original ReLU network*:
+threshold in RGB units). The attack also stops for an image once one of its RGB values
+reaches the bound: that stop is this book's choice, stated by neither paper (Dombrowski et
+al.'s code has no 8/255 bound; the SRD paper keeps the values within it). The explanations
+are then compared *with the original ReLU network*:
 SSIM and Pearson correlation between :math:`\phi(x)` and :math:`\phi(x+\delta)`, high
 when the method resists.
 
@@ -215,11 +218,12 @@ def manipulate(model: nn.Module, x: torch.Tensor, x_target: torch.Tensor, method
     All pairs are attacked together; each image's perturbation follows the gradient of
     its own loss, and Adam acts on each value separately.
 
-    The stopping rule is SRD's, as the book's notes read it: an image stops once the MSE
-    of its RGB values (range [0, 1]) against ``x`` reaches ``mse_stop`` (SRD's 1e-3 on
-    ImageNet-normalised inputs, :data:`MSE_STOP`) or once a step takes one of its RGB
-    values to the 8/255 bound (``stop_at_bound``), the perturbation being then as large as
-    it may be. With the bound alone as a clamp, an image whose values have reached it
+    An image stops once the MSE of its RGB values (range [0, 1]) against ``x`` reaches
+    ``mse_stop`` (SRD's stop: 1e-3 on ImageNet-normalised inputs, :data:`MSE_STOP`) or,
+    with ``stop_at_bound``, once a step takes one of its RGB values to the 8/255 bound
+    (SRD's bound), the perturbation being then as large as it may be. The second stop is
+    this book's choice: neither SRD nor Dombrowski et al. state it (Dombrowski et al.'s
+    code has no 8/255 bound at all). With the bound alone as a clamp, an image whose values have reached it
     would keep optimising the others at the edge of the allowed set; the MSE part alone
     rarely fires on the 64 px benchmark, whose perturbations stay sparse. A stopped image
     leaves the batch and its perturbation is restored after every later step, so Adam's
@@ -247,12 +251,13 @@ def manipulate(model: nn.Module, x: torch.Tensor, x_target: torch.Tensor, method
         :math:`\lambda_1` and :math:`\lambda_2`; ``lam_expl=None`` is
         :func:`expl_weight` of the map size, the paper's 1e11 at 224 x 224 px.
     bound : float
-        Largest change of one RGB value (pixel range [0, 1]).
+        Largest change of one RGB value (pixel range [0, 1]); SRD's 8/255.
     mse_stop : float
         Per-image RGB MSE at which that image's attack stops; it can be reached only
         below ``bound ** 2``.
     stop_at_bound : bool
-        Also stop an image once one of its RGB values reaches ``bound``.
+        Also stop an image once one of its RGB values reaches ``bound`` (the book's
+        choice, not a setting of SRD or of Dombrowski et al.).
     ig_steps : int
         Integrated gradients' midpoints, in the attack and in the compared maps
         (each step of the attack differentiates through all of them).

@@ -72,7 +72,8 @@ def survival(model: nn.Module, x: torch.Tensor, masks: object, backgrounds: torc
         Shape (N, len(gammas)), in [0, 1].
     """
     dev = _checks.model_device(model)
-    masks = np.asarray(masks)
+    masks = np.asarray(masks.detach().cpu() if isinstance(masks, torch.Tensor) else masks)
+    x, backgrounds = x.detach().cpu(), backgrounds.detach().cpu()  # planted on the CPU, judged on the model's device
     if masks.shape != (x.shape[0], *x.shape[-2:]):
         raise ValueError(f"expected masks of shape {(x.shape[0], *x.shape[-2:])}, got {masks.shape}")
     out = np.zeros((len(x), len(gammas)))
@@ -297,3 +298,76 @@ def typicality(reference: torch.Tensor, features: torch.Tensor) -> np.ndarray:
     within.fill_diagonal_(float("inf"))
     scale = within.min(1).values.median().clamp(min=1e-12)
     return (torch.cdist(feat, ref).min(1).values / scale).numpy()
+
+
+# ----------------------------------------------------------------------------
+# where ConvAD and a painted value answer differently
+# ----------------------------------------------------------------------------
+
+def occlusion_agreement(model: nn.Module, x: torch.Tensor, masks: torch.Tensor, rule: str = DEFAULT_RULE,
+                        how: str = "zero", batch_size: int = 64, verbose: bool = True) -> "pandas.DataFrame":  # noqa: F821
+    """Top-1 labels of every image under every mask, by ConvAD and by a painted value, side by side.
+
+    ConvAD sets hidden pixels to 0 before the first layer, as painting ``"zero"`` does
+    (0 is the mean colour in normalised space), so the two differ only where ConvAD
+    switches further positions off: positions whose window saw nothing but hidden
+    input (under ``"lenient"``). Where no such position exists, the two compute the
+    same logits; where one does, painting lets the layers' biases and batch-norm shifts
+    respond to the flat painted patch and ConvAD does not.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Classifier in eval mode.
+    x : torch.Tensor
+        Normalised images (N, 3, H, W).
+    masks : torch.Tensor
+        (M, H, W), 1 = visible; every image is seen through every mask.
+    rule : str
+        ConvAD's rule.
+    how : str
+        The painted masking value (one of :data:`xaihelpers.occlusion.MASKING`).
+    batch_size : int
+        Masks per forward pass.
+    verbose : bool
+        Progress bar over images.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (image, mask): ``image``, ``mask``, ``hidden`` (share of pixels
+        hidden), ``agree`` (same top-1 label), ``logit_gap`` (largest absolute logit
+        difference), ``switched_off`` (share of positions, over all spatial layers, that
+        ConvAD switched off) and ``any_off`` (whether it switched any off).
+    """
+    import pandas as pd
+
+    from .convad import ConvAD, keep
+    from .occlusion import MASKING, paint
+
+    _checks.image_batch(x)
+    if how not in MASKING:
+        raise ValueError(f"expected how in {MASKING}, got {how!r}")
+    masks = torch.as_tensor(masks)
+    if masks.ndim != 3 or tuple(masks.shape[-2:]) != tuple(x.shape[-2:]):
+        raise ValueError(f"expected masks of shape (M, H, W) with (H, W) = {tuple(x.shape[-2:])}, got {tuple(masks.shape)}")
+    dev = _checks.model_device(model)
+    ad = ConvAD(model, rule)
+    rows = []
+    with torch.no_grad():
+        for i in tqdm(range(len(x)), desc="ConvAD against painting", disable=not verbose):
+            xi = x[i:i + 1].to(dev)
+            for start in range(0, len(masks), batch_size):
+                part = masks[start:start + batch_size].to(dev, x.dtype)
+                a = ad(xi, part)
+                off = torch.stack([(~keep(f, rule)).double().flatten(1).mean(1) for f in ad.fractions], 1)
+                off_cnt = torch.stack([(~keep(f, rule)).flatten(1).sum(1) for f in ad.fractions], 1).sum(1)
+                sizes = torch.tensor([f[0].numel() for f in ad.fractions], dtype=torch.float64, device=off.device)
+                b = model(paint(xi.expand(len(part), -1, -1, -1), part, how))
+                for j in range(len(part)):
+                    rows.append({"image": i, "mask": start + j, "hidden": float(1 - (part[j] > 0).double().mean()),
+                                 "agree": bool(a[j].argmax() == b[j].argmax()),
+                                 "logit_gap": float((a[j] - b[j]).abs().max()),
+                                 "switched_off": float((off[j] * sizes).sum() / sizes.sum()),
+                                 "any_off": bool(off_cnt[j] > 0)})
+    return pd.DataFrame(rows)

@@ -2,10 +2,13 @@ r"""Activation-Deactivation (ConvAD, Chanchal, Kelly & Chockler 2025): occlude b
 
 Occlusion usually paints a masking value (0, the mean, a blur) over the hidden pixels,
 and the network then sees a picture it was never trained on. ConvAD instead carries
-the binary input mask through the network. After every layer, each output position
-gets the fraction of unmasked input in its receptive field (the *position
-attribution*); positions judged occluded are *deactivated*, set to 0, so whatever
-lies under the mask cannot reach the output.
+the binary input mask through the network. After every layer with a spatial footprint,
+each output position gets the mean of the previous layer's position attribution over
+its window (the *position attribution* :math:`\Phi`, with the binary mask at the
+input): unrolled to the pixels, a share of visible input in which each pixel of the
+receptive field counts by the number of paths that lead from it to the position, not
+the plain share of the receptive field that is visible. Positions judged occluded are
+*deactivated*, set to 0, so whatever lies under the mask cannot reach the output.
 
 :func:`wrap` turns a CNN into a :class:`ConvAD` whose forward takes ``(x, mask)``.
 The choices the paper leaves open, made here and measured in chapter 4:
@@ -23,7 +26,12 @@ The choices the paper leaves open, made here and measured in chapter 4:
 - **the position attribution** follows the chapter's formula: :math:`\Phi_i(p)` is the
   mean of :math:`\Phi_{i-1}` over the window of :math:`p` (with :math:`\Phi_0` the
   binary mask), the share of visible input weighted by the paths that reach
-  :math:`p`; it is computed in float64 from kernels of ones, independent of TF32;
+  :math:`p` (two stacked 2 x 2 convolutions on a 3 x 3 image: the middle pixel
+  lies on 4 of the 16 paths, so hiding it gives 0.75, where the plain visible share
+  of the receptive field is 8/9). It is 0 exactly when no visible pixel reaches
+  :math:`p` and 1 when no hidden one does, so the lenient and strict rules see the
+  same positions under either share, and only the majority rule depends on the
+  weighting; it is computed in float64 from kernels of ones, independent of TF32;
 - **where to deactivate**: after every convolution, pooling, batch norm and
   activation, so that biases and batch-norm shifts cannot switch a deactivated
   position back on (``deactivate="all"``); ``"spatial"`` only after the layers with
@@ -98,6 +106,10 @@ def _window(m: nn.Module):
 
 def position_attribution(frac: torch.Tensor, m: nn.Module) -> torch.Tensor:
     r"""The position attribution :math:`\Phi_i`: the mean of :math:`\Phi_{i-1}` over each output position's window.
+
+    Applied layer after layer from the binary mask :math:`\Phi_0`, this gives each
+    position the path-weighted share of visible pixels in its receptive field (a pixel
+    counts by the number of paths from it to the position), not the plain visible share.
 
     Computed in float64 with a kernel of ones and one division, whatever the input's
     dtype and device, so that it does not depend on TF32/cuDNN settings: an all-ones

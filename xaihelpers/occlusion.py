@@ -264,10 +264,11 @@ def plant(x: torch.Tensor, masks: object, backgrounds: torch.Tensor) -> torch.Te
     """
     _checks.image_batch(x)
     _checks.image_batch(backgrounds, "backgrounds")
-    m = torch.as_tensor(np.asarray(masks), dtype=x.dtype)
+    m = masks.detach() if isinstance(masks, torch.Tensor) else torch.as_tensor(np.asarray(masks))
+    m = m.to(x.device, x.dtype)  # on x's device, wherever the masks and backgrounds were made
     if m.shape != (x.shape[0], *x.shape[-2:]):
         raise ValueError(f"expected masks of shape {(x.shape[0], *x.shape[-2:])}, got {tuple(m.shape)}")
     if backgrounds.shape[-2:] != x.shape[-2:]:
         raise ValueError(f"expected backgrounds of size {tuple(x.shape[-2:])}, got {tuple(backgrounds.shape[-2:])}")
     m = m[:, None, None]
-    return m * x[:, None] + (1 - m) * backgrounds[None]
+    return m * x[:, None] + (1 - m) * backgrounds.to(x.device, x.dtype)[None]
