@@ -195,7 +195,7 @@ def test_ex01_randomise(capsys, bench):
     mean = {}
     for sim in ("ssim", "spearman"):
         for m in quick:
-            c = xh.sanity.cascading_randomisation(xh.explainers.get(m), model, x[:2], y[:2], similarity=sim)
+            c = xh.sanity.cascading_randomisation(xh.explainers.get(m), model, x[:2], y[:2], similarity=sim, signed=False)
             mean[sim, m] = c.loc[c["stage"] > 0, "similarity"].mean()
     fail = {sim: [m for m in quick if mean[sim, m] >= 0.5] for sim in ("ssim", "spearman")}
     _right(capsys, "ex01-randomise", fail["ssim"], model, x[:2], y[:2], methods=quick)

@@ -400,7 +400,7 @@ def _cascade_means(model: nn.Module, x: torch.Tensor, y, methods, similarity: st
 
     out = {}
     for m in methods:
-        c = cascading_randomisation(get(m), model, x, y, similarity=similarity)
+        c = cascading_randomisation(get(m), model, x, y, similarity=similarity, signed=False)
         out[m] = float(c.loc[c["stage"] > 0, "similarity"].mean())
     return out
 
