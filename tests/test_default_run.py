@@ -50,17 +50,6 @@ def sd(p: float, q: float, n: int) -> float:
     return float(np.hypot(se(p, n), se(q, n)))
 
 
-def near_best(tab, col: str, higher: bool = True) -> set:
-    """Methods within two *unpaired* standard errors (the chapter's ``<col>_sem``) of the column's best.
-
-    Kept for the chapters that have not glued their per-image scores yet; a chapter that
-    has reads them with :func:`tied_with_best` (paired, as its methods share the images).
-    """
-    best = tab[col].idxmax() if higher else tab[col].idxmin()
-    width = 2 * np.hypot(tab[f"{col}_sem"].fillna(0), tab.loc[best, f"{col}_sem"])
-    return set(tab.index[(tab[col] - tab.loc[best, col]).abs() <= width])
-
-
 def per_image_scores(glued: dict, metric: str, key: str = "scores_json"):
     """Per-image scores of every method on ``metric`` (images x methods) from a glued long table
     with columns ``metric``, ``image`` and one per method (chapter 6's ``scores_json``)."""
