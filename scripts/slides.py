@@ -164,7 +164,7 @@ def slide_notebook(nb: dict, executed: bool, bib: dict | None = None, values: di
         A new notebook whose cells carry ``metadata.slideshow.slide_type``.
     """
     colab = _script("colab_edition")
-    conv = colab._Converter(colab.read_bib() if bib is None else bib, values)
+    conv = colab._Converter(colab.read_bib() if bib is None else bib, values, mark="")
     cells, late, in_exercises = [], [], False
 
     def add(cell: dict, kind: str, into: list | None = None) -> None:

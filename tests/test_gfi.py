@@ -137,8 +137,8 @@ def test_free_mask_at_the_package_defaults_is_not_uniform(cnn):
         assert mi.min() < low / 2 and mi.max() > 0.5
         # a uniform mask puts the box's area share of its mass in the box; this one puts more
         assert mi[ins].sum() / mi.sum() > ins.float().mean() + 0.05
-    with pytest.raises(ValueError, match="lr > 0"):
-        gfi.explain(model, x[:1], y[:1], free_mask=True, lr=0.0, iterations=1)
+    with pytest.raises(ValueError, match="lr >= 0"):
+        gfi.explain(model, x[:1], y[:1], free_mask=True, lr=-0.1, iterations=1)
     with pytest.raises(ValueError, match="halve_every"):
         gfi.travel(0.1, halve_every=0)
 

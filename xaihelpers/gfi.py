@@ -283,8 +283,8 @@ def optimise(
 
     _checks.image_batch(x)
     lr = (FREE_MASK_LR if free_mask else LR) if lr is None else lr
-    if not lr > 0:
-        raise ValueError(f"expected a learning rate lr > 0, got {lr}")
+    if not lr >= 0:  # 0 keeps the weights where they start (the tests' known masks)
+        raise ValueError(f"expected a learning rate lr >= 0, got {lr}")
     if not 0 <= stage1_iterations <= iterations:
         raise ValueError(f"expected 0 <= stage1_iterations <= iterations, got {stage1_iterations} and {iterations}")
     if normalise not in NORMALISATIONS:
