@@ -20,6 +20,9 @@ matplotlib.use("Agg")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# A method's lesson (``NN_<method>_lesson``) and its lab (the chapter's replication notebook).
+LESSONS = [p for p in NOTEBOOKS if p.stem.endswith("_lesson")]
+LABS = [p for p in NOTEBOOKS if p not in LESSONS]
 
 # Glued floats keep results.GLUE_DIGITS significant digits; two glued roundings of one
 # number differ by at most one unit in the last digit kept.

@@ -242,6 +242,44 @@ def test_ch2_speed_counts(d2):
     assert d2["speed_batch"] < d2["speed_one"] and d2["speed_gain"] < 1  # a batch is cheaper per image
 
 
+# ---------------------------------------------------------------- chapter 2, the lesson
+# The lesson explains a few photos: no sampling across images, so its sentences are bounds
+# on each photo's numbers (the sentence says "on both photos", "each").
+
+@pytest.fixture(scope="module")
+def l2():
+    return record("02_gfi_lesson")["glued"]
+
+
+def test_l2_kept_image_keeps_the_class_and_the_removed_one_loses_part_of_it(l2):
+    t = read_table(l2, "table1_json")
+    # "recognised about as well as the whole photo, or better": a mask that keeps the wrong
+    # region (or Eq. 3 with its signs swapped) drops p(kept) far below the photo's
+    assert (t["p(kept)"] >= t["p(whole photo)"] - 0.05).all(), t
+    # "far better than the removed image": a mask of 0.5 everywhere makes the two alike
+    assert (t["p(kept)"] - t["p(removed)"] > 0.3).all(), t
+    # "less of the class than the whole photo, yet more than the blurred background alone":
+    # a removed image built with m instead of 1 - m would keep the class
+    assert (t["p(removed)"] < t["p(whole photo)"]).all() and (t["p(removed)"] > t["p(background p)"]).all(), t
+
+
+def test_l2_masks_are_not_small(l2):
+    # "each covers about half of its photo or more": a normalisation that divides by the sum
+    # instead of the maximum would give areas near 0
+    t = read_table(l2, "table1_json")
+    assert (t["area, final"] >= 0.4).all(), t
+
+
+def test_l2_without_the_removal_term_the_removed_image_keeps_more(l2):
+    t = read_table(l2, "lam_table_json")
+    one, zero = t.loc["lam = 1.0"], t.loc["lam = 0.0"]
+    # the exercise's solution: lam = 0 leaves the removed image more of the class (a lam that
+    # never reaches Eq. 3 would give the same row twice) ...
+    assert zero["p(removed)"] > one["p(removed)"] + 0.02, t
+    # ... "while the kept image keeps about as much as with it"
+    assert abs(zero["p(kept)"] - one["p(kept)"]) < 0.05, t
+
+
 # ---------------------------------------------------------------- chapter 3
 
 @pytest.fixture(scope="module")

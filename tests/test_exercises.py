@@ -522,3 +522,33 @@ def test_every_worked_solution_passes_its_check(executed, stem):
     for name, texts in said.items():
         assert len(texts) == 2, name  # the check cell, then the solution's check
         assert f"{name}: no answer yet." in texts[0] and f"{name}: right." in texts[1], (name, texts)
+
+
+# ---------------------------------------------------------------- the lessons: implement an equation
+
+def test_ex02_eq4(capsys):
+    import torch.nn.functional as F
+
+    def mask(weights, basis, size):  # the lesson's solution, written independently of the package
+        m = torch.einsum("nc,nchw->nhw", weights, basis)[:, None]
+        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0].clamp(min=0)
+        return m / (m.flatten(1).amax(1)[:, None, None] + 1e-12)
+
+    def no_cut(weights, basis, size):  # negatives left in
+        m = F.interpolate(torch.einsum("nc,nchw->nhw", weights, basis)[:, None], size=size, mode="bilinear",
+                          align_corners=False)[:, 0]
+        return m / (m.flatten(1).amax(1)[:, None, None] + 1e-12)
+
+    def nan_at_zero(weights, basis, size):  # no epsilon: 0 / 0 on the edge case
+        m = F.interpolate(torch.einsum("nc,nchw->nhw", weights, basis)[:, None], size=size, mode="bilinear",
+                          align_corners=False)[:, 0].clamp(min=0)
+        return m / m.flatten(1).amax(1)[:, None, None]
+
+    _right(capsys, "ex02-eq4", mask, "cpu")
+    out = _wrong(capsys, "ex02-eq4", no_cut, "cpu", hint="clamp(min=0)")
+    assert "weights of both signs" in out  # names the input that failed
+    out = _wrong(capsys, "ex02-eq4", nan_at_zero, "cpu")
+    assert "all weights 0" in out
+    _wrong(capsys, "ex02-eq4", lambda w, b, s: torch.zeros(2, 3), "cpu", hint="expected shape")
+    _wrong(capsys, "ex02-eq4", 3.0, "cpu", hint="expected a function")
+    _wrong(capsys, "ex02-eq4", lambda w, b: w, "cpu", hint="raised TypeError")

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import NOTEBOOKS
+from conftest import LABS, NOTEBOOKS
 
 
 @pytest.mark.notebook
@@ -30,9 +30,9 @@ def test_chapter_source_is_clean(path):
     assert max(len("".join(c["source"]).splitlines()) for c in code) <= 25
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS[1:], ids=[p.stem for p in NOTEBOOKS[1:]])
+@pytest.mark.parametrize("path", LABS[1:], ids=[p.stem for p in LABS[1:]])
 def test_full_switch_restores_larger_sizes(path):
-    """Chapters 1-6 have FULL=False in the parameters cell; FULL=True sets named parameters to other values."""
+    """The labs of chapters 1-6 have FULL=False in the parameters cell; FULL=True sets named parameters to other values."""
     import ast
 
     nb = json.loads(path.read_text())

@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["CHECKERS", "check", "expected", "reference", "plain_softplus", "patch_masks"]
@@ -1009,3 +1010,113 @@ _judged("ex06-activation", "06_comparison", _activation_shares,
         hint="for m in (\"srd_input\", \"saliency\", \"guided_backprop\"): np.nanmean("
              "xh.metrics.attribution_localisation(xh.explainers.get(m)(gelu, x, y), masks)), with the "
              "GELU network gelu.")
+
+
+# ----------------------------------------------------------------------------
+# the lessons: implement one equation, checked against the package
+# ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Case:
+    """One input of an implement-the-equation check: what it is, the arguments, and the package's answer."""
+
+    what: str
+    args: tuple
+    reference: torch.Tensor
+
+
+def _function_judge(answer, cases: list[_Case], foils: dict[str, Callable[..., torch.Tensor]],
+                    rtol: float, atol: float, hint: str):
+    """Run the reader's function on every case; the first that fails is named, with the largest gap.
+
+    ``foils`` maps a hint to a function computing a mistake readers make; when the answer
+    matches a foil on the failing case, that hint is given instead of the general one.
+    """
+    if not callable(answer):
+        return False, f"expected a function, got {type(answer).__name__}."
+    for case in cases:
+        try:
+            got = answer(*case.args)
+        except Exception as err:  # noqa: BLE001  (the reader's code may raise anything)
+            return False, f"on {case.what} your function raised {type(err).__name__}: {err}"
+        got = _tensor(got).to(case.reference.dtype)
+        ref = case.reference.detach().cpu()
+        if got.shape != ref.shape:
+            return False, f"on {case.what}: expected shape {tuple(ref.shape)}, got {tuple(got.shape)}."
+        if not torch.allclose(got, ref, rtol=rtol, atol=atol):
+            gap = float((got - ref).abs().max())
+            for text, foil in foils.items():
+                alt = _tensor(foil(*case.args)).to(ref.dtype)
+                if alt.shape == got.shape and torch.allclose(got, alt, rtol=rtol, atol=atol):
+                    return False, f"on {case.what}: largest difference {gap:.3g}. Hint: {text}"
+            return False, f"on {case.what}: largest difference {gap:.3g} (tolerance {atol:g} + {rtol:g} x |reference|). Hint: {hint}"
+    return True, f"Your function agrees with the package on all {len(cases)} inputs: " + "; ".join(c.what for c in cases) + "."
+
+
+def _implemented(name: str, chapter: str, cases: Callable[[torch.device], list[_Case]], expected: str, *,
+                 hint: str, foils: dict[str, Callable[..., torch.Tensor]] | None = None,
+                 rtol: float = 1e-4, atol: float = 1e-5) -> None:
+    """Register an implement-the-equation checker: the answer is a function, run on ``cases(device)``."""
+
+    def reference(device=None):
+        """The package's answers on the check's inputs (a list, one per input)."""
+        return [c.reference for c in cases(torch.device(device or "cpu"))]
+
+    def judge(answer, device=None):
+        return _function_judge(answer, cases(torch.device(device or "cpu")), foils or {}, rtol, atol, hint)
+
+    CHECKERS[name] = _Checker(chapter, f"{expected} (checked with rtol {rtol:g} and atol {atol:g})", reference, judge)
+
+
+def _gfi_eq4_cases(device: torch.device) -> list[_Case]:
+    from .gfi import mask_from_weights
+
+    g = torch.Generator().manual_seed(2)
+    out = []
+    for what, n, c, h, w, size, signed in [
+        ("random weights, 2 images of 8 channels at 4 x 4, upsampled to 16 x 16", 2, 8, 4, 4, (16, 16), False),
+        ("a non-square input, 3 images of 5 channels at 3 x 5, upsampled to 12 x 20", 3, 5, 3, 5, (12, 20), False),
+        ("weights of both signs, so some of the weighted sum is negative", 2, 6, 4, 4, (8, 8), True),
+    ]:
+        weights = torch.rand(n, c, generator=g) * (2 if signed else 1) - (1 if signed else 0)
+        basis = torch.rand(n, c, h, w, generator=g)
+        out.append(_Case(what, (weights.to(device), basis.to(device), size),
+                         mask_from_weights(weights, basis, size).cpu()))
+    basis = torch.rand(1, 4, 4, 4, generator=g)
+    out.append(_Case("the edge case: all weights 0, so the weighted sum is 0 everywhere (the mask must be 0, not NaN)",
+                     (torch.zeros(1, 4, device=device), basis.to(device), (8, 8)),
+                     mask_from_weights(torch.zeros(1, 4), basis, (8, 8)).cpu()))
+    return out
+
+
+def _eq4_normalised_first(weights, basis, size):
+    m = (weights[:, :, None, None] * basis).sum(1, keepdim=True).clamp(min=0)
+    m = m / (m.flatten(1).amax(1)[:, None, None, None] + 1e-12)
+    return F.interpolate(m, size=size, mode="bilinear", align_corners=False)[:, 0]
+
+
+def _eq4_no_clamp(weights, basis, size):
+    m = F.interpolate((weights[:, :, None, None] * basis).sum(1, keepdim=True), size=size, mode="bilinear",
+                      align_corners=False)[:, 0]
+    return m / (m.flatten(1).amax(1)[:, None, None] + 1e-12)
+
+
+def _eq4_nearest(weights, basis, size):
+    m = F.interpolate((weights[:, :, None, None] * basis).sum(1, keepdim=True), size=size, mode="nearest")[:, 0]
+    m = m.clamp(min=0)
+    return m / (m.flatten(1).amax(1)[:, None, None] + 1e-12)
+
+
+_implemented(
+    "ex02-eq4", "02_gfi_lesson", _gfi_eq4_cases,
+    "a function mask(weights, basis, size) -> (N, H, W): Eq. 4's weighted sum of the channels of basis "
+    "(N, C, h, w) by weights (N, C), upsampled bilinearly (align_corners=False) to size = (H, W), negatives "
+    "cut at 0, each mask divided by its maximum (+ 1e-12)",
+    hint="sum over the channels first, upsample with F.interpolate(..., mode='bilinear', align_corners=False), "
+         "then clamp(min=0) and divide each mask by its own maximum plus 1e-12.",
+    foils={
+        "normalise after upsampling: bilinear upsampling can lower the maximum, so a mask divided by its "
+        "maximum first no longer reaches 1.": _eq4_normalised_first,
+        "negative values are cut at 0 before the division by the maximum (clamp(min=0)).": _eq4_no_clamp,
+        "upsample bilinearly (mode='bilinear', align_corners=False), not with nearest neighbours.": _eq4_nearest,
+    })

@@ -1,0 +1,108 @@
+"""The shape of every lesson: what a teacher can give in one 90-minute class.
+
+A lesson (``notebooks/NN_<method>_lesson.ipynb``) states the question and the paper's
+equations, writes the method out in plain PyTorch and checks it on the spot against the
+package (``torch.testing.assert_close``), works an example on a photo, and ends with
+exercises: one that asks the reader to implement an equation (its checker is tested both
+ways in ``test_exercises.py``) and one "predict, then run". These tests measure what a
+reader meets: words of prose, glued values, the longest stretch of text between two
+outputs, the knobs of the parameters cell, figures and tables numbered and referred to.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from conftest import LESSONS
+
+MAX_WORDS, MAX_GLUE, MAX_RUN, MAX_KNOBS = 2000, 10, 250, 5
+GLUE = re.compile(r"\{glue:(?:text|)\}`[^`]+`")
+MATH = re.compile(r"\$\$.*?\$\$", re.S)
+FENCE_LINE = re.compile(r"^\s*(```.*|:[\w-]+:.*)$", re.M)
+
+
+def cells(path):
+    return json.loads(path.read_text(encoding="utf-8"))["cells"]
+
+
+def text(cell) -> str:
+    return "".join(cell["source"])
+
+
+def words(markdown: str) -> int:
+    """Words of prose: display math and the directive lines of fences are not read as words."""
+    return len(FENCE_LINE.sub("", MATH.sub(" ", markdown)).split())
+
+
+def reading_shape(path) -> dict:
+    """Words, glue references and the longest run of markdown between two code cells."""
+    total, run, longest, glue = 0, 0, 0, 0
+    for cell in cells(path):
+        if cell["cell_type"] == "markdown":
+            n = words(text(cell))
+            total, run, glue = total + n, run + n, glue + len(GLUE.findall(text(cell)))
+            longest = max(longest, run)
+        else:
+            run = 0
+    return {"words": total, "glue": glue, "longest run": longest}
+
+
+def test_the_reading_shape_helper_counts_what_a_reader_reads():
+    md = "Two words $$x = 1$$\n```{exercise}\n:label: ex\nthree more words\n```"
+    assert words(md) == 5
+    assert len(GLUE.findall("a {glue:text}`x:.2f` b {glue:text}`y`")) == 2
+
+
+def test_every_method_has_a_lesson():
+    assert {p.stem.split("_")[0] for p in LESSONS} >= {"02"}  # grows with each lesson written
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_reads_in_one_class(path):
+    shape = reading_shape(path)
+    assert shape["words"] <= MAX_WORDS, shape
+    assert shape["glue"] <= MAX_GLUE, shape
+    assert shape["longest run"] <= MAX_RUN, shape
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_has_few_knobs_and_checks_its_code_against_the_package(path):
+    import ast
+
+    cs = cells(path)
+    params = next(c for c in cs if "parameters" in c.get("metadata", {}).get("tags", []))
+    knobs = [n for n in ast.parse(text(params)).body if isinstance(n, ast.Assign)]
+    assert len(knobs) <= MAX_KNOBS, [ast.unparse(n.targets[0]) for n in knobs]
+    code = "\n".join(text(c) for c in cs if c["cell_type"] == "code")
+    assert "torch.testing.assert_close" in code
+    # the method is written out in the lesson: at least one function defined in a code cell
+    assert re.search(r"^def \w+\(", code, re.M)
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_lesson_has_an_implement_and_a_predict_exercise(path):
+    import xaihelpers.exercises as ex
+
+    md = "\n".join(text(c) for c in cells(path) if c["cell_type"] == "markdown")
+    labels = re.findall(r":label: (ex[\w-]+)", md)
+    implement = [lb for lb in labels if lb in ex.CHECKERS and ex.CHECKERS[lb].expected.startswith("a function")]
+    assert implement, f"no implement-the-equation exercise among {labels}"
+    assert any("*Predict, then run.*" in block for block in md.split(":label:")[1:]), labels
+
+
+@pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
+def test_every_figure_and_table_is_captioned_and_referred_to(path):
+    cs = cells(path)
+    md = [text(c) for c in cs if c["cell_type"] == "markdown"]
+    code = "\n".join(text(c) for c in cs if c["cell_type"] == "code")
+    for kind in ("Figure", "Table"):
+        numbers = sorted(set(re.findall(rf"{kind} (\d+)\.", code)))
+        for n in numbers:
+            captions = [m for m in md if f"**{kind} {n}.**" in m]
+            assert captions, f"{kind} {n} has no caption"
+            # referred to in a sentence other than its caption
+            mentions = sum(len(re.findall(rf"(?<!\*\*){kind} {n}\b(?!\.\*\*)", m)) for m in md)
+            assert mentions >= 1, f"{kind} {n} is never referred to"
