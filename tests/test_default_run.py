@@ -336,6 +336,36 @@ def test_ch3_srd_costs_about_a_backward_pass(d3):
     assert d3["srd_speed_lite0"] < 3 and d3["srd_speed_cnn"] < 5
 
 
+# ---------------------------------------------------------------- chapter 3, the lesson
+
+@pytest.fixture(scope="module")
+def l3():
+    return record("03_srd_lesson")["glued"]
+
+
+def test_l3_conservation_on_the_photos_and_negative_parts(l3):
+    t = read_table(l3, "table1_json")
+    # "keep all of the start's relevance on every photo": a step of Eq. 7-8 whose ratios do not
+    # sum to 1 (the bias left out of Eq. 5, say) moves the total; 1e-3 allows float32 sums
+    assert ((t["share kept"] - 1).abs() < 1e-3).all(), t
+    # "part of each map is negative": maps clamped at 0 somewhere in the decomposition have none
+    assert (t["share of pixels negative"] > 0.02).all(), t
+
+
+def test_l3_each_class_map_lies_on_its_own_object(l3):
+    # "each class's map puts most of its relevance on its own object": a start that is not
+    # class-contrastive (rule="identity") puts both maps on the same object
+    t = read_table(l3, "table2_json")
+    assert (t["share on its own half"] > 0.5).all(), t
+
+
+def test_l3_post_activation_vectors_do_not_conserve(l3):
+    # the predict exercise: with post-activation vectors "the total at the pixels drifts away from
+    # the start's" (a "post" option that silently fell back to "pre" would keep 1)
+    t = read_table(l3, "kept_json")
+    assert ((t["pre (the paper)"] - 1).abs() < 1e-3).all() and ((t["post"] - 1).abs() > 0.1).all(), t
+
+
 # ---------------------------------------------------------------- chapter 4
 
 @pytest.fixture(scope="module")

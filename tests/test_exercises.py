@@ -552,3 +552,23 @@ def test_ex02_eq4(capsys):
     _wrong(capsys, "ex02-eq4", lambda w, b, s: torch.zeros(2, 3), "cpu", hint="expected shape")
     _wrong(capsys, "ex02-eq4", 3.0, "cpu", hint="expected a function")
     _wrong(capsys, "ex02-eq4", lambda w, b: w, "cpu", hint="raised TypeError")
+
+
+def test_ex03_eq4(capsys):
+    def start(logits, A, target):  # the lesson's solution
+        score = logits.gather(1, target[:, None])[:, 0] - logits.mean(1)
+        (grad,) = torch.autograd.grad(score.sum(), A)
+        return (grad.mean((2, 3), keepdim=True) * A).sum(1).clamp(min=0).detach()
+
+    def plain(logits, A, target):  # the logit alone, not contrastive
+        (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), A)
+        return (grad.mean((2, 3), keepdim=True) * A).sum(1).clamp(min=0).detach()
+
+    def divided(logits, A, target):  # an unguarded normalisation: NaN on the zero edge case
+        m = start(logits, A, target)
+        return m / m.flatten(1).amax(1)[:, None, None] * m.flatten(1).amax(1)[:, None, None]
+
+    _right(capsys, "ex03-eq4", start, "cpu")
+    _wrong(capsys, "ex03-eq4", plain, "cpu", hint="class-contrastive")
+    out = _wrong(capsys, "ex03-eq4", divided, "cpu")
+    assert "edge case" in out

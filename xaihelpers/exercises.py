@@ -1021,7 +1021,7 @@ class _Case:
     """One input of an implement-the-equation check: what it is, the arguments, and the package's answer."""
 
     what: str
-    args: tuple
+    args: tuple | Callable[[], tuple]  # a function when each call needs fresh inputs (an autograd graph)
     reference: torch.Tensor
 
 
@@ -1035,8 +1035,9 @@ def _function_judge(answer, cases: list[_Case], foils: dict[str, Callable[..., t
     if not callable(answer):
         return False, f"expected a function, got {type(answer).__name__}."
     for case in cases:
+        args = case.args
         try:
-            got = answer(*case.args)
+            got = answer(*(args() if callable(args) else args))
         except Exception as err:  # noqa: BLE001  (the reader's code may raise anything)
             return False, f"on {case.what} your function raised {type(err).__name__}: {err}"
         got = _tensor(got).to(case.reference.dtype)
@@ -1046,7 +1047,7 @@ def _function_judge(answer, cases: list[_Case], foils: dict[str, Callable[..., t
         if not torch.allclose(got, ref, rtol=rtol, atol=atol):
             gap = float((got - ref).abs().max())
             for text, foil in foils.items():
-                alt = _tensor(foil(*case.args)).to(ref.dtype)
+                alt = _tensor(foil(*(args() if callable(args) else args))).to(ref.dtype)
                 if alt.shape == got.shape and torch.allclose(got, alt, rtol=rtol, atol=atol):
                     return False, f"on {case.what}: largest difference {gap:.3g}. Hint: {text}"
             return False, f"on {case.what}: largest difference {gap:.3g} (tolerance {atol:g} + {rtol:g} x |reference|). Hint: {hint}"
@@ -1119,4 +1120,59 @@ _implemented(
         "maximum first no longer reaches 1.": _eq4_normalised_first,
         "negative values are cut at 0 before the division by the maximum (clamp(min=0)).": _eq4_no_clamp,
         "upsample bilinearly (mode='bilinear', align_corners=False), not with nearest neighbours.": _eq4_nearest,
+    })
+
+
+def _srd_eq4_cases(device: torch.device) -> list[_Case]:
+    from .srd import start_relevance
+
+    g = torch.Generator().manual_seed(3)
+    out = []
+    for what, n, c, h, w, k, zero in [
+        ("a random head on 2 encoder outputs of 6 channels at 4 x 4, 5 classes", 2, 6, 4, 4, 5, False),
+        ("a non-square encoder output, 3 images of 8 channels at 3 x 5, 10 classes", 3, 8, 3, 5, 10, False),
+        ("the edge case: an encoder output of zeros (the map must be 0, not NaN)", 1, 4, 2, 2, 3, True),
+    ]:
+        a = torch.zeros(n, c, h, w) if zero else torch.randn(n, c, h, w, generator=g)
+        head = torch.randn(k, c, generator=g)
+        target = torch.randint(0, k, (n,), generator=g)
+
+        def make(a=a, head=head, target=target):
+            start = a.clone().to(device).requires_grad_(True)
+            logits = start.pow(2).mean((2, 3)) @ head.to(device).T  # a non-linear head: the gradient depends on A
+            return logits, start, target.to(device)
+
+        ref = start_relevance(*make()).cpu()
+        out.append(_Case(what, make, ref))
+    return out
+
+
+def _eq4_identity(logits, start, target):
+    (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), start)
+    return (grad.mean((2, 3), keepdim=True) * start).sum(1).clamp(min=0).detach()
+
+
+def _eq4_no_relu(logits, start, target):
+    score = logits.gather(1, target[:, None])[:, 0] - logits.mean(1)
+    (grad,) = torch.autograd.grad(score.sum(), start)
+    return (grad.mean((2, 3), keepdim=True) * start).sum(1).detach()
+
+
+def _eq4_summed_gradient(logits, start, target):
+    score = logits.gather(1, target[:, None])[:, 0] - logits.mean(1)
+    (grad,) = torch.autograd.grad(score.sum(), start)
+    return (grad.sum((2, 3), keepdim=True) * start).sum(1).clamp(min=0).detach()
+
+
+_implemented(
+    "ex03-eq4", "03_srd_lesson", _srd_eq4_cases,
+    "a function start(logits, A, target) -> (N, h, w): Eq. 4, the class-contrastive Grad-CAM of the encoder "
+    "output A (N, C, h, w, in the graph of logits (N, K)): alpha_k = the mean over positions of the gradient "
+    "of y_c - mean_k' y_k' with respect to A^k, then ReLU(sum_k alpha_k A^k), detached",
+    hint="score = logits.gather(1, target[:, None])[:, 0] - logits.mean(1); grad = torch.autograd.grad(score.sum(), A)[0]; "
+         "(grad.mean((2, 3), keepdim=True) * A).sum(1).clamp(min=0).",
+    foils={
+        "Eq. 4 is class-contrastive: differentiate the target's logit minus the mean of all logits.": _eq4_identity,
+        "the negative values are cut at 0 (the ReLU of Eq. 4).": _eq4_no_relu,
+        "alpha_k is the mean of the gradient over the positions, not its sum.": _eq4_summed_gradient,
     })
