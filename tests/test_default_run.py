@@ -413,6 +413,33 @@ def test_ch4_lenient_and_painting_zero_part_only_where_a_window_is_all_hidden(d4
         assert float(pairs.loc[name, "difference"]) > 4 * float(pairs.loc[name, "paired se"]), name
 
 
+# ---------------------------------------------------------------- chapter 4, the lesson
+
+@pytest.fixture(scope="module")
+def l4():
+    return record("04_convad_lesson")["glued"]
+
+
+def test_l4_how_you_hide_changes_the_occlusion_map(l4):
+    t = read_table(l4, "table1_json")
+    # "only moderately alike": a ConvAD that painted zero would correlate 1 with the zero row;
+    # maps that shared nothing would be near 0
+    for paint in ("zero", "blur"):
+        assert 0.3 < t.loc[paint, "rank correlation with convad"] < 0.9, t
+        # "lowers the probability more, on average, than painting": a deactivation that never
+        # reached the deep layers (hooks not firing) leaves drops as small as the paints'
+        assert t.loc["convad", "mean drop"] > 2 * t.loc[paint, "mean drop"], t
+
+
+def test_l4_strict_switches_the_last_layer_off_and_lenient_keeps_it(l4):
+    # the predict exercise: "a corner square switches the last layer off entirely" under strict,
+    # while lenient keeps every position that sees visible input
+    t = read_table(l4, "depth_json")
+    last = t.iloc[-1]
+    assert last["strict"] == 0 and last["lenient"] == 1, t
+    assert (t["strict"] <= t["majority"] + 1e-9).all() and (t["majority"] <= t["lenient"] + 1e-9).all(), t
+
+
 # ---------------------------------------------------------------- chapter 5
 
 @pytest.fixture(scope="module")

@@ -572,3 +572,34 @@ def test_ex03_eq4(capsys):
     _wrong(capsys, "ex03-eq4", plain, "cpu", hint="class-contrastive")
     out = _wrong(capsys, "ex03-eq4", divided, "cpu")
     assert "edge case" in out
+
+
+def test_ex04_phi(capsys):
+    import torch.nn.functional as F
+
+    def pair(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    def attribution(pi, layer):  # the lesson's solution
+        k, s, p = pair(layer.kernel_size), pair(layer.stride or layer.kernel_size), pair(layer.padding)
+        d = pair(getattr(layer, "dilation", 1))
+        ones = torch.ones(1, 1, *k, dtype=pi.dtype)
+        return F.conv2d(F.pad(pi, (p[1], p[1], p[0], p[0]), value=1.0), ones, stride=s, dilation=d) / (k[0] * k[1])
+
+    def zero_padded(pi, layer):  # padding read as hidden: the all-ones edge case drops below 1 at the border
+        k, s, p = pair(layer.kernel_size), pair(layer.stride or layer.kernel_size), pair(layer.padding)
+        d = pair(getattr(layer, "dilation", 1))
+        return F.avg_pool2d(pi, k, s, p, count_include_pad=True) if d == (1, 1) else \
+            F.conv2d(F.pad(pi, (p[1], p[1], p[0], p[0])), torch.ones(1, 1, *k, dtype=pi.dtype), stride=s, dilation=d) / (k[0] * k[1])
+
+    def stride_one(pi, layer):  # a pooling layer's stride taken as 1
+        k, p = pair(layer.kernel_size), pair(layer.padding)
+        s = pair(layer.stride) if isinstance(layer, torch.nn.Conv2d) else (1, 1)
+        d = pair(getattr(layer, "dilation", 1))
+        return F.conv2d(F.pad(pi, (p[1], p[1], p[0], p[0]), value=1.0), torch.ones(1, 1, *k, dtype=pi.dtype),
+                        stride=s, dilation=d) / (k[0] * k[1])
+
+    _right(capsys, "ex04-phi", attribution, "cpu")
+    _wrong(capsys, "ex04-phi", zero_padded, "cpu", hint="pad with 1")
+    out = _wrong(capsys, "ex04-phi", stride_one, "cpu", hint="expected shape")
+    assert "max-pooling" in out  # names the input that failed

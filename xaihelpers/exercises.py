@@ -1176,3 +1176,58 @@ _implemented(
         "the negative values are cut at 0 (the ReLU of Eq. 4).": _eq4_no_relu,
         "alpha_k is the mean of the gradient over the positions, not its sum.": _eq4_summed_gradient,
     })
+
+
+def _convad_phi_cases(device: torch.device) -> list[_Case]:
+    from .convad import position_attribution
+
+    g = torch.Generator().manual_seed(4)
+    out = []
+    for what, layer, h, w in [
+        ("a random binary mask through a 3 x 3 convolution with padding 1", nn.Conv2d(3, 4, 3, padding=1), 8, 8),
+        ("a random mask through a 5 x 5 convolution with stride 2, padding 2 and a non-square input",
+         nn.Conv2d(3, 4, 5, stride=2, padding=2), 9, 12),
+        ("a random mask through a 2 x 2 max-pooling", nn.MaxPool2d(2), 8, 8),
+        ("a random mask through a 3 x 3 convolution with dilation 2", nn.Conv2d(3, 4, 3, padding=2, dilation=2), 10, 10),
+    ]:
+        phi = (torch.rand(2, 1, h, w, generator=g) > 0.5).double()
+        out.append(_Case(what, (phi.to(device), layer.to(device)), position_attribution(phi, layer).cpu()))
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    ones = torch.ones(1, 1, 6, 6, dtype=torch.float64)
+    out.append(_Case("the edge case: an all-ones mask with zero padding around it (padding counts as visible: "
+                     "every position must be exactly 1)", (ones.to(device), conv.to(device)),
+                     position_attribution(ones, conv).cpu()))
+    return out
+
+
+def _window_of(layer):
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    k = pair(layer.kernel_size)
+    s = pair(layer.stride or layer.kernel_size)
+    return k, s, pair(layer.padding), pair(getattr(layer, "dilation", 1))
+
+
+def _phi_padding_hidden(phi, layer):
+    k, s, p, d = _window_of(layer)
+    ones = torch.ones(1, 1, *k, dtype=phi.dtype, device=phi.device)
+    return F.conv2d(F.pad(phi, (p[1], p[1], p[0], p[0]), value=0.0), ones, stride=s, dilation=d) / (k[0] * k[1])
+
+
+def _phi_sum(phi, layer):
+    k, s, p, d = _window_of(layer)
+    ones = torch.ones(1, 1, *k, dtype=phi.dtype, device=phi.device)
+    return F.conv2d(F.pad(phi, (p[1], p[1], p[0], p[0]), value=1.0), ones, stride=s, dilation=d)
+
+
+_implemented(
+    "ex04-phi", "04_convad_lesson", _convad_phi_cases,
+    "a function attribution(phi, layer) -> (N, 1, H', W'): the position attribution of the layer's outputs, "
+    "the mean of phi (N, 1, H, W, float64, 1 = visible) over each output position's window, with the layer's "
+    "kernel, stride, padding and dilation, padding counted as visible (1)",
+    hint="pad phi with 1 (F.pad(phi, (p, p, p, p), value=1.0)), convolve with a kernel of ones "
+         "(F.conv2d(..., torch.ones(1, 1, kh, kw, dtype=phi.dtype), stride=s, dilation=d)) and divide by kh * kw; "
+         "a pooling layer's stride defaults to its kernel size.",
+    foils={
+        "padding carries nothing from the image, so it counts as visible: pad with 1, not 0.": _phi_padding_hidden,
+        "the attribution is the mean over the window, not the sum: divide by the number of taps.": _phi_sum,
+    })
