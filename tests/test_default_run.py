@@ -237,6 +237,18 @@ def test_ch2_localisation_claims(d2):
     assert d2["loc_worst"] != "LRP" and z("Mask - LRP") > 2
 
 
+def test_ch2_claims_fail_with_the_compared_methods_swapped(d2):
+    # the paired claims above can fail: with each comparison's two methods swapped (a - b read
+    # as b - a, the same paired standard error) none of them holds on the same record
+    for key, row in (("gfi_pairs_json", "last block - middle block"), ("loc_pairs_json", "Mask - Grad"),
+                     ("loc_pairs_json", "GFI (authors) - Grad"), ("loc_pairs_json", "GFI (authors) - GFI (benchmark)"),
+                     ("loc_pairs_json", "Mask - LRP")):
+        table = read_table(d2, key)
+        table["a - b"] = -table["a - b"]
+        swapped = {**d2, key: table.to_json(orient="split")}
+        assert paired_z(d2, key, row) > 2 and not paired_z(swapped, key, row) > 2, (key, row)
+
+
 def test_ch2_speed_counts(d2):
     assert 10 ** 1.5 < d2["speed_one"] < 10 ** 2.5  # "a ratio near 100"
     assert d2["speed_batch"] < d2["speed_one"] and d2["speed_gain"] < 1  # a batch is cheaper per image

@@ -603,3 +603,25 @@ def test_ex04_phi(capsys):
     _wrong(capsys, "ex04-phi", zero_padded, "cpu", hint="pad with 1")
     out = _wrong(capsys, "ex04-phi", stride_one, "cpu", hint="expected shape")
     assert "max-pooling" in out  # names the input that failed
+
+
+def test_ex05_tv(capsys):
+    def tv(s):  # the lesson's solution
+        s = s if s.ndim == 4 else s[:, None]
+        pairs = [(s[..., :, 1:], s[..., :, :-1]), (s[..., 1:, :], s[..., :-1, :]),
+                 (s[..., 1:, 1:], s[..., :-1, :-1]), (s[..., 1:, :-1], s[..., :-1, 1:])]
+        return sum((a - b).abs().mean() for a, b in pairs) / 4
+
+    def four(s):  # the 4-neighbourhood only
+        s = s if s.ndim == 4 else s[:, None]
+        return ((s[..., :, 1:] - s[..., :, :-1]).abs().mean() + (s[..., 1:, :] - s[..., :-1, :]).abs().mean()) / 2
+
+    def three_d_only(s):  # forgets the channel axis: fails on the (N, 1, H, W) input
+        pairs = [(s[:, :, 1:], s[:, :, :-1]), (s[:, 1:, :], s[:, :-1, :]), (s[:, 1:, 1:], s[:, :-1, :-1]),
+                 (s[:, 1:, :-1], s[:, :-1, 1:])]
+        return sum((a - b).abs().mean() for a, b in pairs) / 4
+
+    _right(capsys, "ex05-tv", tv, "cpu")
+    _wrong(capsys, "ex05-tv", four, "cpu", hint="diagonal")
+    out = _wrong(capsys, "ex05-tv", three_d_only, "cpu")
+    assert "(1, 1, 6, 10)" in out  # names the input that failed

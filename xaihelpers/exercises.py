@@ -1042,6 +1042,8 @@ def _function_judge(answer, cases: list[_Case], foils: dict[str, Callable[..., t
             return False, f"on {case.what} your function raised {type(err).__name__}: {err}"
         got = _tensor(got).to(case.reference.dtype)
         ref = case.reference.detach().cpu()
+        if got.shape != ref.shape and got.numel() == ref.numel() == 1:  # a number, whatever its shape
+            got = got.reshape(ref.shape)
         if got.shape != ref.shape:
             return False, f"on {case.what}: expected shape {tuple(ref.shape)}, got {tuple(got.shape)}."
         if not torch.allclose(got, ref, rtol=rtol, atol=atol):
@@ -1230,4 +1232,46 @@ _implemented(
     foils={
         "padding carries nothing from the image, so it counts as visible: pad with 1, not 0.": _phi_padding_hidden,
         "the attribution is the mean over the window, not the sum: divide by the number of taps.": _phi_sum,
+    })
+
+
+def _am_tv_cases(device: torch.device) -> list[_Case]:
+    from .actmatch import tv_loss
+
+    g = torch.Generator().manual_seed(5)
+    out = []
+    for what, m in [
+        ("a random soft mask of shape (2, 8, 8)", torch.rand(2, 8, 8, generator=g)),
+        ("a random binary mask of shape (1, 1, 6, 10) (a channel axis, a non-square mask)",
+         (torch.rand(1, 1, 6, 10, generator=g) > 0.5).float()),
+        ("a checkerboard of shape (1, 4, 4): every horizontal and vertical pair differs, no diagonal pair does",
+         (torch.arange(4)[:, None] + torch.arange(4)[None]).remainder(2).float()[None]),
+        ("the edge case: a constant mask (its total variation is 0)", torch.full((1, 5, 5), 0.7)),
+    ]:
+        out.append(_Case(what, (m.to(device),), tv_loss(m).cpu()))
+    return out
+
+
+def _tv4(m):
+    m = m if m.ndim == 4 else m[:, None]
+    return ((m[..., :, 1:] - m[..., :, :-1]).abs().mean() + (m[..., 1:, :] - m[..., :-1, :]).abs().mean()) / 2
+
+
+def _tv_squared(m):
+    m = m if m.ndim == 4 else m[:, None]
+    diffs = [m[..., :, 1:] - m[..., :, :-1], m[..., 1:, :] - m[..., :-1, :],
+             m[..., 1:, 1:] - m[..., :-1, :-1], m[..., 1:, :-1] - m[..., :-1, 1:]]
+    return sum(d.pow(2).mean() for d in diffs) / 4
+
+
+_implemented(
+    "ex05-tv", "05_actmatch_lesson", _am_tv_cases,
+    "a function tv(m) -> a scalar tensor: the total variation over the 8-neighbourhood, the mean absolute difference "
+    "of neighbouring values along each of the 4 directions (right, down, down-right, down-left), averaged over the "
+    "4 directions; m of shape (N, H, W) or (N, 1, H, W)",
+    hint="for the four shifts (0, 1), (1, 0), (1, 1), (1, -1), take (m[..., a] - m[..., b]).abs().mean() over the "
+         "overlapping part, then the mean of the four.",
+    foils={
+        "the neighbourhood has 8 neighbours: add the two diagonal directions (down-right and down-left).": _tv4,
+        "the total variation takes absolute differences, not squared ones.": _tv_squared,
     })
