@@ -572,6 +572,36 @@ def test_ch5_claim_helper_on_constructed_scores():
         ch5_claim_holds(tab, "a", "b", "s", "better")
 
 
+# ---------------------------------------------------------------- chapter 5, the lesson
+
+@pytest.fixture(scope="module")
+def l5():
+    return record("05_actmatch_lesson")["glued"]
+
+
+def test_l5_short_training_keeps_the_label_with_large_masks(l5):
+    t = read_table(l5, "table1_json")
+    # "the masks keep large parts of the photos" and keep the label: a mask that collapsed to a
+    # few pixels (the paper's regime) would make this sentence wrong and need rewriting
+    assert (t["area kept"] > 0.3).all() and t["label kept"].all(), t
+
+
+def test_l5_class_terms_fall_and_the_area_term_hardly_moves(l5):
+    t = read_table(l5, "terms_json")
+    ratio = t["last steps"] / t["first steps"]
+    # "the robustness and cross-entropy terms fall the most": a robustness term that trains
+    # nothing (a detached mask, the reference notebook's bug) stays flat
+    assert set(ratio.nsmallest(2).index) == {"rob", "ce"}, ratio
+    # "the area term hardly moves over so few steps"
+    assert abs(ratio["area"] - 1) < 0.2, ratio
+
+
+def test_l5_no_area_term_does_not_keep_the_whole_photo(l5):
+    # the predict exercise: "the mask does not grow to the whole photo"
+    t = read_table(l5, "area_json")
+    assert t.loc["area weight 0", "area kept"] < 0.95, t
+
+
 # ---------------------------------------------------------------- chapter 6
 
 @pytest.fixture(scope="module")
