@@ -1149,18 +1149,18 @@ def _srd_eq4_cases(device: torch.device) -> list[_Case]:
     return out
 
 
-def _eq4_identity(logits, start, target):
+def _srd_start_identity(logits, start, target):
     (grad,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), start)
     return (grad.mean((2, 3), keepdim=True) * start).sum(1).clamp(min=0).detach()
 
 
-def _eq4_no_relu(logits, start, target):
+def _srd_start_no_relu(logits, start, target):
     score = logits.gather(1, target[:, None])[:, 0] - logits.mean(1)
     (grad,) = torch.autograd.grad(score.sum(), start)
     return (grad.mean((2, 3), keepdim=True) * start).sum(1).detach()
 
 
-def _eq4_summed_gradient(logits, start, target):
+def _srd_start_summed_gradient(logits, start, target):
     score = logits.gather(1, target[:, None])[:, 0] - logits.mean(1)
     (grad,) = torch.autograd.grad(score.sum(), start)
     return (grad.sum((2, 3), keepdim=True) * start).sum(1).clamp(min=0).detach()
@@ -1174,9 +1174,9 @@ _implemented(
     hint="score = logits.gather(1, target[:, None])[:, 0] - logits.mean(1); grad = torch.autograd.grad(score.sum(), A)[0]; "
          "(grad.mean((2, 3), keepdim=True) * A).sum(1).clamp(min=0).",
     foils={
-        "Eq. 4 is class-contrastive: differentiate the target's logit minus the mean of all logits.": _eq4_identity,
-        "the negative values are cut at 0 (the ReLU of Eq. 4).": _eq4_no_relu,
-        "alpha_k is the mean of the gradient over the positions, not its sum.": _eq4_summed_gradient,
+        "Eq. 4 is class-contrastive: differentiate the target's logit minus the mean of all logits.": _srd_start_identity,
+        "the negative values are cut at 0 (the ReLU of Eq. 4).": _srd_start_no_relu,
+        "alpha_k is the mean of the gradient over the positions, not its sum.": _srd_start_summed_gradient,
     })
 
 
