@@ -452,7 +452,6 @@ def test_l4_strict_switches_the_last_layer_off_and_lenient_keeps_it(l4):
     t = read_table(l4, "depth_json")
     last = t.iloc[-1]
     assert last["strict"] == 0 and last["lenient"] == 1, t
-    assert (t["strict"] <= t["majority"] + 1e-9).all() and (t["majority"] <= t["lenient"] + 1e-9).all(), t
 
 
 # ---------------------------------------------------------------- chapter 5

@@ -1202,21 +1202,18 @@ def _convad_phi_cases(device: torch.device) -> list[_Case]:
     return out
 
 
-def _window_of(layer):
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
-    k = pair(layer.kernel_size)
-    s = pair(layer.stride or layer.kernel_size)
-    return k, s, pair(layer.padding), pair(getattr(layer, "dilation", 1))
-
-
 def _phi_padding_hidden(phi, layer):
-    k, s, p, d = _window_of(layer)
+    from .convad import _window  # the layer's kernel, stride, padding and dilation, as ConvAD reads them
+
+    k, s, p, d = _window(layer)
     ones = torch.ones(1, 1, *k, dtype=phi.dtype, device=phi.device)
     return F.conv2d(F.pad(phi, (p[1], p[1], p[0], p[0]), value=0.0), ones, stride=s, dilation=d) / (k[0] * k[1])
 
 
 def _phi_sum(phi, layer):
-    k, s, p, d = _window_of(layer)
+    from .convad import _window
+
+    k, s, p, d = _window(layer)
     ones = torch.ones(1, 1, *k, dtype=phi.dtype, device=phi.device)
     return F.conv2d(F.pad(phi, (p[1], p[1], p[0], p[0]), value=1.0), ones, stride=s, dilation=d)
 
