@@ -123,6 +123,56 @@ def test_ch1_no_clear_winner(d1):
     assert tied[pv["metric"].isin(["pointing_game", "attribution_localisation", "fidelity", "loc_error"])].any()
 
 
+def test_ch1_accuracies_as_the_text_reads_them(d1):
+    acc = {a: d1[f"acc_{a}"] for a in ("relu", "elu", "leaky_relu", "silu", "gelu", "tanh")}
+    # "Tanh trails the others, and the ReLU network ... is within a point of the best"
+    assert min(acc, key=acc.get) == "tanh", acc
+    assert max(acc.values()) - acc["relu"] < 0.01, acc
+
+
+def test_ch1_the_networks_classify_the_object(d1):
+    # "removing the clutter costs none of the six networks more than three paired standard errors,
+    # and with the clutter alone every network is within three standard errors of chance"
+    # (bug caught: a benchmark whose networks read the clutter; the verdicts are computed per network)
+    assert d1["gt_object_verdict"] == "none of them more than three paired standard errors"
+    assert d1["gt_clutter_verdict"] == "all 6 are within three standard errors of it"
+    assert d1["gt_premise"] == "holds for all of them"
+    gt = read_table(d1, "ground_truth_json")
+    n = d1["n_ground_truth"]
+    # an independent check of the clutter verdict from the table itself, at chance = 1/10
+    assert ((gt["clutter alone"] - 0.1).abs() <= 3 * np.sqrt(0.09 / n)).all(), gt
+
+
+def test_ch1_randomisation_reads_as_the_text_says(d1):
+    # "on absolute maps LayerCAM, Score-CAM and the two LRP variants fail"; "the two LRP variants
+    # pass on signed maps"; "Guided Backprop ... passes narrowly ..., though it keeps more of its
+    # form than the plain gradient"; "Input x Gradient keeps part of its form on absolute maps
+    # but almost none on signed ones"; the edge detector "keeps its map whatever the weights"
+    assert set(d1["random_fail"].split(", ")) == {"layercam", "lrp_epsilon_plus", "lrp_epsilon_plus_flat", "scorecam"}
+    assert set(d1["random_signed_only"].split(", ")) == {"lrp_epsilon_plus", "lrp_epsilon_plus_flat"}
+    assert 0.4 < d1["random_mean_guided_backprop"] < 0.5 and d1["random_mean_guided_backprop"] > d1["random_mean_saliency"]
+    assert d1["random_mean_input_x_gradient"] > 0.1 and abs(d1["random_mean_signed_input_x_gradient"]) < 0.05
+    assert d1["random_mean_edges"] > 0.99
+    assert d1["random_pass_count"] > d1["n_methods"] / 2  # "most methods pass"
+
+
+def test_ch1_baseline_table_as_the_text_reads_it(d1):
+    # "occlusion has the best attribution localisation and the lowest localisation error, CAM the
+    # highest fidelity"; "no method comes that close to occlusion's attribution localisation and
+    # only a few to its localisation error"; "almost every method is within two paired standard
+    # errors of the best pointing game and most of the best fidelity"; "occlusion is the one method
+    # within two paired standard errors of the best in every validated column"
+    assert d1["best_attribution_localisation"] == "occlusion" and d1["best_loc_error"] == "occlusion"
+    assert d1["best_fidelity"] == "cam"
+    assert d1["near_attribution_localisation"] == 1 and 2 <= d1["near_loc_error"] <= 4
+    assert d1["near_pointing_game"] >= d1["n_methods"] - 2 and d1["near_fidelity"] > d1["n_methods"] / 2
+    assert d1["one_winner"].startswith("no method is best")
+    assert d1["all_round"] == "occlusion within two paired standard errors of the best in every validated column"
+    # "every metric that can be tested this way passes at the package's defaults; with RISE's
+    # settings, deletion and insertion both fail"
+    assert d1["invalid_metrics"] == "none" and d1["rise_verdict"] == "both fail"
+
+
 def _wins(row, other: str) -> bool:
     """Whether the object mask beats ``other`` by more than two paired standard errors, in the metric's direction."""
     d, s = row[f"object - {other}"], row[f"se {other}"]
@@ -144,10 +194,13 @@ def test_ch1_deletion_and_insertion_defaults_are_valid_and_rises_are_not(d1):
     ins, dele = v.loc["insertion, RISE's blur"], v.loc["deletion, RISE's zero fill"]
     assert not _wins(ins, "inverse") and not _wins(ins, "random")  # "cannot tell ... from either control"
     assert not _wins(dele, "random")  # "cannot tell it from scattered random pixels"
-    # "the network still gets most of them right" after RISE's blur, far fewer after the package's
+    # "the network still gets most of them right" after RISE's blur, "far fewer" after the package's:
+    # the same images under both blurs, so the gap is read against its paired standard error
+    # (bug caught: an unpaired error, sqrt(se_a^2 + se_b^2), that ignores which images they are)
+    b = read_table(d1, "blur_acc_json")
     n = d1["n_validity_images"]
-    assert d1["blur_acc_rise"] > 0.5 + 2 * se(0.5, n)
-    assert d1["blur_acc_rise"] - d1["blur_acc_default"] > 2 * sd(d1["blur_acc_rise"], d1["blur_acc_default"], n)
+    assert b.loc["RISE's blur, scaled", "share right"] > 0.5 + 2 * se(0.5, n)
+    assert b.loc["the package's blur", "gap to RISE's"] > 2 * b.loc["the package's blur", "paired se"], b
 
 
 def test_ch1_validity_margins_follow_the_prose(d1):
@@ -184,6 +237,67 @@ def test_ch1_signed_randomisation_reads_what_absolute_hides(d1):
     # "Guided Backprop goes the other way ... enough to fail the check on signed maps"
     gbp = tab.loc["guided_backprop"]
     assert gbp["absolute − signed"] < -2 * gbp["se"] and gbp["signed mean"] >= 0.5
+
+
+# ---------------------------------------------------------------- chapter 1, the lesson
+
+@pytest.fixture(scope="module")
+def l1():
+    return record("01_metrics_lesson")["glued"]
+
+
+def test_l1_made_up_maps_score_as_the_text_reads_them(l1):
+    t = read_table(l1, "table1_json")
+    # "the object mask scores 1 on both localisation metrics": a mask read upside down or a
+    # relevance sum over the wrong pixels would not
+    assert t.loc["object mask", "pointing game"] == 1 and t.loc["object mask", "attribution loc."] == 1, t
+    # "the flat map's attribution localisation is the object's share of the image"
+    assert t.loc["flat", "attribution loc."] == pytest.approx(l1["object_share"], abs=1e-3), t
+    # the tie rule: a flat map's pointing game is the grown object's share, above the object's own
+    # share and far from the 1 that counting any tied maximum would give
+    assert l1["object_share"] < t.loc["flat", "pointing game"] < 0.5, t
+    assert t.loc["peak off the object", "pointing game"] == 0, t  # "the peak off the object misses"
+    # "the faithfulness columns barely move ... the object mask does no better than noise"
+    for col in ("deletion AUC (lower is better)", "insertion AUC"):
+        assert t[col].max() - t[col].min() < 0.06, t[col]
+    assert t.loc["object mask", "deletion AUC (lower is better)"] >= t.loc["noise", "deletion AUC (lower is better)"], t
+
+
+def l1_only_insertion_separates(t, a: str, b: str) -> bool:
+    """The lesson's reading of Table 2: a and b tie on every metric but insertion, where a is higher."""
+    d = {k: float(t.loc[k, a]) - float(t.loc[k, b]) for k in t.index}
+    se = {k: float(t.loc[k, "paired se"]) for k in t.index}
+    ties = all(abs(d[k]) <= 2 * se[k] for k in ("pointing game", "attribution loc.", "deletion"))
+    return ties and d["insertion"] > 2 * se["insertion"]
+
+
+def test_l1_only_insertion_separates_gradcam_from_the_gradient(l1):
+    t = read_table(l1, "table2_json")
+    # "only insertion prefers Grad-CAM, by a little more than two paired standard errors";
+    # an unpaired comparison (or a different insertion blur) would change the verdicts
+    assert l1_only_insertion_separates(t, "Grad-CAM", "gradient"), t
+    assert not l1_only_insertion_separates(t, "gradient", "Grad-CAM")  # the claim is directional: swapped, it fails
+    # "both point at the object on every image ... the pointing game cannot separate them"
+    assert t.loc["pointing game", "Grad-CAM"] == 1 and t.loc["pointing game", "gradient"] == 1, t
+    # "several times the flat map's share of their relevance on the object"
+    assert min(t.loc["attribution loc.", "Grad-CAM"], t.loc["attribution loc.", "gradient"]) > 3 * l1["object_share"], t
+
+
+def test_l1_photo_curves_as_the_text_reads_them(l1):
+    t = read_table(l1, "photo_json")
+    # "the two orders take the class away about equally fast, but Grad-CAM's brings it back sooner"
+    assert abs(t.loc["gradcam", "deletion"] - t.loc["saliency", "deletion"]) < 0.02, t
+    assert t.loc["gradcam", "insertion"] > t.loc["saliency", "insertion"] + 0.02, t
+
+
+def test_l1_exercises_read_the_recorded_run(l1):
+    sp = read_table(l1, "sparseness_json")
+    # "Grad-CAM's maps come out a little sparser than the gradient's"
+    assert sp.iloc[:, 0]["gradcam"] > sp.iloc[:, 0]["saliency"], sp
+    t = read_table(l1, "table3_json")
+    # "deletion and insertion ... find it through the model ... far faster than the clutter does":
+    # a deletion that filled with the image itself, or an order read backwards, would not
+    assert t.loc["deletion", "z"] < -4 and t.loc["insertion", "z"] > 4, t
 
 
 # ---------------------------------------------------------------- chapter 2

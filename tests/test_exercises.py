@@ -625,3 +625,26 @@ def test_ex05_tv(capsys):
     _wrong(capsys, "ex05-tv", four, "cpu", hint="diagonal")
     out = _wrong(capsys, "ex05-tv", three_d_only, "cpu")
     assert "(1, 1, 6, 10)" in out  # names the input that failed
+
+
+def test_ex01_gini(capsys):
+    def gini(maps):  # the lesson's solution
+        v = maps.double().abs().flatten(1).sort(1).values
+        d = v.shape[1]
+        k = torch.arange(1, d + 1, dtype=torch.float64)
+        return 1 - 2 * (v / v.sum(1, keepdim=True) * (d - k + 0.5) / d).sum(1)
+
+    def positive_part(maps):  # clamps instead of taking absolute values
+        return gini(maps.clamp(min=0))
+
+    def loop(maps):  # a literal loop over the sorted values: the same index, written another way
+        out = []
+        for m in maps:
+            v = sorted(abs(float(a)) for a in m.flatten())
+            d, total = len(v), sum(v)
+            out.append(1 - 2 * sum(v[k - 1] / total * (d - k + 0.5) / d for k in range(1, d + 1)))
+        return torch.tensor(out)
+
+    _right(capsys, "ex01-gini", gini, "cpu")
+    _right(capsys, "ex01-gini", loop, "cpu")
+    _wrong(capsys, "ex01-gini", positive_part, "cpu", hint="absolute values")

@@ -1125,6 +1125,56 @@ _implemented(
     })
 
 
+def _gini_cases(device: torch.device) -> list[_Case]:
+    from .metrics import sparseness
+
+    g = torch.Generator().manual_seed(1)
+    one_hot = torch.zeros(1, 5, 5)
+    one_hot[0, 2, 3] = 2.0
+    out = [_Case(what, (m.to(device),), torch.from_numpy(sparseness(m)))
+           for what, m in [
+               ("random maps of both signs, 3 of 8 x 8 (the Gini index reads |s|)", torch.randn(3, 8, 8, generator=g)),
+               ("a non-square batch, 2 maps of 6 x 10 with a few large values", torch.rand(2, 6, 10, generator=g) ** 8),
+               ("one pixel holds everything, a 5 x 5 map", one_hot),
+               ("the edge case: a flat map (its sparseness is 0)", torch.full((1, 4, 4), 0.3)),
+           ]]
+    return out
+
+
+def _gini_positive_part(maps):
+    v = maps.double().clamp(min=0).flatten(1).sort(1).values
+    d = v.shape[1]
+    k = torch.arange(1, d + 1, dtype=torch.float64, device=v.device)
+    return 1 - 2 * (v / v.sum(1, keepdim=True) * (d - k + 0.5) / d).sum(1)
+
+
+def _gini_descending(maps):
+    v = maps.double().abs().flatten(1).sort(1, descending=True).values
+    d = v.shape[1]
+    k = torch.arange(1, d + 1, dtype=torch.float64, device=v.device)
+    return 1 - 2 * (v / v.sum(1, keepdim=True) * (d - k + 0.5) / d).sum(1)
+
+
+def _gini_whole_step(maps):
+    v = maps.double().abs().flatten(1).sort(1).values
+    d = v.shape[1]
+    k = torch.arange(1, d + 1, dtype=torch.float64, device=v.device)
+    return 1 - 2 * (v / v.sum(1, keepdim=True) * (d - k + 1) / d).sum(1)
+
+
+_implemented(
+    "ex01-gini", "01_metrics_lesson", _gini_cases,
+    "a function sparseness(maps) -> (N,): the Gini index of each map's absolute values (N, H, W), sorted ascending, "
+    "1 - 2 sum_k v_(k) / ||v||_1 (d - k + 0.5) / d with k = 1..d",
+    hint="v = maps.abs().flatten(1).sort(1).values; k = torch.arange(1, d + 1); "
+         "1 - 2 * (v / v.sum(1, keepdim=True) * (d - k + 0.5) / d).sum(1).",
+    foils={
+        "the index reads absolute values (maps.abs()), not only the positive part.": _gini_positive_part,
+        "sort ascending: the largest weight (d - k + 0.5) / d goes to the smallest value.": _gini_descending,
+        "the weight is (d - k + 0.5) / d, half a step less than (d - k + 1) / d.": _gini_whole_step,
+    })
+
+
 def _srd_eq4_cases(device: torch.device) -> list[_Case]:
     from .srd import start_relevance
 
