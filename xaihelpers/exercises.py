@@ -1164,14 +1164,14 @@ def _gini_whole_step(maps):
 
 _implemented(
     "ex01-gini", "01_metrics_lesson", _gini_cases,
-    "a function sparseness(maps) -> (N,): the Gini index of each map's absolute values (N, H, W), sorted ascending, "
-    "1 - 2 sum_k v_(k) / ||v||_1 (d - k + 0.5) / d with k = 1..d",
-    hint="v = maps.abs().flatten(1).sort(1).values; k = torch.arange(1, d + 1); "
-         "1 - 2 * (v / v.sum(1, keepdim=True) * (d - k + 0.5) / d).sum(1).",
+    "a function my_sparseness(maps) -> (N,): the Gini index of each map's absolute values (N, H, W), sorted "
+    "ascending, 1 - 2 sum_r v_(r) / ||v||_1 (d - r + 0.5) / d with r = 1..d",
+    hint="v = maps.abs().flatten(1).sort(1).values; r = torch.arange(1, d + 1); "
+         "1 - 2 * (v / v.sum(1, keepdim=True) * (d - r + 0.5) / d).sum(1).",
     foils={
         "the index reads absolute values (maps.abs()), not only the positive part.": _gini_positive_part,
-        "sort ascending: the largest weight (d - k + 0.5) / d goes to the smallest value.": _gini_descending,
-        "the weight is (d - k + 0.5) / d, half a step less than (d - k + 1) / d.": _gini_whole_step,
+        "sort ascending: the largest weight (d - r + 0.5) / d goes to the smallest value.": _gini_descending,
+        "the weight is (d - r + 0.5) / d, half a step less than (d - r + 1) / d.": _gini_whole_step,
     })
 
 
