@@ -71,3 +71,19 @@ def test_replay_on_a_changed_input_by_hand():
         assert torch.allclose(apop.frozen_forward(m, new, pattern, mode), ref, atol=1e-5), mode
     # the replay is not the plain network on the new input
     assert not torch.allclose(apop.frozen_forward(m, new, pattern), m(new), atol=1e-3)
+
+
+def test_per_image_outcomes_match_the_table_and_a_literal_loop(cnn):
+    """Each per-image outcome is the frozen network's top-1 on that image alone (batches of 3 cross a boundary)."""
+    torch.manual_seed(1)
+    x, y = torch.randn(7, 3, 64, 64), torch.randint(0, 10, (7,))
+    table, outcomes = apop.agreement(cnn, x, labels=y, batch_size=3, verbose=False, per_image=True)
+    assert outcomes.shape == (7, len(table))
+    assert (outcomes.mean() - table["top1_acc"].reindex(outcomes.columns)).abs().max() < 1e-12
+    for i in range(7):
+        logits, pattern = apop.record_pattern(cnn, x[i : i + 1])
+        assert outcomes.loc[i, ("image", "original")] == float(logits.argmax(1).item() == y[i].item())
+        frozen = apop.frozen_forward(cnn, torch.zeros_like(x[i : i + 1]), pattern, "apop")
+        assert outcomes.loc[i, ("zeros", "apop")] == float(frozen.argmax(1).item() == y[i].item())
+    _, agree = apop.agreement(cnn, x, batch_size=3, verbose=False, per_image=True)
+    assert (agree[("image", "original")] == 1.0).all()  # without labels: agreement with the original top-1

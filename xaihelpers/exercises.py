@@ -902,45 +902,48 @@ DEBUG_WEIGHTS = {"fidelity": 2.0, "deletion": 2.0, "insertion": 2.0, "seconds": 
 """Exercise ``ex06-weights``: faithfulness counts double and speed not at all; every other metric counts once."""
 
 
-def _weighted_ranks(tab, weights: dict | None = None):
-    from .compare import ranks
+RANK_SUMMARIES = ("mean rank", "mean rank low", "mean rank high")
 
-    r = ranks(tab).drop(columns="mean rank")
-    w = {c: 1.0 for c in r.columns} if weights is None else {c: float(weights.get(c, 1.0)) for c in r.columns}
+
+def _weighted_ranks(rank, weights: dict | None = None):
     import pandas as pd
 
+    r = rank.drop(columns=[c for c in RANK_SUMMARIES if c in rank.columns])
+    w = {c: 1.0 for c in r.columns} if weights is None else {c: float(weights.get(c, 1.0)) for c in r.columns}
     w = pd.Series(w)
     return (r * w).sum(axis=1) / (r.notna() * w).sum(axis=1)
 
 
-def _ex06_weights_reference(tab):
-    return _weighted_ranks(tab, DEBUG_WEIGHTS).sort_values()
+def _ex06_weights_reference(rank):
+    return _weighted_ranks(rank, DEBUG_WEIGHTS).sort_values()
 
 
 @_register("ex06-weights", "06_comparison",
-           "the weighted mean rank of every method of the table passed, as a pandas Series (or a dict) from method "
-           "to number: each metric's rank from xh.compare.ranks(tab) times its weight (fidelity, deletion and "
+           "the weighted mean rank of every method of the ranking passed (the chapter's rank, from "
+           "xh.compare.ranks on the per-image scores: ties shared, invalid metrics left out), as a pandas Series "
+           "(or a dict) from method to number: each metric's rank times its weight (fidelity, deletion and "
            "insertion 2; seconds and per_fwd_bwd 0; every other metric 1), summed and divided by the sum of the "
            "weights of the metrics ranked; right when each method's value is within 1e-6 of the reference.",
            reference=_ex06_weights_reference)
-def _ex06_weights(answer, tab):
+def _ex06_weights(answer, rank):
     import pandas as pd
 
-    ref = _ex06_weights_reference(tab)
+    ref = _ex06_weights_reference(rank)
     if not isinstance(answer, (dict, pd.Series)):
         return False, f"expected a pandas Series or a dict from method to weighted mean rank, got {type(answer).__name__}."
     a = pd.Series(answer, dtype=float)
     missing, extra = sorted(set(ref.index) - set(a.index)), sorted(set(a.index) - set(ref.index))
     if missing or extra:
-        return False, f"expected one value per method of the table; missing {missing}, not in the table {extra}."
+        return False, f"expected one value per method of the ranking; missing {missing}, not in it {extra}."
     a = a.reindex(ref.index)
     if np.allclose(a, ref, rtol=0, atol=1e-6):
         return True, f"Best under these weights: {ref.index[0]} ({ref.iloc[0]:.2f})."
-    plain = _weighted_ranks(tab).reindex(ref.index)
+    plain = _weighted_ranks(rank).reindex(ref.index)
     if np.allclose(a, plain, rtol=0, atol=1e-6):
         return False, "Hint: these are the unweighted mean ranks; multiply each metric's rank by its weight first."
-    return False, ("Hint: r = xh.compare.ranks(tab).drop(columns=\"mean rank\"); w = pd.Series({c: weights.get(c, 1) for c "
-                   "in r.columns}); (r * w).sum(axis=1) / (r.notna() * w).sum(axis=1) (a missing rank does not count).")
+    return False, ("Hint: r = rank.drop(columns=[\"mean rank\", \"mean rank low\", \"mean rank high\"]); w = pd.Series({c: "
+                   "weights.get(c, 1) for c in r.columns}); (r * w).sum(axis=1) / (r.notna() * w).sum(axis=1) (a missing "
+                   "rank does not count).")
 
 
 TOP_SHARE = 0.1
