@@ -108,10 +108,11 @@ def test_every_figure_and_table_is_captioned_and_referred_to(path):
             assert mentions >= 1, f"{kind} {n} is never referred to"
 
 
-# Labs whose prose has been rewritten to read their tables (issue: at most 30 glued values per lab);
-# the other labs still assemble sentences from glued values and join this list as they are rewritten.
+# Labs read their tables by hand (issue: at most 30 glued values per lab, runs of at most ~250
+# words between two outputs, as in a lesson).
 MAX_LAB_GLUE = 30
-TRIMMED_LABS = ["01_evaluating_explanations"]
+TRIMMED_LABS = ["01_evaluating_explanations", "02_guided_feature_inversion", "03_sharing_ratio_decomposition",
+                "04_activation_deactivation", "05_activation_matching", "06_comparison"]
 
 
 @pytest.mark.parametrize("stem", TRIMMED_LABS)
@@ -119,4 +120,19 @@ def test_trimmed_lab_glues_few_values(stem):
     from conftest import LABS
 
     path = next(p for p in LABS if p.stem == stem)
-    assert reading_shape(path)["glue"] <= MAX_LAB_GLUE, reading_shape(path)
+    shape = reading_shape(path)
+    assert shape["glue"] <= MAX_LAB_GLUE, shape
+    assert shape["longest run"] <= MAX_RUN, shape
+
+
+def test_every_lab_is_held_to_the_reading_shape():
+    from conftest import LABS
+
+    assert sorted(p.stem for p in LABS if not p.stem.startswith("00")) == sorted(TRIMMED_LABS)
+
+
+def test_getting_started_keeps_the_rhythm():
+    from conftest import NOTEBOOKS
+
+    path = next(p for p in NOTEBOOKS if p.stem.startswith("00"))
+    assert reading_shape(path)["longest run"] <= MAX_RUN, reading_shape(path)
