@@ -224,6 +224,11 @@ def prune(chapter: Chapter) -> None:
 # ----------------------------------------------------------------------------------
 
 
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": "1073741824", "MALLOC_TRIM_THRESHOLD_": "1073741824", "MALLOC_TOP_PAD_": "268435456"}
+"""glibc settings for the kernels: without them every large freed tensor goes back to the system
+and is page-faulted in again, up to 40 % of a CPU run here (see the Makefile)."""
+
+
 def kernel_env(threads: int) -> dict[str, str]:
     """The environment of a chapter's kernel: ``threads`` threads for every math library."""
     env = dict(os.environ)
@@ -232,6 +237,8 @@ def kernel_env(threads: int) -> dict[str, str]:
     env.pop("MPLBACKEND", None)  # a non-inline backend would drop the figures
     env.pop("XAI_SMOKE", None)   # the parameters decide
     env["PYTHONUNBUFFERED"] = "1"
+    for var, value in MALLOC.items():  # as the Makefile: freed tensors stay in the process
+        env.setdefault(var, value)
     return env
 
 

@@ -375,3 +375,30 @@ def test_matched_comparison_keeps_every_row_at_the_masks_area(cnn):
     p = stats.paired(per["blob (object's area)"]["p hidden"], per["object"]["p hidden"])
     assert tab.loc["blob (object's area)", "p hidden: row - mask"] == pytest.approx(p.diff)
     assert tab.loc["blob (object's area)", "p hidden: paired se"] == pytest.approx(p.se)
+
+
+class _PatchClassifier(nn.Module):
+    """Class 0's logit is the sum of channel 0 over the top-left 2 x 2 patch; class 1's is 2.5."""
+
+    def forward(self, x):
+        l0 = x[:, 0, :2, :2].sum((1, 2))
+        return torch.stack([l0, torch.full_like(l0, 2.5)], 1)
+
+
+def test_area_curve_keeps_the_label_from_the_smallest_sufficient_share_by_hand():
+    # bug caught: keeping the lowest-ranked pixels, or an area that is not the share of the image kept
+    x = torch.ones(2, 3, 8, 8)  # class 0 wins on the whole image: 4 > 2.5
+    inside = torch.zeros(8, 8)
+    inside[:2, :2] = torch.tensor([[4.0, 3.0], [2.0, 1.0]])
+    scores = torch.stack([inside, -inside])  # image 0 ranks the patch first, image 1 last
+    areas = [k / 64 for k in (1, 2, 3, 4)]
+    curve = actmatch.area_curve(_PatchClassifier(), x, scores, target=0, areas=areas)
+    assert len(curve) == 8 and np.allclose(sorted(curve["area"].unique()), areas)
+    first = curve[curve["image"] == 0].sort_values("area")
+    assert first["kept"].tolist() == [False, False, True, True]  # 1, 2 patch pixels: 1, 2 < 2.5; 3, 4: > 2.5
+    p3 = np.exp(3) / (np.exp(3) + np.exp(2.5))  # three patch pixels kept, the rest painted 0
+    assert abs(first["p_kept"].iloc[2] - p3) < 1e-6
+    smallest = actmatch.smallest_kept_area(curve)
+    assert abs(smallest[0] - 3 / 64) < 1e-9 and np.isnan(smallest[1])  # image 1 never keeps a patch pixel
+    with pytest.raises(ValueError):
+        actmatch.area_curve(_PatchClassifier(), x, scores, areas=[0.0])

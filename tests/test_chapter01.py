@@ -26,10 +26,11 @@ def test_relu_model_meets_the_accuracy_target(g):
 
 
 def test_randomisation_check(g):
-    means = {m: g[f"random_mean_{m}"] for m in baselines.METHODS}
+    means = read_table(g, "sanity_json")["mean over the cascade"]
+    assert set(baselines.METHODS) <= set(means.index)
     # Adebayo et al. (2018): the plain gradient depends on the weights and passes
     assert means["saliency"] < 0.5
-    # the claims made at default size are in test_default_run.py
+    # the claims made at default size are in test_claims_01_lab.py
 
 
 def test_baseline_table_scores_every_image(g):
@@ -47,7 +48,9 @@ def test_the_cnns_classify_the_object_not_the_clutter(g):
         full, alone, clutter = row["full image"], row["object alone"], row["clutter alone"]
         assert alone - clutter > 10 * np.hypot(se(alone), se(clutter)), act  # the object carries the class
         assert abs(clutter - chance) < 3 * se(chance), act  # without the object the network guesses
-        assert alone > full - 3 * np.hypot(se(alone), se(full)), act  # removing the clutter costs nothing beyond noise
+        # removing the clutter costs nothing beyond noise: a smoke-size screen only (the rates carry no
+        # per-image pairing); the claim itself is tested with paired errors in test_claims_01_lab.py
+        assert alone > full - 3 * np.hypot(se(alone), se(full)), act
     assert g["gt_premise"].startswith("holds")  # what the prose says follows from the numbers
 
 

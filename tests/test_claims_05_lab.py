@@ -42,7 +42,7 @@ def ch5_claim_holds(images, a: str, b: str, score: str, claim: str, k: float = 2
 
 #: chapter 5's stated comparisons: (per-image table, row a, row b, score, claim, the bug the claim would catch)
 CH5_CLAIMS = [
-    # Table 5.1, the object mask against controls of exactly its area (finding 8). Would catch controls
+    # Table 5.10, the object mask against controls of exactly its area (finding 8). Would catch controls
     # that are not of the mask's area or shape (a necessity read off area alone), or a mask/complement swap.
     ("nec_object_images_json", "object mask", "scattered (object mask's area)", "sufficient", "higher",
      "the object mask alone keeps the label more often than scattered pixels of its area"),
@@ -60,7 +60,7 @@ CH5_CLAIMS = [
      "only the probability left tells the object from scattered pixels"),
     ("nec_object_images_json", "blob (object mask's area)", "scattered (object mask's area)", "p hidden", "higher",
      "... by a smaller margin than the blob"),
-    # Table 5.2, per-image masks at their own area (8 images). Would catch a control or a baseline cut to
+    # Table 5.11, per-image masks at their own area (8 images). Would catch a control or a baseline cut to
     # another area, a kept/hidden swap, or a mask network that stopped training (no sufficiency gain).
     ('nec_am_images_json', 'Activation Matching (per image)', 'Mask (top pixels, same area)', 'p kept', 'higher',
      'the per-image masks keep more probability than Mask'),
@@ -82,7 +82,7 @@ CH5_CLAIMS = [
      'but not distinguishably more than scattered'),
     ('nec_am_images_json', 'Activation Matching (per image)', "blob (Activation Matching (per image)'s area)", 'p hidden', 'tied',
      'but not distinguishably more than blob'),
-    # Table 5.3, amortised masks at their own (larger) area
+    # Table 5.12, amortised masks at their own (larger) area
     ('nec_amort_images_json', 'Activation Matching (amortised)', 'Mask (top pixels, same area)', 'p kept', 'higher',
      'amortised masks beat Mask when kept'),
     ('nec_amort_images_json', 'Activation Matching (amortised)', "scattered (Activation Matching (amortised)'s area)", 'p kept', 'higher',

@@ -77,3 +77,48 @@ def test_to_batch_stacks_preprocessed_images():
         data.to_batch([], pre)
     with pytest.raises(TypeError, match="image 1: .*got object"):
         data.to_batch([photos["coffee"], object()], pre)
+
+
+def test_preprocess_box_by_hand():
+    # a 400 x 300 photo: the shorter side to 256 (x 256/300), width round(341.3) = 341, centre crop 224
+    # (left 58, top 16); box (100, 60, 210, 150) -> x 100 * 341/400 - 58 = 27.25, y 60 * 256/300 - 16 = 35.2,
+    # x1 210 * 341/400 - 58 = 121.0, y1 150 * 256/300 - 16 = 112
+    assert data.preprocess_box((100, 60, 210, 150), (400, 300)) == (27, 35, 121, 112)
+    assert data.preprocess_box((0, 0, 400, 300), (400, 300)) == (0, 0, 224, 224)  # clipped to the crop
+    with pytest.raises(ValueError):
+        data.preprocess_box((10, 10, 5, 20), (400, 300))
+
+
+def test_preprocess_box_lands_where_the_preprocessing_puts_the_pixels():
+    # bug caught: a box moved by another geometry than the classifier's (e.g. a plain resize to 224)
+    from PIL import Image
+
+    from xaihelpers.models import Preprocess
+
+    arr = np.zeros((300, 451, 3), np.uint8)
+    box = (120, 40, 260, 230)
+    arr[box[1]:box[3], box[0]:box[2]] = 255
+    prep = Preprocess(224, 256, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    bright = prep(Image.fromarray(arr))[0] > 0.5
+    ys, xs = np.nonzero(bright.numpy())
+    seen = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
+    assert np.abs(np.subtract(seen, data.preprocess_box(box, (451, 300)))).max() <= 1, seen
+
+
+def test_every_boxed_class_is_a_label_of_the_photo_or_in_the_classifiers_top5():
+    # bug caught: a box stored under the wrong class index
+    import torch
+
+    from xaihelpers.models import load_model
+
+    net, prep, _ = load_model("efficientnet_lite0")
+    photos = xh.sample_images(list(data.PHOTO_BOXES))
+    boxes = data.photo_boxes()
+    for name, photo in photos.items():
+        with torch.no_grad():
+            top5 = set(net(prep(photo.image)[None])[0].topk(5).indices.tolist())
+        assert set(data.PHOTO_BOXES[name]) <= set(photo.labels) | top5, name
+        assert photo.labels[0] in boxes[name]  # the main object has its box in the crop
+        for b in boxes[name].values():
+            assert 0 <= b[0] < b[2] <= 224 and 0 <= b[1] < b[3] <= 224
+            assert data.box_mask(b).sum() == (b[2] - b[0]) * (b[3] - b[1])

@@ -19,7 +19,8 @@ and named after what they hold:
     Fashion-MNIST and the cluttered Fashion-MNIST localisation benchmark (chapter 1).
 ``folders``
     ImageNet validation images with boxes, photo folders of ImageNet-V2, Caltech-256
-    and PASCAL VOC (the full-scale paths of chapters 2 and 3).
+    and PASCAL VOC, Imagenette / Imagewoof and CIFAR-100 with their download (the
+    full-scale paths).
 ``hooks``
     recording activations and gradients of named layers (chapter 0).
 ``baselines``

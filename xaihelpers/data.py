@@ -63,7 +63,10 @@ def _skimage(name: str) -> Callable[[], Image.Image]:
     def load() -> Image.Image:
         import skimage.data
 
-        return Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        picture = getattr(skimage.data, name)()
+        if isinstance(picture, tuple):  # a stereo pair: the left view
+            picture = picture[0]
+        return Image.fromarray(picture).convert("RGB")
 
     return load
 
@@ -96,6 +99,10 @@ _CATALOGUE: dict[str, tuple[Callable[[], Image.Image], tuple[int, ...], str]] = 
     "rocket": (_skimage("rocket"), (657, 744), "scikit-image: skimage.data.rocket"),
     # 652 military uniform (Grace Hopper in US Navy dress)
     "grace_hopper": (_matplotlib("grace_hopper.jpg"), (652,), "matplotlib: sample_data/grace_hopper.jpg"),
+    # 872 tripod, 759 reflex camera (the "cameraman": a camera on a tripod)
+    "camera": (_skimage("camera"), (872, 759), "scikit-image: skimage.data.camera"),
+    # 665 moped, 670 motor scooter (a motorcycle in a garage; ImageNet has no class "motorcycle")
+    "motorcycle": (_skimage("stereo_motorcycle"), (665, 670), "scikit-image: skimage.data.stereo_motorcycle (left view)"),
     # a portrait of an astronaut: no ImageNet class fits
     "astronaut": (_skimage("astronaut"), (), "scikit-image: skimage.data.astronaut"),
     # a Chinese temple roof: 'palace' comes closest but is not clear
@@ -131,6 +138,68 @@ def sample_images(names: Iterable[str] | None = None) -> dict[str, SampleImage]:
         loader, labels, source = _CATALOGUE[name]
         out[name] = SampleImage(name, loader(), labels, source)
     return out
+
+
+# ImageNet class -> box (x0, y0, x1, y1) in the photo's own pixels, end exclusive: drawn by hand for this book
+# on each photo (a grid of 50 px over it), one box per class the photo shows; classes that name the same object
+# (espresso and cup; tabby, tiger cat and Egyptian cat) share its box.
+PHOTO_BOXES: dict[str, dict[int, tuple[int, int, int, int]]] = {
+    "chelsea": {281: (0, 0, 395, 300), 282: (0, 0, 395, 300), 285: (0, 0, 395, 300)},  # the cat's head fills the frame
+    "coffee": {967: (170, 15, 425, 310), 968: (170, 15, 425, 310)},  # the cup with its handle, not the saucer
+    "rocket": {657: (300, 125, 345, 410), 744: (300, 125, 345, 410)},  # the rocket, not the towers
+    "grace_hopper": {652: (20, 315, 512, 600), 667: (150, 20, 375, 150), 906: (215, 405, 300, 470)},  # uniform, cap, tie
+    "camera": {872: (225, 195, 410, 512), 759: (255, 135, 330, 195)},  # the tripod, the camera on it
+    "motorcycle": {665: (90, 95, 690, 452), 670: (90, 95, 690, 452), 535: (565, 330, 640, 420)},  # bike; disk brake
+}
+
+
+def preprocess_box(box: tuple[int, int, int, int], image_size: tuple[int, int], size: int = 224,
+                   resize: int = 256) -> tuple[int, int, int, int]:
+    """A box in a photo's pixels, moved to where the classifier's preprocessing puts it.
+
+    The same geometry as :class:`xaihelpers.models.Preprocess`: the shorter side resized
+    to ``resize``, then the centre ``size`` x ``size`` crop. The box is clipped to the crop.
+
+    Parameters
+    ----------
+    box : (x0, y0, x1, y1)
+        In the photo's pixels, end exclusive.
+    image_size : (width, height)
+        The photo's size (``PIL.Image.size``).
+    """
+    (w, h), (x0, y0, x1, y1) = image_size, box
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise ValueError(f"expected a box inside the {w}x{h} photo with x0 < x1 and y0 < y1, got {box}")
+    scale = resize / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    sx, sy, left, top = nw / w, nh / h, (nw - size) // 2, (nh - size) // 2
+    clip = lambda v: int(min(max(round(v), 0), size))  # noqa: E731
+    return clip(x0 * sx - left), clip(y0 * sy - top), clip(x1 * sx - left), clip(y1 * sy - top)
+
+
+def photo_boxes(names: Iterable[str] | None = None, size: int = 224, resize: int = 256) -> dict[str, dict[int, tuple]]:
+    """The hand-drawn boxes of the labelled sample photos (:data:`PHOTO_BOXES`), in the preprocessed crop.
+
+    Returns ``{photo: {ImageNet class: (x0, y0, x1, y1)}}`` for the photos asked for (all
+    labelled ones by default); a box the crop cuts away entirely is left out.
+    """
+    wanted = list(PHOTO_BOXES if names is None else ([names] if isinstance(names, str) else names))
+    unknown = [n for n in wanted if n not in PHOTO_BOXES]
+    if unknown:
+        raise ValueError(f"expected photos with boxes, from {tuple(PHOTO_BOXES)}, got {unknown}")
+    photos = sample_images(wanted)
+    out = {}
+    for n in wanted:
+        moved = {c: preprocess_box(b, photos[n].image.size, size, resize) for c, b in PHOTO_BOXES[n].items()}
+        out[n] = {c: b for c, b in moved.items() if b[2] > b[0] and b[3] > b[1]}
+    return out
+
+
+def box_mask(box: tuple[int, int, int, int], size: int = 224) -> torch.Tensor:
+    """A bool (size, size) mask that is True inside the box (end exclusive)."""
+    m = torch.zeros(size, size, dtype=torch.bool)
+    m[box[1]:box[3], box[0]:box[2]] = True
+    return m
 
 
 def load_image(path: str | os.PathLike) -> Image.Image:

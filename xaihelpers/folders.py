@@ -256,3 +256,154 @@ def photo_folder(root: str | Path, layout: str, n: int | None = None, seed: int 
         keep = sorted(np.random.default_rng(seed).choice(len(paths), n, replace=False))
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
     return PhotoFolder(tuple(paths), tuple(labels), layout)
+
+
+# ----------------------------------------------------------------------------
+# data sets that download without registration: Imagenette / Imagewoof, CIFAR-100
+# ----------------------------------------------------------------------------
+
+IMAGENETTE_CLASSES = {"n01440764": 0, "n02102040": 217, "n02979186": 482, "n03000684": 491, "n03028079": 497,
+                      "n03394916": 566, "n03417042": 569, "n03425413": 571, "n03445777": 574, "n03888605": 701}
+"""Imagenette's ten WordNet ids -> ImageNet class index (tench, English springer, cassette player,
+chain saw, church, French horn, garbage truck, gas pump, golf ball, parachute)."""
+
+IMAGEWOOF_CLASSES = {"n02086240": 155, "n02087394": 159, "n02088364": 162, "n02089973": 167, "n02093754": 182,
+                     "n02096294": 193, "n02099601": 207, "n02105641": 229, "n02111889": 258, "n02115641": 273}
+"""Imagewoof's ten dog breeds -> ImageNet class index (Shih-Tzu ... dingo): ten classes a classifier confuses."""
+
+FASTAI_URL = "https://s3.amazonaws.com/fast-ai-imageclas/{name}.tgz"
+"""Where fast.ai publishes Imagenette and Imagewoof (``imagenette2-320``: 326 MB; ``imagewoof2-320``: 313 MB)."""
+
+
+def data_cache(cache: str | Path | None = None) -> Path:
+    """The folder downloaded data sets are kept in: ``cache``, else ``$XAI_DATA``, else ``~/.cache/xaihelpers``."""
+    import os
+
+    return Path(cache or os.environ.get("XAI_DATA") or Path.home() / ".cache" / "xaihelpers").expanduser()
+
+
+def download_fastai(name: str = "imagenette2-320", cache: str | Path | None = None) -> Path:
+    """Download and unpack Imagenette or Imagewoof once; return the folder holding ``train/`` and ``val/``.
+
+    Parameters
+    ----------
+    name : str
+        ``"imagenette2"``, ``"imagenette2-320"``, ``"imagenette2-160"`` or the same with
+        ``imagewoof2``.
+    cache : path, optional
+        See :func:`data_cache`. A folder already unpacked there is used without a download.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the data set is not in the cache and cannot be downloaded (offline); the
+        message names the folder to copy it into.
+    """
+    import tarfile
+    import urllib.error
+    import urllib.request
+
+    if not (name.startswith("imagenette2") or name.startswith("imagewoof2")):
+        raise ValueError(f"expected an Imagenette or Imagewoof release such as 'imagenette2-320', got {name!r}")
+    root = data_cache(cache)
+    folder = root / name
+    if (folder / "val").is_dir():
+        return folder
+    url = FASTAI_URL.format(name=name)
+    archive = root / f"{name}.tgz"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not archive.is_file():
+            urllib.request.urlretrieve(url, archive.with_suffix(".part"))
+            archive.with_suffix(".part").rename(archive)
+        with tarfile.open(archive) as tar:
+            tar.extractall(root, filter="data")
+    except (urllib.error.URLError, OSError, tarfile.TarError) as err:
+        raise FileNotFoundError(
+            f"{name} is not in {folder} and downloading {url} failed ({type(err).__name__}: {err}). "
+            f"Run once with internet access (e.g. on Colab), or unpack that archive into {root} "
+            "(set XAI_DATA to move the cache)."
+        ) from err
+    return folder
+
+
+def imagenette(root: str | Path, split: str = "val", n: int | None = None, seed: int = 0) -> PhotoFolder:
+    """Imagenette or Imagewoof in fast.ai's layout: ``root/<split>/<wnid>/<name>.JPEG``.
+
+    The labels are ImageNet class indices (as strings, like ImageNet-V2's), so that an
+    ImageNet classifier's output is scored against them directly.
+
+    Parameters
+    ----------
+    root : path
+        The unpacked folder (what :func:`download_fastai` returns).
+    split : {"val", "train"}
+    n, seed :
+        Draw ``n`` photos at random (seeded) instead of all.
+    """
+    folder = Path(root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder; expected {Path(root)}/{{train,val}}/<wnid>/*.JPEG")
+    known = {**IMAGENETTE_CLASSES, **IMAGEWOOF_CLASSES}
+    paths, labels = [], []
+    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if d.name not in known:
+            raise ValueError(f"{d}: {d.name!r} is not one of Imagenette's or Imagewoof's WordNet ids")
+        pics = sorted(p for p in d.iterdir() if p.suffix.lower() in _PHOTO_SUFFIXES)
+        paths += pics
+        labels += [str(known[d.name])] * len(pics)
+    if not paths:
+        raise FileNotFoundError(f"{folder}: no photos")
+    if n is not None and n < len(paths):
+        keep = sorted(np.random.default_rng(seed).choice(len(paths), n, replace=False))
+        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
+    return PhotoFolder(tuple(paths), tuple(labels), "imagenette")
+
+
+@dataclass(frozen=True)
+class Cifar100:
+    """CIFAR-100 as stored by its authors' Python release.
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        uint8, shape (N, 3, 32, 32).
+    labels : torch.Tensor
+        int64, shape (N,): the fine label (0-99).
+    classes : tuple of str
+        The 100 fine label names, in label order.
+    """
+
+    images: torch.Tensor = field(repr=False)
+    labels: torch.Tensor = field(repr=False)
+    classes: tuple[str, ...] = field(repr=False)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def cifar100(root: str | Path, split: str = "test") -> Cifar100:
+    """Read CIFAR-100's Python release: ``root/cifar-100-python/{train,test,meta}`` (or ``root`` itself).
+
+    ``torchvision.datasets.CIFAR100(root, download=True)`` downloads the same files (161 MB)
+    into ``root``; SRD's Table 4 trains and tests its networks on it.
+    """
+    import pickle
+
+    if split not in ("train", "test"):
+        raise ValueError(f"expected split 'train' or 'test', got {split!r}")
+    root = Path(root)
+    base = root / "cifar-100-python" if (root / "cifar-100-python").is_dir() else root
+    if not (base / split).is_file() or not (base / "meta").is_file():
+        raise FileNotFoundError(f"{base}: expected the files '{split}' and 'meta' of cifar-100-python "
+                                "(torchvision.datasets.CIFAR100(root, download=True) puts them there)")
+    with open(base / split, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    with open(base / "meta", "rb") as f:
+        meta = pickle.load(f, encoding="latin1")
+    data = np.asarray(entry["data"], dtype=np.uint8)
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{base / split}: expected rows of 3072 bytes, got shape {data.shape}")
+    images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
+    labels = torch.as_tensor(entry["fine_labels"], dtype=torch.int64)
+    return Cifar100(images, labels, tuple(meta["fine_label_names"]))
