@@ -122,3 +122,15 @@ def test_every_boxed_class_is_a_label_of_the_photo_or_in_the_classifiers_top5():
         for b in boxes[name].values():
             assert 0 <= b[0] < b[2] <= 224 and 0 <= b[1] < b[3] <= 224
             assert data.box_mask(b).sum() == (b[2] - b[0]) * (b[3] - b[1])
+
+
+def test_photo_localisation_is_one_entry_per_boxed_class():
+    loc = data.photo_localisation()
+    pairs = [(n, c) for n, per in data.photo_boxes().items() for c in per]
+    assert len(loc) == len(pairs) and loc.names == tuple(f"{n}/{c}" for n, c in pairs)
+    assert loc.images.shape == (len(pairs), 3, 224, 224) and 0 <= loc.images.min() and loc.images.max() <= 1
+    i = loc.names.index("camera/872")
+    assert loc.labels[i] == 872 and tuple(loc.boxes[i].tolist()) == data.photo_boxes()["camera"][872]
+    distinct = data.photo_localisation(one_per_box=True)
+    assert len(distinct) == sum(len(set(per.values())) for per in data.photo_boxes().values())
+    assert "coffee/967" in distinct.names and "coffee/968" not in distinct.names

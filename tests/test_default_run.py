@@ -264,19 +264,22 @@ def l5():
     return record("05_actmatch_lesson")["glued"]
 
 
-def test_l5_short_training_keeps_the_label_with_large_masks(l5):
+def test_l5_short_training_gives_large_masks_that_do_not_always_keep_the_label(l5):
     t = read_table(l5, "table1_json")
-    # "the masks keep large parts of the photos" and keep the label: a mask that collapsed to a
-    # few pixels (the paper's regime) would make this sentence wrong and need rewriting
-    assert (t["area kept"] > 0.3).all() and t["label kept"].all(), t
+    # "the masks keep large parts of the photos, and not every explanation keeps the label": a mask
+    # that collapsed to a few pixels (the paper's regime), or one that kept every label, would make
+    # this sentence wrong and need rewriting
+    assert (t["area kept"] > 0.3).all(), t
+    assert t["label kept"].any() and not t["label kept"].all(), t
 
 
 def test_l5_class_terms_fall_and_the_area_term_hardly_moves(l5):
     t = read_table(l5, "terms_json")
     ratio = t["last steps"] / t["first steps"]
-    # "the robustness and cross-entropy terms fall the most": a robustness term that trains
-    # nothing (a detached mask, the reference notebook's bug) stays flat
-    assert set(ratio.nsmallest(2).index) == {"rob", "ce"}, ratio
+    # "the cross-entropy and smoothness terms fall the most, the robustness term ends higher than it
+    # started" (a loss whose terms were swapped in the log would reorder them)
+    assert set(ratio.nsmallest(2).index) == {"ce", "tv"}, ratio
+    assert ratio["rob"] > 1, ratio
     # "the area term hardly moves over so few steps"
     assert abs(ratio["area"] - 1) < 0.2, ratio
 

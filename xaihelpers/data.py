@@ -195,6 +195,40 @@ def photo_boxes(names: Iterable[str] | None = None, size: int = 224, resize: int
     return out
 
 
+def photo_localisation(names: Iterable[str] | None = None, size: int = 224, resize: int = 256,
+                       one_per_box: bool = False):
+    """The labelled sample photos as a localisation set: one entry per (photo, boxed class).
+
+    With ``one_per_box``, classes that share a box (espresso and cup) give one entry, the
+    first class's.
+
+    The offline counterpart of :func:`xaihelpers.folders.imagenet_localisation`: images are
+    the classifier's centre crops in [0, 1] (normalise them with the model's
+    ``Preprocess.normalize``), each with one ImageNet class and its hand-drawn box.
+
+    Returns
+    -------
+    xaihelpers.folders.LocalisationSet
+        ``names`` are ``"<photo>/<class index>"``.
+    """
+    from .folders import LocalisationSet
+    from .models import Preprocess
+
+    crop = Preprocess(size, resize, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # the geometry only: pixels stay in [0, 1]
+    boxes = photo_boxes(names, size, resize)
+    photos = sample_images(list(boxes))
+    xs, ys, bs, keys = [], [], [], []
+    for name, per_class in boxes.items():
+        x = crop(photos[name].image)
+        seen = set()
+        for c, b in per_class.items():
+            if one_per_box and b in seen:
+                continue
+            seen.add(b)
+            xs.append(x); ys.append(c); bs.append(b); keys.append(f"{name}/{c}")
+    return LocalisationSet(torch.stack(xs), torch.tensor(ys), torch.tensor(bs, dtype=torch.int64), tuple(keys))
+
+
 def box_mask(box: tuple[int, int, int, int], size: int = 224) -> torch.Tensor:
     """A bool (size, size) mask that is True inside the box (end exclusive)."""
     m = torch.zeros(size, size, dtype=torch.bool)
