@@ -211,13 +211,11 @@ def test_ch6_speed(d6):
 
 def test_ch6_mean_rank(d6):
     rk = read_table(d6, "ranks_json")
-    # "SRD-high and LRP share the best mean rank ..., and the intervals of the flat LRP variant,
-    # SRD-input and SRD-low reach it too"; bug caught: a mean rank read without its interval over the images
-    firsts = ["SRD-high", "lrp_epsilon_plus"]
-    best = rk["mean rank"].min()
-    assert set(rk.index[abs(rk["mean rank"] - best) < 1e-9]) == set(firsts)
-    assert set(rk.index[rk["mean rank low"] <= best]) == {"SRD-high", "SRD-input", "SRD-low"} | LRP
-    first = max(firsts, key=lambda m: rk.loc[m, "mean rank high"])  # "clear of the first two methods'"
+    # "SRD-high has the best mean rank ..., but the intervals of both LRP variants, SRD-input and
+    # SRD-low reach it"; bug caught: a mean rank read without its interval over the images
+    first = rk["mean rank"].idxmin()
+    assert first == "SRD-high" and (rk["mean rank"].drop(first) > rk.loc[first, "mean rank"]).all()
+    assert set(rk.index[rk["mean rank low"] <= rk.loc[first, "mean rank"]]) == {"SRD-high", "SRD-input", "SRD-low"} | LRP
     # "the masks and causal responsibility ... rank last, each with an interval clear of the first
     # method's"; bug caught: an interval too narrow (resampling methods, not images) or too wide
     last = set(MASKS) | {CAUSAL}
@@ -374,6 +372,17 @@ def test_ch6_sanity_checks_read_as_the_text_says(d6):
     judged = [m for m in mean.index if np.isfinite(sem.loc[m, "labels shuffled"])]
     assert {m for m in judged if unrelated(m, "labels shuffled")} == {"SRD-low", "occlusion"}
     assert all(kept(m, "labels shuffled") for m in judged if m not in ("SRD-low", "occlusion"))
+    # "The signed column turns two verdicts: both LRP variants' signed maps are unrelated to the trained
+    # ones ..., and occlusion's signed maps stay more than two standard errors above zero"
+    # bug caught: the signed column computed on absolute maps (it would repeat the absolute one)
+    signed = read_table(d6, "sanity_signed_json")
+    signed.columns = [" ".join(c) for c in signed.columns]  # ("mean", "signed") -> "mean signed"
+    for m in LRP:
+        assert abs(signed.loc[m, "mean signed"]) <= 2 * signed.loc[m, "se signed"], signed.loc[m]
+        assert signed.loc[m, "mean similarity"] > 2 * signed.loc[m, "se similarity"], signed.loc[m]
+    assert signed.loc["occlusion", "mean signed"] > 2 * signed.loc["occlusion", "se signed"]
+    # "as the edge detector, which ignores the network, does by construction"
+    assert abs(mean.loc["edge detector (reference)"] - 1).max() < 1e-6
     # "Causal responsibility's maps are constant on most image-checks"
     # bug caught: constant maps scored as a similarity (their rank correlation is undefined)
     counts = dict(re.findall(r"(.+?) \((\d+)\)(?:, |$)", d6["sanity_undefined"]))
