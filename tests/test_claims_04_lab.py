@@ -45,7 +45,8 @@ def clearly_above(a: float, se_a: float, b: float, se_b: float) -> bool:
 
 
 def test_ch4_record_explains_with_the_lenient_rule(params):
-    # the tests below read RULE's explanations under the name "ConvAD (lenient)"
+    # the tests below read RULE's explanations under the name "ConvAD (lenient)"; bug caught: a record
+    # made with another rule, whose numbers the lenient rule's prose would then misread
     assert params["RULE"] == "lenient"
 
 

@@ -344,7 +344,8 @@ def test_ch6_papers_claims(d6):
 # ---------------------------------------------------------------- sanity checks (Tables 6.12, 6.13)
 
 def test_ch6_sanity_check_networks(d6):
-    # "The shuffled-label CNN memorised its training labels ... and is at chance on the test split"
+    # "The shuffled-label CNN memorised its training labels ... and is at chance on the test split";
+    # bug caught: a "shuffled" checkpoint that is the trained network (far above chance on the test split)
     assert d6["sanity_shuffled_memorised"] >= 0.95
     assert abs(d6["sanity_shuffled_test"] - 0.1) <= 2 * se(0.1, d6["n_images"])
     # "With so few images the error bars are wide"
