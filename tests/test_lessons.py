@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from conftest import LESSONS
+from conftest import LABS, LESSONS
 
 MAX_WORDS, MAX_GLUE, MAX_RUN, MAX_KNOBS = 2000, 10, 250, 5
 GLUE = re.compile(r"\{glue:(?:text|)\}`[^`]+`")
@@ -136,3 +136,24 @@ def test_getting_started_keeps_the_rhythm():
 
     path = next(p for p in NOTEBOOKS if p.stem.startswith("00"))
     assert reading_shape(path)["longest run"] <= MAX_RUN, reading_shape(path)
+
+
+@pytest.mark.parametrize("path", [p for p in LABS], ids=[p.stem for p in LABS])
+def test_every_lab_figure_and_table_is_referred_to(path):
+    # every numbered figure and table of a lab (and of chapter 0) is named in a sentence other than its
+    # own caption; a caption inside a worked solution belongs to the solution and is left out
+    inside, captions, prose = False, [], []
+    for cell in cells(path):
+        if cell["cell_type"] != "markdown":
+            continue
+        src = text(cell)
+        inside = inside or "{solution-start}" in src
+        found = re.findall(r"\*\*((?:Figure|Table) \d+\.\d+)\.\*\*", src)
+        if not inside:
+            captions += found
+        prose.append(src)
+        if "{solution-end}" in src:
+            inside = False
+    md = "\n".join(prose)
+    unreferenced = [c for c in captions if not re.search(re.escape(c) + r"(?!\d)(?!\.\*\*)", md)]
+    assert captions and not unreferenced, unreferenced
