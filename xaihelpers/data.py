@@ -167,12 +167,13 @@ def preprocess_box(box: tuple[int, int, int, int], image_size: tuple[int, int], 
     image_size : (width, height)
         The photo's size (``PIL.Image.size``).
     """
+    from .models import Preprocess
+
     (w, h), (x0, y0, x1, y1) = image_size, box
     if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
         raise ValueError(f"expected a box inside the {w}x{h} photo with x0 < x1 and y0 < y1, got {box}")
-    scale = resize / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    sx, sy, left, top = nw / w, nh / h, (nw - size) // 2, (nh - size) // 2
+    nw, nh, left, top = Preprocess(size, resize).geometry(w, h)
+    sx, sy = nw / w, nh / h
     clip = lambda v: int(min(max(round(v), 0), size))  # noqa: E731
     return clip(x0 * sx - left), clip(y0 * sy - top), clip(x1 * sx - left), clip(y1 * sy - top)
 

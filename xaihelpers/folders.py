@@ -252,6 +252,11 @@ def photo_folder(root: str | Path, layout: str, n: int | None = None, seed: int 
                 labels.append(read_voc_boxes(notes / f"{stem}.xml")[1][0][0])
     if not paths:
         raise FileNotFoundError(f"{root}: no photos in the {layout} layout")
+    return _drawn(paths, labels, layout, n, seed)
+
+
+def _drawn(paths: list, labels: list, layout: str, n: int | None, seed: int) -> PhotoFolder:
+    """All the photos, or ``n`` of them drawn at random (seeded), in their listed order."""
     if n is not None and n < len(paths):
         keep = sorted(np.random.default_rng(seed).choice(len(paths), n, replace=False))
         paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
@@ -354,10 +359,7 @@ def imagenette(root: str | Path, split: str = "val", n: int | None = None, seed:
         labels += [str(known[d.name])] * len(pics)
     if not paths:
         raise FileNotFoundError(f"{folder}: no photos")
-    if n is not None and n < len(paths):
-        keep = sorted(np.random.default_rng(seed).choice(len(paths), n, replace=False))
-        paths, labels = [paths[i] for i in keep], [labels[i] for i in keep]
-    return PhotoFolder(tuple(paths), tuple(labels), "imagenette")
+    return _drawn(paths, labels, "imagenette", n, seed)
 
 
 @dataclass(frozen=True)

@@ -72,14 +72,17 @@ class Preprocess:
             raise TypeError(f"expected a PIL image (see xaihelpers.load_image), got {type(image).__name__}")
         if image.mode != "RGB":
             image = image.convert("RGB")
-        w, h = image.size
-        scale = self.resize / min(w, h)
-        nw, nh = max(self.size, round(w * scale)), max(self.size, round(h * scale))
+        nw, nh, left, top = self.geometry(*image.size)
         image = image.resize((nw, nh), Image.BICUBIC)
-        left, top = (nw - self.size) // 2, (nh - self.size) // 2
         image = image.crop((left, top, left + self.size, top + self.size))
         arr = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
         return self.normalize(arr)
+
+    def geometry(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """Where a ``width`` x ``height`` photo goes: its resized size and the crop's corner ``(nw, nh, left, top)``."""
+        scale = self.resize / min(width, height)
+        nw, nh = max(self.size, round(width * scale)), max(self.size, round(height * scale))
+        return nw, nh, (nw - self.size) // 2, (nh - self.size) // 2
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise pixels in [0, 1], shape (3, H, W) or (N, 3, H, W)."""
