@@ -7,6 +7,7 @@ training time). Run from the repository root::
     python scripts/train_benchmark_models.py                 # all activations
     python scripts/train_benchmark_models.py relu gelu       # some of them
     python scripts/train_benchmark_models.py --shuffled-labels   # the data-randomisation CNN
+    python scripts/train_benchmark_models.py --small     # the ReLU CNN of the small-object setting
 
 Chapter 1 (``notebooks/01_evaluating_explanations.ipynb``) reports the accuracies.
 """
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--shuffled-labels", action="store_true",
                         help="train only the ReLU CNN on permuted labels (chapter 6's data randomisation)")
+    parser.add_argument("--small", action="store_true",
+                        help="train only the ReLU CNN on the benchmark's small-object setting (chapter 3's pointing game)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     benchmark_models.CHECKPOINT_DIR.mkdir(exist_ok=True)
@@ -49,13 +52,15 @@ def main() -> None:
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         print(f"shuffled labels: memorised {memorised:.4f}, test accuracy {acc:.4f} -> {path}")
         return
-    for act in args.activations:
+    runs = [(benchmark_models.SMALL_NAME, "relu", "small")] if args.small else [(a, a, "standard") for a in args.activations]
+    for key, act, setting in runs:
         start = time.time()
-        model, acc = benchmark_models.train_benchmark_model(act, seed=args.seed, device="cpu")
-        path = benchmark_models.checkpoint_path(act)
+        model, acc = benchmark_models.train_benchmark_model(act, seed=args.seed, device="cpu", setting=setting)
+        path = benchmark_models.checkpoint_path(key)
         torch.save({k: v.clone() for k, v in model.state_dict().items()}, path)
-        manifest[act] = {
+        manifest[key] = {
             "file": path.name,
+            "benchmark_setting": setting,
             "sha256": benchmark_models.file_sha256(path),
             "test_accuracy": round(acc, 4),
             "seed": args.seed,
@@ -66,7 +71,7 @@ def main() -> None:
             "machine": f"{platform.machine()}, {args.threads} CPU threads",
         }
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        print(f"{act}: test accuracy {acc:.4f} in {manifest[act]['train_seconds']} s -> {path}")
+        print(f"{key}: test accuracy {acc:.4f} in {manifest[key]['train_seconds']} s -> {path}")
 
 
 if __name__ == "__main__":

@@ -402,3 +402,15 @@ def test_area_curve_keeps_the_label_from_the_smallest_sufficient_share_by_hand()
     assert abs(smallest[0] - 3 / 64) < 1e-9 and np.isnan(smallest[1])  # image 1 never keeps a patch pixel
     with pytest.raises(ValueError):
         actmatch.area_curve(_PatchClassifier(), x, scores, areas=[0.0])
+
+
+def test_snapshots_are_the_masks_a_shorter_run_ends_with(cnn):
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    long = actmatch.train(cnn, x, steps=6, lr=1e-2, widths=(4, 8), bottleneck=8, verbose=False, snapshots=(3, 6))
+    short = actmatch.train(cnn, x, steps=3, lr=1e-2, widths=(4, 8), bottleneck=8, verbose=False)
+    assert sorted(long.snapshots) == [3, 6] and long.snapshots[3].shape == (2, 64, 64)
+    torch.testing.assert_close(long.snapshots[3], short.soft)
+    torch.testing.assert_close(long.snapshots[6], long.soft)
+    assert (long.snapshots[3] - long.snapshots[6]).abs().max() > 1e-4  # training went on between them
+    with pytest.raises(ValueError, match="snapshot"):
+        actmatch.train(cnn, x, steps=3, verbose=False, snapshots=(4,))

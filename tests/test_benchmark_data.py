@@ -128,3 +128,15 @@ def test_redraw_refuses_unknown_layers(bench):
         benchmark.redraw_cluttered(bench.images, ["object"])
     black = benchmark.redraw_cluttered(bench.subset(slice(0, 2)), [], verbose=False)
     assert black.images.abs().max() == 0 and black.layers == ()
+
+
+def test_named_settings_draw_what_their_arguments_draw():
+    small = benchmark.cluttered_fashion_mnist("test", n=20, setting="small", verbose=False)
+    spelled = benchmark.cluttered_fashion_mnist("test", n=20, scale=(0.25, 0.4), n_fragments=(3, 6), verbose=False)
+    assert torch.equal(small.images, spelled.images) and torch.equal(small.masks, spelled.masks)
+    assert small.scale == (0.25, 0.4) and small.n_fragments == (3, 6)
+    standard = benchmark.cluttered_fashion_mnist("test", n=20, setting="standard", verbose=False)
+    # smaller items: the object covers less of the image than in the standard setting
+    assert small.masks.float().mean() < 0.6 * standard.masks.float().mean()
+    with pytest.raises(ValueError, match="setting"):
+        benchmark.cluttered_fashion_mnist("test", n=2, setting="tiny", verbose=False)

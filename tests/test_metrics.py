@@ -760,3 +760,28 @@ def test_localisation_benchmark_gives_paired_held_out_errors():
     assert np.allclose(sweeps.loc["noise"], per.mean())
     plain = evaluation.localisation_benchmark(methods, torch.nn.Linear(1, 1), x, [0] * 12, boxes, verbose=False)
     assert len(plain) == 2  # the chapters' two-value call still works
+
+
+def test_pointing_games_scores_each_explainer_at_each_tolerance():
+    # a map whose maximum sits at a chosen pixel: 3 pixels right of a 4x4 object on image 0, on it on image 1
+    masks = torch.zeros(2, 16, 16, dtype=torch.bool)
+    masks[:, 4:8, 4:8] = True
+    peaks = {"off by 3": [(5, 10), (5, 5)], "far": [(15, 15), (0, 0)]}
+
+    def make(points):
+        def explainer(model, x, target):
+            out = torch.zeros(len(x), 16, 16)
+            for i, (r, c) in enumerate(points):
+                out[i, r, c] = 1.0
+            return out
+        return explainer
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
+    x = torch.randn(2, 3, 16, 16)
+    hits = evaluation.pointing_games({k: make(v) for k, v in peaks.items()}, model, x, [0, 1], masks,
+                                     tolerances=(0, 2, 3), verbose=False)
+    # distance from (5, 10) to the object's nearest pixel (5, 7) is 3: a hit from tolerance 3 on
+    assert hits[0]["off by 3"].tolist() == [0.0, 1.0]
+    assert hits[2]["off by 3"].tolist() == [0.0, 1.0]
+    assert hits[3]["off by 3"].tolist() == [1.0, 1.0]
+    assert all(hits[t]["far"].tolist() == [0.0, 0.0] for t in (0, 2, 3))

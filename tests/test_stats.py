@@ -92,3 +92,26 @@ def test_bootstrap_ranks_bad_input():
         stats.bootstrap_ranks({"a": [1, 2, 3]})
     with pytest.raises(TypeError, match="DataFrame"):
         stats.bootstrap_ranks([1, 2, 3])
+
+
+def test_separated_groups_chains_the_gaps_a_hand_worked_case():
+    # a: always 1; b: 1 on 9 of 10 images; c: 1 on 2 of 10; d: 1 on 1 of 10 (c and d differ on one image)
+    scores = {"a": [1] * 10, "b": [1] * 9 + [0], "c": [1, 1] + [0] * 8, "d": [1] + [0] * 9}
+    out = stats.separated_groups(scores)
+    assert list(out.index) == ["a", "b", "c", "d"]
+    # b - a: one image differs, d = (0,..,0,-1): mean -0.1, se 0.1 -> not separated
+    assert out.loc["b", "group"] == 1 and abs(out.loc["b", "paired se"] - 0.1) < 1e-12
+    # c - a: mean -0.8, se sqrt(0.8 * 0.2 * 10 / 9 / 10) = 0.133 -> a new group headed by c
+    assert out.loc["c", "group"] == 2 and out.loc["c", "head"] == "c"
+    # d - c: mean -0.1, se 0.1 -> same group as c
+    assert out.loc["d", "group"] == 2 and out.loc["d", "head"] == "c"
+    # lower is better: the order and the chain turn round
+    low = stats.separated_groups(scores, higher=False)
+    assert list(low.index) == ["d", "c", "b", "a"] and low["group"].max() == 2
+
+
+def test_separated_groups_one_group_when_nothing_separates():
+    rng = np.random.default_rng(0)
+    same = rng.random(50)
+    out = stats.separated_groups({"x": same, "y": same + 1e-3 * rng.standard_normal(50), "z": same[::-1]})
+    assert out["group"].max() == 1

@@ -266,7 +266,8 @@ class Explanation:
     threshold; ``target`` (N,); ``area`` (N,) share of pixels kept; ``kept`` (N,) whether
     the explanation's top-1 is the target; ``p_image``, ``p_explanation`` (N,) target
     probabilities; ``history`` per-image list of dicts of loss terms; ``nets`` the trained
-    mask networks (per-image mode).
+    mask networks (per-image mode); ``snapshots`` maps a step number to the soft masks
+    (N, H, W) after that many steps (:func:`train`'s ``snapshots``).
     """
 
     masks: torch.Tensor
@@ -278,6 +279,7 @@ class Explanation:
     p_explanation: np.ndarray
     history: list = field(default_factory=list, repr=False)
     nets: list = field(default_factory=list, repr=False)
+    snapshots: dict = field(default_factory=dict, repr=False)
 
 
 def objective(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, acts_x: dict,
@@ -341,7 +343,7 @@ def explain(model: nn.Module, x: torch.Tensor, target=None, **settings) -> torch
 def train(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: float = 5e-5,
             layers: dict | None = None, distance: str = "mse", temperature: float = 2.0, rob_gradient: bool = True,
             widths=(32, 64, 128, 256), bottleneck: int = 512, seed: int = 0, verbose: bool = True,
-            fill: str | torch.Tensor = "mean", **weights) -> Explanation:
+            fill: str | torch.Tensor = "mean", snapshots=(), **weights) -> Explanation:
     """Train one mask network per image; return the binary masks and how well they keep the decision.
 
     Parameters
@@ -374,6 +376,10 @@ def train(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: 
         What the hidden pixels of the explanation show (:func:`apply_mask`): the mean
         colour (the authors'), or a tensor broadcastable to ``x``, e.g. a blur of the
         images (N, 3, H, W). The verdict (``kept``, ``p_explanation``) uses the same fill.
+    snapshots : sequence of int
+        Steps (from 1 to ``steps``) after which to keep the soft masks as well, so that one
+        run shows the schedule's effect (``Explanation.snapshots``); the last step's are
+        ``soft`` itself.
     **weights
         Loss weights overriding :data:`WEIGHTS`, e.g. ``area=200, tv=0``.
 
@@ -388,9 +394,13 @@ def train(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: 
     if unknown:
         raise ValueError(f"unknown loss weights {sorted(unknown)}; expected some of {sorted(WEIGHTS)}")
     w = {**WEIGHTS, **weights}
+    snapshots = sorted({int(k) for k in snapshots})
+    if snapshots and not 1 <= snapshots[0] <= snapshots[-1] <= steps:
+        raise ValueError(f"expected snapshot steps between 1 and steps={steps}, got {snapshots}")
     dev = _checks.model_device(model)
     x = x.to(dev)
     layers = layers or default_layers(model)
+    snaps: dict[int, list] = {k: [] for k in snapshots}
     with frozen_weights(model), no_inplace(model):
         base = _image_targets(model, x, layers)
         t = _checks.targets(target, len(x), base["__logits__"]).to(dev)
@@ -413,13 +423,18 @@ def train(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: 
                 opt.step()
                 hist.append({"loss": float(loss.detach()), **terms})
                 bar.update()
+                if step + 1 in snaps:  # train-mode batch norm, as below
+                    with torch.no_grad():
+                        snaps[step + 1].append(torch.sigmoid(net(xi))[:, 0].cpu())
             with torch.no_grad():  # train-mode batch norm, as in every step (batch of one image)
                 all_logits.append(net(xi))
             history.append(hist)
             nets.append(net)
         bar.close()
         full_fill = fill.to(dev) if isinstance(fill, torch.Tensor) else fill
-        return _finish(model, x, torch.cat(all_logits), base["__logits__"], t, history, nets, full_fill)
+        out = _finish(model, x, torch.cat(all_logits), base["__logits__"], t, history, nets, full_fill)
+        out.snapshots = {k: torch.cat(v) for k, v in snaps.items()}
+        return out
 
 
 # ----------------------------------------------------------------------------

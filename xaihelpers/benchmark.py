@@ -184,6 +184,16 @@ BENCHMARK_VIEWS = {
     "clutter alone": ("background", "clutter"),
 }
 
+# The generator's two settings. "standard" is chapter 1's benchmark: large items, few fragments,
+# on which the pointing game saturates (nearly every map's maximum falls on the item). "small"
+# draws the item at a quarter to two fifths of the side among three to six fragments of other
+# classes as large as it, so a map's maximum can land on a distractor: chapter 3 scores the
+# pointing game there. Each has its own CNN (``fmnist_cnn_relu`` and ``fmnist_cnn_relu_small``).
+BENCHMARK_SETTINGS = {
+    "standard": {"scale": (0.45, 0.7), "n_fragments": (1, 3)},
+    "small": {"scale": (0.25, 0.4), "n_fragments": (3, 6)},
+}
+
 _TEXTURES = ("brick", "grass", "gravel")
 _PHOTOS = ("coffee", "rocket", "astronaut", "china", "flower", "grace_hopper")
 
@@ -271,6 +281,7 @@ def cluttered_fashion_mnist(
     scale: tuple[float, float] = (0.45, 0.7),
     root: str | Path | None = None,
     verbose: bool = True,
+    setting: str | None = None,
 ) -> ClutteredFashionMNIST:
     """Generate cluttered Fashion-MNIST: one coloured item on a real texture, among fragments of others.
 
@@ -302,12 +313,19 @@ def cluttered_fashion_mnist(
         Folder with Fashion-MNIST's idx files (see :func:`fashion_mnist`).
     verbose : bool
         Show a progress bar.
+    setting : {"standard", "small"}, optional
+        A named pair of ``scale`` and ``n_fragments`` from :data:`BENCHMARK_SETTINGS`,
+        which then replaces those two arguments.
 
     Returns
     -------
     ClutteredFashionMNIST
         Images (N, 3, size, size) in [0, 1], labels, masks (N, size, size) and boxes.
     """
+    if setting is not None:
+        if setting not in BENCHMARK_SETTINGS:
+            raise ValueError(f"expected setting in {sorted(BENCHMARK_SETTINGS)}, got {setting!r}")
+        scale, n_fragments = BENCHMARK_SETTINGS[setting]["scale"], BENCHMARK_SETTINGS[setting]["n_fragments"]
     if split not in _FASHION_FILES:
         raise ValueError(f"expected split 'train' or 'test', got {split!r}")
     if size < 32:

@@ -29,7 +29,9 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
 }
-BENCHMARK_MODELS = tuple(f"fmnist_cnn_{a}" for a in ACTIVATIONS)
+# The ReLU CNN trained on the "small" setting of the benchmark (xaihelpers.benchmark.BENCHMARK_SETTINGS)
+SMALL_NAME = "relu_small"
+BENCHMARK_MODELS = tuple(f"fmnist_cnn_{a}" for a in ACTIVATIONS) + (f"fmnist_cnn_{SMALL_NAME}",)
 BENCHMARK_MEAN = (0.5,) * 3
 BENCHMARK_STD = (0.25,) * 3
 BENCHMARK_SIZE = 64
@@ -120,8 +122,9 @@ def benchmark_preprocess() -> Preprocess:
 
 
 def checkpoint_path(activation: str) -> Path:
-    """Where the committed checkpoint of the benchmark CNN with ``activation`` lives."""
-    _activation(activation)
+    """Where the committed checkpoint of the benchmark CNN with ``activation`` (or :data:`SMALL_NAME`) lives."""
+    if activation != SMALL_NAME:
+        _activation(activation)
     return CHECKPOINT_DIR / f"fmnist_cnn_{activation}.pt"
 
 
@@ -235,6 +238,7 @@ def train_benchmark_model(
     device: torch.device | str | None = None,
     data_root: str | Path | None = None,
     verbose: bool = True,
+    setting: str = "standard",
     **settings,
 ) -> tuple[BenchmarkCNN, float]:
     """Train one benchmark CNN on cluttered Fashion-MNIST with the book's recipe.
@@ -255,6 +259,8 @@ def train_benchmark_model(
         Folder with Fashion-MNIST's idx files.
     verbose : bool
         Show progress bars.
+    setting : {"standard", "small"}
+        Which images of :data:`xaihelpers.benchmark.BENCHMARK_SETTINGS` to train and test on.
     **settings
         Overrides of :data:`TRAIN_SETTINGS` (``n_train`` images per epoch, ``epochs``,
         ``batch_size``, ``lr``, ``weight_decay``).
@@ -278,13 +284,14 @@ def train_benchmark_model(
     def epoch_data(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         # fresh images every epoch: other items, backgrounds and placements, so no image is seen twice
         train = cluttered_fashion_mnist("train", n=cfg["n_train"], size=BENCHMARK_SIZE, seed=1000 * seed + epoch,
-                                        root=data_root, verbose=False)
+                                        root=data_root, verbose=False, setting=setting)
         return norm(train.images), train.labels
 
     model = BenchmarkCNN(activation).to(pick_device(None if device is None else str(device)))
     train_classifier(model, epoch_data, epochs=cfg["epochs"], batch_size=cfg["batch_size"],
                      lr=cfg["lr"], weight_decay=cfg["weight_decay"], seed=seed, verbose=verbose)
-    test = cluttered_fashion_mnist("test", n=10000, size=BENCHMARK_SIZE, seed=0, root=data_root, verbose=verbose)
+    test = cluttered_fashion_mnist("test", n=10000, size=BENCHMARK_SIZE, seed=0, root=data_root, verbose=verbose,
+                                   setting=setting)
     return model, accuracy(model, norm(test.images), test.labels)
 
 
@@ -403,7 +410,8 @@ def load_benchmark_model(
     Parameters
     ----------
     activation : str
-        One of :data:`ACTIVATIONS`.
+        One of :data:`ACTIVATIONS`, or :data:`SMALL_NAME` for the ReLU CNN of the benchmark's
+        ``"small"`` setting.
     device : torch.device or str, optional
         Where to put the model; default :func:`xaihelpers.runtime.device`.
     train_if_missing : bool
@@ -417,6 +425,8 @@ def load_benchmark_model(
         ``(model, preprocess, classes)`` with the model in eval mode, mapping
         (N, 3, 64, 64) to (N, 10) logits.
     """
+    act, setting = ("relu", "small") if activation == SMALL_NAME else (activation, "standard")
     return _load_checkpointed(checkpoint_path(activation), activation,
-                              lambda: train_benchmark_model(activation, device="cpu", verbose=verbose)[0],
-                              "scripts/train_benchmark_models.py", device, train_if_missing)
+                              lambda: train_benchmark_model(act, device="cpu", verbose=verbose, setting=setting)[0],
+                              "scripts/train_benchmark_models.py" + (" --small" if setting == "small" else ""),
+                              device, train_if_missing)

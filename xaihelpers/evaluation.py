@@ -178,6 +178,50 @@ def evaluate(
     return pd.concat(rows, ignore_index=True), torch.cat(all_maps)
 
 
+def pointing_games(explainers: dict, model: nn.Module, x: torch.Tensor, target, masks: object,
+                   tolerances: Sequence[int] = (0, 2, 4), batch_size: int = 50, verbose: bool = True,
+                   ) -> dict:
+    """The pointing game of several explainers on the same images, at several tolerances.
+
+    The maps are prepared as in :func:`evaluate` (SRD's protocol, resized to the input)
+    and each is scored once per tolerance by :func:`xaihelpers.metrics.pointing_game`.
+
+    Parameters
+    ----------
+    explainers : dict of str to callable
+        Name to ``explainer(model, x, target) -> (N, h, w)`` (e.g. :func:`xaihelpers.explainers.get`).
+    model, x, target, masks
+        As in :func:`evaluate`.
+    tolerances : sequence of int
+        Tolerances in pixels (``0``: the maximum must fall on the mask itself).
+    batch_size, verbose
+        Images per explainer call; a progress bar over the explainers.
+
+    Returns
+    -------
+    dict of int to pandas.DataFrame
+        Per tolerance, the per-image hits (images x explainers), ready for
+        :func:`xaihelpers.stats.separated_groups` or :func:`xaihelpers.stats.paired`.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    _checks.image_batch(x)
+    if not explainers:
+        raise ValueError("expected at least one explainer")
+    size = tuple(x.shape[-2:])
+    with torch.no_grad():
+        logits = model(x.to(_checks.model_device(model))) if target is None else None
+    target = _checks.targets(target, x.shape[0], logits).cpu()
+    hits: dict[int, dict] = {int(t): {} for t in tolerances}
+    for name, explainer in tqdm(explainers.items(), desc="pointing game", disable=not verbose):
+        maps = torch.cat([prepare(resize_maps(_maps(raw), size)).cpu() for *_, raw, _ in
+                          explain_batches(explainer, model, x, target, batch_size, verbose=False)])
+        for t in hits:
+            hits[t][name] = pointing_game(maps, masks, tolerance=t)
+    return {t: pd.DataFrame(h) for t, h in hits.items()}
+
+
 def heldout_loc_error(df: "pandas.DataFrame", folds: int = 2, seed: int = 0) -> "pandas.DataFrame":  # noqa: F821
     """Per-image localisation error of :func:`evaluate`'s results, alpha chosen on held-out images.
 

@@ -147,6 +147,48 @@ def bootstrap_ranks(scores, higher: bool = True, n_boot: int = 2000, level: floa
     return out.sort_values(["rank", "mean"], ascending=[True, not higher])
 
 
+def separated_groups(scores, higher: bool = True, k: float = 2.0) -> "pandas.DataFrame":  # noqa: F821
+    """Split methods into groups that :func:`paired` tells apart, best first.
+
+    The methods are sorted by their mean score. The best one heads group 1; walking down,
+    a method that scores lower than the head of the current group by more than ``k``
+    paired standard errors heads the next group, and every other method joins the current
+    one. So the heads of consecutive groups differ by more than ``k`` paired standard
+    errors (a chain of significant gaps), and each method is indistinguishable from the
+    head of its own group.
+
+    Parameters
+    ----------
+    scores : pandas.DataFrame (images x methods) or mapping of method to (N,) scores
+        Per-image scores; images where any method has NaN are left out.
+    higher : bool
+        Whether a higher score is better.
+    k : float
+        Paired standard errors a gap must exceed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method, best first: ``mean``, ``group`` (1, 2, ...), ``head`` (the
+        group's head), ``diff to head`` and ``paired se`` of that difference.
+    """
+    import pandas as pd
+
+    frame = _frame(scores)
+    order = frame.mean().sort_values(ascending=not higher).index
+    rows, group, head = [], 1, order[0]
+    for name in order:
+        p = paired(frame[name], frame[head], k) if name != head else None
+        if p is not None and p.verdict == ("lower" if higher else "higher"):
+            group, head = group + 1, name
+            p = None
+        rows.append({"method": name, "mean": float(frame[name].mean()), "group": group, "head": head,
+                     "diff to head": 0.0 if p is None else p.diff, "paired se": 0.0 if p is None else p.se})
+    out = pd.DataFrame(rows).set_index("method")
+    out.attrs["n_images"] = len(frame)
+    return out
+
+
 def rank_interval(row) -> str:
     """``"2 (1-4)"``: a row of :func:`bootstrap_ranks` as rank and interval, for tables."""
     r, lo, hi = int(row["rank"]), int(row["rank low"]), int(row["rank high"])
