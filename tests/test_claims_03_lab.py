@@ -223,3 +223,74 @@ def test_ch3_srd_costs_about_a_backward_pass(d3):
     # benchmark CNN"; bug caught: a decomposition that loops over positions (tens of passes)
     assert d3["srd_speed_lite0"] < 2
     assert d3["srd_speed_cnn"] > d3["srd_speed_lite0"]
+
+
+def _groups_by_hand(hits: pd.DataFrame) -> dict:
+    """Groups of the pointing game, computed with a literal loop (not xh.stats): sort by mean, and start a
+    new group at each method whose per-image difference to the current head has mean below -2 standard errors."""
+    means = hits.mean().sort_values(ascending=False)
+    head, group, out = means.index[0], 1, {}
+    for name in means.index:
+        d = (hits[name] - hits[head]).to_numpy(float)
+        n = len(d)
+        se_ = np.sqrt(sum((v - d.mean()) ** 2 for v in d) / (n - 1) / n)
+        if name != head and d.mean() < -2 * se_:
+            head, group = name, group + 1
+        out[name] = group
+    return out
+
+
+def pg_claims(table: pd.DataFrame) -> None:
+    """The prose under Figure 3.11, on the per-image hits of Table 3.12; raises AssertionError when it fails."""
+    hits = {(s, int(t)): g.drop(columns=["setting", "tolerance", "image"]).reset_index(drop=True)
+            for (s, t), g in table.groupby(["setting", "tolerance"])}
+    groups = {k: _groups_by_hand(h) for k, h in hits.items()}
+    n_groups = {k: max(g.values()) for k, g in groups.items()}
+    for s in ("standard", "small"):
+        # "At the paper's 4 px both settings leave at most two groups, with at least half of the methods in the first"
+        assert n_groups[(s, 4)] <= 2 and sum(v == 1 for v in groups[(s, 4)].values()) >= len(groups[(s, 4)]) / 2
+        # "with no tolerance both separate at least three groups of methods"
+        assert n_groups[(s, 0)] >= 3, n_groups
+        # "SRD-input ... falls near the bottom of both settings at 0 px" (among the three lowest means)
+        assert "srd_input" in hits[(s, 0)].mean().nsmallest(3).index
+        # "... and climbs out of the last group at 2 px"
+        assert groups[(s, 2)]["srd_input"] < n_groups[(s, 2)]
+    # "and the small setting more than the standard one"
+    assert n_groups[("small", 0)] > n_groups[("standard", 0)], n_groups
+    # "SRD-high leads alone on the small setting": above every other method by two paired standard errors
+    h = hits[("small", 0)]
+    for other in h.columns.drop("srd_high"):
+        d = h["srd_high"] - h[other]
+        assert d.mean() > 2 * d.std(ddof=1) / np.sqrt(len(d)), other
+
+
+def test_ch3_pointing_game_separates_without_its_tolerance(d3):
+    # Issue 33's benchmark row for SRD. Bugs caught: a tolerance that is not applied (every column the same),
+    # a small setting that draws the standard images, or groups counted from unpaired errors
+    table = read_table(d3, "pg_hits_json")
+    assert len(table) == 2 * 3 * default("N_POINTING")
+    pg_claims(table)
+    # the check can fail: with SRD-high's and SRD-input's hits swapped it does
+    swapped = table.rename(columns={"srd_high": "srd_input", "srd_input": "srd_high"})
+    with pytest.raises(AssertionError):
+        pg_claims(swapped)
+
+
+def test_ch3_groups_by_hand_agree_with_the_package():
+    from xaihelpers import stats
+
+    # independent hits: m2 and m3 (0.69 and 0.68 on these draws) share a group, the others stand apart
+    noise = np.random.default_rng(1).random((300, 5))
+    hits = pd.DataFrame({f"m{k}": (noise[:, k] < p).astype(float) for k, p in enumerate((0.9, 0.88, 0.7, 0.68, 0.4))})
+    pkg = stats.separated_groups(hits)["group"].to_dict()
+    assert pkg == _groups_by_hand(hits) == {"m0": 1, "m1": 2, "m2": 3, "m3": 3, "m4": 4}
+
+
+def test_ch3_srd_input_and_lrp_climb_most_with_the_tolerance(d3):
+    # "the lines that climb most from 0 to 2 px, on both settings, are SRD-input's and LRP's" (under Figure 3.11)
+    table = read_table(d3, "pg_hits_json")
+    for setting in ("standard", "small"):
+        part = table[table["setting"] == setting].drop(columns=["setting", "image"])
+        means = part.groupby("tolerance").mean()
+        rise = (means.loc[2] - means.loc[0]).sort_values(ascending=False)
+        assert set(rise.index[:2]) == {"srd_input", "lrp_epsilon_plus"}, rise

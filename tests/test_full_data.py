@@ -95,3 +95,25 @@ def test_cifar100_reads_the_python_release(tmp_path):
         folders.cifar100(tmp_path, "train")
     with pytest.raises(ValueError):
         folders.cifar100(tmp_path, "val")
+
+
+def test_chapter5_folder_path_runs_on_an_imagenette_fixture(tmp_path):
+    # chapter 5's FULL cell for Imagenette, offline: the fixture in fast.ai's layout, read by xh.folders.imagenette, batched
+    # with the classifier's preprocessing and run through xh.actmatch.smallest_explanations, as the cell does
+    # (tiny mask networks and two steps instead of the lab's settings)
+    import torch
+
+    from xaihelpers import actmatch, models
+
+    _imagenette_tree(tmp_path)
+    net, prep, _ = models.load_model("efficientnet_lite0", device="cpu")
+    pf = folders.imagenette(tmp_path, "val", n=2, seed=0)
+    x = pf.batch(prep)
+    target = torch.tensor([int(c) for c in pf.labels])
+    table = actmatch.smallest_explanations(net, x, target, steps=2, widths=(4, 8), bottleneck=8, verbose=False,
+                                           areas=(0.1, 0.5))
+    assert list(table["target"]) == target.tolist() and len(table) == 2
+    assert table["area at 0.5"].between(0, 1).all()
+    for col in ("smallest share, soft mask", "smallest share, random pixels"):  # one of the two shares, or none
+        shares = table[col].dropna()
+        assert (((shares - 0.1).abs() < 0.01) | ((shares - 0.5).abs() < 0.01)).all(), table

@@ -678,6 +678,44 @@ def smallest_kept_area(curve: "pandas.DataFrame") -> "pandas.Series":  # noqa: F
     return kept.groupby("image")["area"].min().reindex(sorted(curve["image"].unique()))
 
 
+def smallest_explanations(model: nn.Module, x: torch.Tensor, target=None, areas=CURVE_AREAS, seed: int = 0,
+                          **settings) -> "pandas.DataFrame":  # noqa: F821
+    """Train a mask per image, then find the smallest share of its soft order that keeps the label.
+
+    The whole of the lab's photo study in one call, for a folder of photos (chapter 5's
+    ``FOLDER`` path): :func:`train` with ``settings``, the mask at 0.5, and
+    :func:`smallest_kept_area` of :func:`area_curve` under the soft mask's order and under
+    random scores of the same shares (the control).
+
+    Parameters
+    ----------
+    model, x, target
+        As in :func:`train`.
+    areas : sequence of float
+        The shares of :func:`area_curve`.
+    seed : int
+        Seed of the training and of the random scores.
+    **settings
+        Passed to :func:`train` (``steps``, ``lr``, ``widths``, loss weights, ...).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image: ``target``, ``p_image``, ``area at 0.5``, ``kept at 0.5``,
+        ``smallest share, soft mask`` and ``smallest share, random pixels`` (NaN: no share
+        of ``areas`` keeps the label).
+    """
+    import pandas as pd
+
+    ex = train(model, x, target, seed=seed, **settings)
+    noise = torch.rand(ex.soft.shape, generator=torch.Generator().manual_seed(seed))
+    soft = smallest_kept_area(area_curve(model, x, ex.soft, ex.target, areas))
+    rand = smallest_kept_area(area_curve(model, x, noise, ex.target, areas))
+    return pd.DataFrame({"target": ex.target.numpy(), "p_image": ex.p_image, "area at 0.5": ex.area,
+                         "kept at 0.5": ex.kept, "smallest share, soft mask": soft.to_numpy(float),
+                         "smallest share, random pixels": rand.to_numpy(float)})
+
+
 #: the controls of :func:`matched_controls`, each of exactly the mask's area, image by image
 CONTROL_KINDS = ("scattered", "blob", "shifted")
 
