@@ -13,20 +13,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def full_settings(notebook: Path) -> tuple[dict, dict]:
-    """The parameters cell's values, and the same after the chapter's ``if FULL:`` branch has run with FULL=True."""
+    """The parameters cell's values, and the same after the set-up cell's ``if FULL:`` branch has run with FULL=True.
+
+    The set-up cell is the code cell after the parameters; later cells may test FULL for what they run."""
     cells = [("".join(c["source"]), c.get("metadata", {}).get("tags", []))
              for c in json.loads(notebook.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
-    params = next(src for src, tags in cells if "parameters" in tags)
+    at = next(k for k, (_, tags) in enumerate(cells) if "parameters" in tags)
+    params = cells[at][0]
     defaults: dict = {}
     exec(params, {}, defaults)  # plain assignments only
     def python(src: str) -> str:  # IPython's magics (%pip) become `pass` at their indentation
         return "\n".join(line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
                          for line in src.splitlines())
 
-    branches = [node for src, _ in cells for node in ast.parse(python(src)).body
+    branches = [node for node in ast.parse(python(cells[at + 1][0])).body
                 if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "FULL"]
     if len(branches) != 1:
-        raise ValueError(f"expected one `if FULL:` branch in {notebook.name}, found {len(branches)}")
+        raise ValueError(f"expected one `if FULL:` branch in the set-up cell of {notebook.name}, found {len(branches)}")
     full = {**defaults, "FULL": True}
     exec(compile(ast.Module(body=branches[0].body, type_ignores=[]), "<FULL>", "exec"), {}, full)
     return defaults, full
