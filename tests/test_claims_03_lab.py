@@ -294,3 +294,5 @@ def test_ch3_srd_input_and_lrp_climb_most_with_the_tolerance(d3):
         means = part.groupby("tolerance").mean()
         rise = (means.loc[2] - means.loc[0]).sort_values(ascending=False)
         assert set(rise.index[:2]) == {"srd_input", "lrp_epsilon_plus"}, rise
+        # "LRP's (the lowest grey line at 0 px)"
+        assert means.loc[0].idxmin() == "lrp_epsilon_plus", means.loc[0]
