@@ -229,7 +229,7 @@ def test_ch4_lenient_and_painting_zero_part_only_where_a_window_is_all_hidden(d4
 # ---------------------------------------------------------------- the critical look
 
 def test_ch4_pooled_features_as_the_text_reads_them(d4):
-    """After Figure 4.9: "strict ConvAD moves them far beyond it" (the clean row); "lenient ConvAD and painting 0 stay no
+    """After Figure 4.10: "strict ConvAD moves them far beyond it" (the clean row); "lenient ConvAD and painting 0 stay no
     further from the clean reference than clean images are"; "with these masks strict leaves the
     whole last layer off and lenient all of it on"; "with a quarter of the image visible, majority
     leaves part of it on, and pooling over the active positions only brings the features closer to
@@ -245,8 +245,8 @@ def test_ch4_pooled_features_as_the_text_reads_them(d4):
 
 
 def test_ch4_at_equal_size_the_lead_is_gone(d4):
-    """After Table 4.12: "strict, the most robust rule there, is the least robust method at every
-    share of Table 4.12, and lenient ConvAD is no longer ahead: at every share some masking value
+    """After Table 4.13: "strict, the most robust rule there, is the least robust method at every
+    share of Table 4.13, and lenient ConvAD is no longer ahead: at every share some masking value
     keeps the label at least as often".
     Catches top shares that plant more than asked (keeping every tie at the threshold would favour
     the coarse maps again) and a ranking read upside down (the least responsible pixels planted)."""
@@ -260,7 +260,7 @@ def test_ch4_at_equal_size_the_lead_is_gone(d4):
 
 
 def test_ch4_our_search_agrees_with_rex_xai_as_rex_xai_agrees_with_itself():
-    """After Table 4.13: "our maps agree with rex-xai's about as well as rex-xai's agree with
+    """After Table 4.14: "our maps agree with rex-xai's about as well as rex-xai's agree with
     themselves under another seed". The cross-check's record holds per-image agreements, so the two
     are compared image by image (paired standard error); the glued means come from the same record.
     Catches a search that drifts from rex-xai's algorithm (ours-rex would fall below rex-rex by more

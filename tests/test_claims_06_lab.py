@@ -314,7 +314,7 @@ def test_ch6_photo_scores(d6):
     assert photo["deletion"].idxmin() == "occlusion"
 
 
-# ---------------------------------------------------------------- the papers' claims (Table 6.11)
+# ---------------------------------------------------------------- the papers' claims (Table 6.12)
 
 def test_ch6_papers_claims(d6):
     from xaihelpers.compare import HIGHER_IS_BETTER

@@ -7,6 +7,7 @@ import urllib.error
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from xaihelpers import folders
@@ -117,3 +118,170 @@ def test_chapter5_folder_path_runs_on_an_imagenette_fixture(tmp_path):
     for col in ("smallest share, soft mask", "smallest share, random pixels"):  # one of the two shares, or none
         shares = table[col].dropna()
         assert (((shares - 0.1).abs() < 0.01) | ((shares - 0.5).abs() < 0.01)).all(), table
+
+
+# ---------------------------------------------------------------- PASCAL VOC 2007 (chapter 3's pointing game, FULL)
+
+def _voc_xml(size, objects):
+    objs = "".join(f"<object><name>{c}</name><difficult>0</difficult><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
+                   f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for c, b in objects)
+    return (f"<annotation><folder>VOC2007</folder><size><width>{size[0]}</width><height>{size[1]}</height>"
+            f"<depth>3</depth></size>{objs}</annotation>")
+
+
+def _voc_tree(root):
+    """VOCdevkit/VOC2007 as the test archive unpacks it: three photos, 1-based inclusive boxes."""
+    for d in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (root / d).mkdir(parents=True)
+    photos = {"000001": ((100, 50), [("cat", (11, 6, 30, 25)), ("person", (1, 1, 100, 50))]),
+              "000002": ((100, 50), [("person", (1, 1, 50, 50))]),  # no ImageNet class: dropped
+              "000004": ((80, 80), [("dog", (1, 1, 10, 10)), ("dog", (71, 71, 80, 80)), ("car", (21, 21, 40, 40))])}
+    for stem, (wh, objs) in photos.items():
+        Image.fromarray(np.full((wh[1], wh[0], 3), 100, np.uint8)).save(root / "JPEGImages" / f"{stem}.jpg")
+        (root / "Annotations" / f"{stem}.xml").write_text(_voc_xml(wh, objs))
+    (root / "ImageSets" / "Main" / "test.txt").write_text("\n".join(photos) + "\n")
+    return root
+
+
+def test_voc_classes_name_imagenet_classes_of_that_kind():
+    # bug caught: an off-by-one index range (the dogs run from Chihuahua to Mexican hairless, the cats from tabby
+    # to Egyptian cat), checked against torchvision's ImageNet category names
+    from torchvision.models._meta import _IMAGENET_CATEGORIES as names
+
+    assert [names[i] for i in folders.VOC_IMAGENET["cat"]] == ["tabby", "tiger cat", "Persian cat", "Siamese cat",
+                                                                "Egyptian cat"]
+    dogs = folders.VOC_IMAGENET["dog"]
+    assert (names[dogs[0]], names[dogs[-1]], len(dogs)) == ("Chihuahua", "Mexican hairless", 118)
+    assert names[151 - 1] not in [names[i] for i in dogs] and names[269] == "timber wolf"
+    birds = [names[i] for i in folders.VOC_IMAGENET["bird"]]
+    assert {"cock", "goldfinch", "bald eagle", "peacock", "goose", "flamingo", "king penguin", "albatross"} <= set(birds)
+    assert "tench" not in birds and "European fire salamander" not in birds and "black swan" in birds
+    assert "person" not in folders.VOC_IMAGENET and len(folders.VOC_IMAGENET) == 19
+    every = [i for v in folders.VOC_IMAGENET.values() for i in v]
+    assert len(every) == len(set(every)) and all(0 <= i < 1000 for i in every)
+
+
+def test_voc_pointing_reads_the_boxes_as_masks(tmp_path):
+    # bug caught: VOC's 1-based inclusive corners read as 0-based (every mask one pixel off), and one mask per box
+    # instead of the union of a class's boxes
+    root = _voc_tree(tmp_path / "VOCdevkit" / "VOC2007")
+    s = folders.voc_pointing(root, size=100, verbose=False)
+    assert s.names == ("000001/cat", "000004/car", "000004/dog") and s.classes == ("cat", "car", "dog")
+    assert s.images.shape == (3, 3, 100, 100) and s.masks.dtype == torch.bool
+    cat = torch.zeros(100, 100, dtype=torch.bool)
+    cat[10:50, 10:30] = True  # columns 11-30 (1-based) at scale 1, rows 6-25 at scale 2 -> rows 10-49
+    assert torch.equal(s.masks[0], cat)
+    dog = torch.zeros(100, 100, dtype=torch.bool)
+    dog[0:12, 0:12] = True  # pixels 1-10 of 80 -> 0..12.5 of 100
+    dog[88:100, 88:100] = True  # pixels 71-80 -> 87.5..100
+    assert (s.masks[2] ^ dog).sum() <= 2 * 12 * 2  # the two boxes, up to one row or column of rounding each
+    assert s.masks[2][5, 5] and s.masks[2][95, 95] and not s.masks[2][50, 50]
+    # the ImageNet class explained: the best-scoring class of the entry's VOC class, not the best overall
+    logits = torch.zeros(3, 1000)
+    logits[:, 0] = 10.0  # tench, the top class overall
+    logits[0, 283], logits[1, 817], logits[2, 207] = 1.0, 2.0, 3.0  # Persian cat, sports car, golden retriever
+    assert s.targets(logits).tolist() == [283, 817, 207]
+    with pytest.raises(ValueError, match="1000"):
+        s.targets(logits[:2])
+    drawn = folders.voc_pointing(root, n=2, seed=0, verbose=False)  # two of the three photos, at most one without a class
+    assert 1 <= len({k.split("/")[0] for k in drawn.names}) <= 2 and set(drawn.names) <= set(s.names)
+    with pytest.raises(FileNotFoundError, match="ImageSets"):
+        folders.voc_pointing(tmp_path)
+
+
+def test_voc_and_cifar_downloads_use_the_cache_and_name_it_offline(tmp_path, monkeypatch):
+    def offline(*a, **k):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr("urllib.request.urlretrieve", offline)
+    cache = tmp_path / "cache"
+    with pytest.raises(FileNotFoundError, match=str(cache)):
+        folders.download_voc2007(cache)
+    with pytest.raises(FileNotFoundError, match=str(cache)):
+        folders.download_cifar100(cache)
+    src = tmp_path / "src"
+    _voc_tree(src / "VOCdevkit" / "VOC2007")
+    with tarfile.open(cache / "VOCtest_06-Nov-2007.tar", "w") as tar:  # the archive's own top folder
+        tar.add(src / "VOCdevkit", arcname="VOCdevkit")
+    root = folders.download_voc2007(cache)
+    assert root == cache / "VOCdevkit" / "VOC2007" and len(folders.voc_pointing(root, verbose=False)) == 3
+    _cifar_files(src / "cifar-100-python")
+    with tarfile.open(cache / "cifar-100-python.tar.gz", "w:gz") as tar:
+        tar.add(src / "cifar-100-python", arcname="cifar-100-python")
+    assert len(folders.cifar100(folders.download_cifar100(cache))) == 5
+
+
+def test_chapter3_voc_path_runs_on_a_fixture(tmp_path):
+    # chapter 3's VOC cell, offline: the fixture read by voc_pointing, the targets picked from Lite0's logits,
+    # then the pointing game at 0 and 15 px with attribution localisation, for two explainers
+    from xaihelpers import evaluation, explainers, models, stats
+
+    s = folders.voc_pointing(_voc_tree(tmp_path / "VOC2007"), verbose=False)
+    net, prep, _ = models.load_model("efficientnet_lite0", device="cpu")
+    xv = prep.normalize(s.images)
+    with torch.no_grad():
+        tv = s.targets(net(xv))
+    assert all(int(t) in folders.VOC_IMAGENET[c] for t, c in zip(tv, s.classes))
+    hits = evaluation.pointing_games({n: explainers.get(n) for n in ("srd_input", "gradcam")}, net, xv, tv, s.masks,
+                                     tolerances=(0, 15), verbose=False, localisation=True)
+    assert set(hits) == {0, 15, "localisation"} and hits[0].shape == (3, 2)
+    assert ((hits[15] >= hits[0]) | hits[0].isna()).all().all()  # a larger tolerance never loses a hit
+    assert hits["localisation"].stack().between(0, 1).all()
+    assert set(stats.separated_groups(hits[15])["group"]) <= {1, 2}
+
+
+# ---------------------------------------------------------------- CIFAR-100 ResNets (chapter 3's Table 4, FULL)
+
+def test_random_shifts_crop_the_padded_image():
+    # bug caught: rows and columns shifted by the same offset, or the offset shared by all images
+    from xaihelpers import benchmark_models as bm
+
+    x = torch.arange(2 * 3 * 6 * 6, dtype=torch.float32).reshape(2, 3, 6, 6) + 1
+    gen = torch.Generator().manual_seed(3)
+    out = bm.random_shifts(x, 2, gen)
+    off = torch.randint(0, 5, (2, 2), generator=torch.Generator().manual_seed(3))  # the same draw: (dx, dy) per image
+    for i in range(2):
+        padded = np.pad(x[i].numpy(), ((0, 0), (2, 2), (2, 2)))
+        dx, dy = int(off[0, i]), int(off[1, i])
+        assert np.array_equal(out[i].numpy(), padded[:, dy:dy + 6, dx:dx + 6])
+
+
+def test_cifar_resnet_gives_every_activation_call_its_own_module():
+    # bug caught: torchvision's blocks call one ReLU module two or three times; SRD and the hooks then see one
+    # module where the network has several activation layers, and a ReLU left in place ignores the activation asked for
+    from torch import nn
+
+    from xaihelpers import benchmark_models as bm, hooks
+
+    for arch in ("resnet18", "resnet50"):
+        net = bm.cifar_resnet("gelu", arch).eval()
+        calls = {}
+        acts = [m for m in net.modules() if isinstance(m, hooks.ACTIVATION_TYPES)]
+        for m in acts:
+            m.register_forward_hook(lambda mod, i, o: calls.__setitem__(id(mod), calls.get(id(mod), 0) + 1))
+        net(torch.randn(2, 3, 32, 32))
+        assert all(isinstance(m, nn.GELU) for m in acts) and len(calls) == len(acts)
+        assert set(calls.values()) == {1}
+        assert net(torch.randn(1, 3, 32, 32)).shape == (1, 100)
+    with pytest.raises(ValueError, match="resnet"):
+        bm.cifar_resnet("relu", "vgg16")
+
+
+def test_chapter3_cifar_path_trains_and_scores_on_a_fixture(tmp_path):
+    # chapter 3's CIFAR-100 cell, offline: the fixture in the Python release's format, one tiny training run per
+    # activation (two here), then SRD's Table 4 by xh.evaluation.fidelity_table
+    from xaihelpers import benchmark_models as bm, evaluation, explainers, srd
+
+    _cifar_files(tmp_path / "cifar-100-python")
+    (tmp_path / "cifar-100-python" / "test").rename(tmp_path / "cifar-100-python" / "train")
+    _cifar_files(tmp_path / "again")
+    (tmp_path / "again" / "test").rename(tmp_path / "cifar-100-python" / "test")
+    train, test = folders.cifar100(tmp_path, "train"), folders.cifar100(tmp_path, "test")
+    nets = {a: bm.train_cifar100(train, a, "resnet18", epochs=1, batch_size=4, device="cpu", verbose=False)
+            for a in ("relu", "tanh")}
+    assert not any(m.training for m in nets.values())
+    x = bm.cifar_preprocess().normalize(test.images.float() / 255)
+    table = evaluation.fidelity_table({"srd_input": srd.explain, "gradcam": explainers.get("gradcam")}, nets, x,
+                                      test.labels, n_subsets=8, verbose=False)
+    assert list(table.columns) == ["relu", "tanh"] and list(table.index) == ["srd_input", "gradcam"]
+    assert table.stack().between(-1, 1).all()

@@ -430,3 +430,125 @@ def load_benchmark_model(
                               lambda: train_benchmark_model(act, device="cpu", verbose=verbose, setting=setting)[0],
                               "scripts/train_benchmark_models.py" + (" --small" if setting == "small" else ""),
                               device, train_if_missing)
+
+
+# ----------------------------------------------------------------------------
+# ResNets on CIFAR-100 with each activation: SRD's Table 4 at the paper's setting (chapter 3, FULL)
+# ----------------------------------------------------------------------------
+
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+
+
+def cifar_resnet(activation: str = "relu", arch: str = "resnet18", num_classes: int = 100) -> nn.Module:
+    """A torchvision ResNet for 32x32 images, with every ReLU replaced by ``activation``.
+
+    The usual CIFAR stem: a 3x3 convolution of stride 1 and no max pooling, so that the
+    last block still sees a 4x4 map. Each activation is a module of its own (torchvision
+    reuses one ReLU twice per block), so hooks see every use separately.
+
+    Parameters
+    ----------
+    activation : str
+        One of :data:`ACTIVATIONS`.
+    arch : {"resnet18", "resnet34", "resnet50"}
+        SRD's Table 4 uses ResNet-50.
+    """
+    import torchvision
+
+    if arch not in ("resnet18", "resnet34", "resnet50"):
+        raise ValueError(f"expected arch 'resnet18', 'resnet34' or 'resnet50', got {arch!r}")
+    _activation(activation)  # checks the name
+    net = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
+    net.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    net.maxpool = nn.Identity()
+
+    def replace(module: nn.Module) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, nn.ReLU):
+                setattr(module, name, _activation(activation))
+            else:
+                replace(child)
+
+    replace(net)
+    # blocks call self.relu two or three times: give each call a module of its own
+    for block in [m for m in net.modules() if isinstance(m, (torchvision.models.resnet.BasicBlock,
+                                                             torchvision.models.resnet.Bottleneck))]:
+        block.relu_out = _activation(activation)
+        if isinstance(block, torchvision.models.resnet.Bottleneck):
+            block.relu_mid = _activation(activation)
+        block.forward = _block_forward.__get__(block)
+    return net
+
+
+def _block_forward(self, x: torch.Tensor) -> torch.Tensor:
+    """torchvision's residual block, with the activation after the sum a module of its own."""
+    identity = x if self.downsample is None else self.downsample(x)
+    out = self.relu(self.bn1(self.conv1(x)))
+    if hasattr(self, "conv3"):  # Bottleneck
+        out = self.relu_mid(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+    else:
+        out = self.bn2(self.conv2(out))
+    return self.relu_out(out + identity)
+
+
+def cifar_preprocess() -> Preprocess:
+    """Normalisation of the CIFAR-100 networks (32x32, the training set's channel means and deviations)."""
+    from .models import Preprocess
+
+    return Preprocess(32, 32, CIFAR100_MEAN, CIFAR100_STD)
+
+
+def train_cifar100(data, activation: str = "relu", arch: str = "resnet18", epochs: int = 15, batch_size: int = 128,
+                   lr: float = 3e-3, seed: int = TRAIN_SEED, device: torch.device | str | None = None,
+                   verbose: bool = True) -> nn.Module:
+    """Train :func:`cifar_resnet` on CIFAR-100's training split (random 4-pixel shifts and flips).
+
+    Parameters
+    ----------
+    data : xaihelpers.folders.Cifar100
+        The training split (:func:`xaihelpers.folders.cifar100` ``(root, "train")``).
+    activation, arch :
+        As in :func:`cifar_resnet`.
+    epochs, batch_size, lr, seed :
+        As in :func:`train_classifier` (AdamW, one-cycle schedule).
+
+    Returns
+    -------
+    nn.Module
+        The trained network in eval mode, on ``device``; its inputs are normalised by
+        :func:`cifar_preprocess`.
+    """
+    from .runtime import device as pick_device
+
+    dev = pick_device(None if device is None else str(device))
+    torch.manual_seed(seed)
+    model = cifar_resnet(activation, arch).to(dev)
+    x = cifar_preprocess().normalize(data.images.float() / 255).to(dev)
+    y = data.labels.to(dev)
+    gen = torch.Generator().manual_seed(seed)
+
+    def shifted(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return random_shifts(x, 4, gen), y
+
+    train_classifier(model, shifted, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, verbose=verbose)
+    return model
+
+
+def random_shifts(x: torch.Tensor, pad: int, generator: torch.Generator, chunk: int = 4096) -> torch.Tensor:
+    """Each image shifted by its own random offset of up to ``pad`` pixels, the border filled with zeros.
+
+    The usual CIFAR augmentation: a random crop of the zero-padded image, of the image's own size.
+    """
+    n, c, h, w = x.shape
+    off = torch.randint(0, 2 * pad + 1, (2, n), generator=generator).to(x.device)
+    padded = F.pad(x, (pad, pad, pad, pad))
+    out = torch.empty_like(x)
+    ch, rr, cc = (torch.arange(k, device=x.device) for k in (c, h, w))
+    for i in range(0, n, chunk):
+        j = torch.arange(i, min(i + chunk, n), device=x.device)
+        rows = (off[1, j, None] + rr)[:, None, :, None]
+        cols = (off[0, j, None] + cc)[:, None, None, :]
+        out[j] = padded[j[:, None, None, None], ch[None, :, None, None], rows, cols]
+    return out

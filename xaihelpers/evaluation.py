@@ -180,7 +180,7 @@ def evaluate(
 
 def pointing_games(explainers: dict, model: nn.Module, x: torch.Tensor, target, masks: object,
                    tolerances: Sequence[int] = (0, 2, 4), batch_size: int = 50, verbose: bool = True,
-                   ) -> dict:
+                   localisation: bool = False) -> dict:
     """The pointing game of several explainers on the same images, at several tolerances.
 
     The maps are prepared as in :func:`evaluate` (SRD's protocol, resized to the input)
@@ -196,12 +196,16 @@ def pointing_games(explainers: dict, model: nn.Module, x: torch.Tensor, target, 
         Tolerances in pixels (``0``: the maximum must fall on the mask itself).
     batch_size, verbose
         Images per explainer call; a progress bar over the explainers.
+    localisation : bool
+        Also score the same maps by attribution localisation
+        (:func:`xaihelpers.metrics.attribution_localisation`), under the key ``"localisation"``.
 
     Returns
     -------
     dict of int to pandas.DataFrame
         Per tolerance, the per-image hits (images x explainers), ready for
-        :func:`xaihelpers.stats.separated_groups` or :func:`xaihelpers.stats.paired`.
+        :func:`xaihelpers.stats.separated_groups` or :func:`xaihelpers.stats.paired`;
+        with ``localisation``, one more entry of the same shape.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -213,12 +217,15 @@ def pointing_games(explainers: dict, model: nn.Module, x: torch.Tensor, target, 
     with torch.no_grad():
         logits = model(x.to(_checks.model_device(model))) if target is None else None
     target = _checks.targets(target, x.shape[0], logits).cpu()
-    hits: dict[int, dict] = {int(t): {} for t in tolerances}
+    hits: dict = {int(t): {} for t in tolerances}
+    if localisation:
+        hits["localisation"] = {}
     for name, explainer in tqdm(explainers.items(), desc="pointing game", disable=not verbose):
         maps = torch.cat([prepare(resize_maps(_maps(raw), size)).cpu() for *_, raw, _ in
                           explain_batches(explainer, model, x, target, batch_size, verbose=False)])
         for t in hits:
-            hits[t][name] = pointing_game(maps, masks, tolerance=t)
+            hits[t][name] = (attribution_localisation(maps, masks) if t == "localisation"
+                             else pointing_game(maps, masks, tolerance=t))
     return {t: pd.DataFrame(h) for t, h in hits.items()}
 
 
@@ -448,3 +455,44 @@ def score(
         df["planted_survival"] = survival(model, x, kept.numpy(), backgrounds, t, gammas=(0.0,))[:, 0]
         results[name], maps[name] = df, m
     return results, maps
+
+
+def fidelity_table(explainers: dict, models: dict, x: torch.Tensor, target: torch.Tensor, n_subsets: int = 100,
+                   verbose: bool = True) -> "pandas.DataFrame":  # noqa: F821
+    """Mean fidelity of several explainers on several classifiers of the same images (SRD's Table 4).
+
+    Each map is prepared as in :func:`evaluate` and scored by
+    :func:`xaihelpers.model_metrics.fidelity` (200 pixels set to 0 per subset).
+
+    Parameters
+    ----------
+    explainers : dict of str to callable
+        Name to ``explainer(model, x, target) -> (N, h, w)``.
+    models : dict of str to nn.Module
+        Classifiers taking the same normalised images, e.g. one per activation function.
+    x, target : torch.Tensor
+        Normalised images (N, 3, H, W) and the explained classes (N,).
+    n_subsets : int
+        Random pixel subsets per image.
+    verbose : bool
+        A progress bar over the models.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Explainers x models: the mean over the images (images whose fidelity is undefined,
+        a constant map, are left out of the mean).
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    _checks.image_batch(x)
+    if not explainers or not models:
+        raise ValueError("expected at least one explainer and one model")
+    out: dict[str, dict[str, float]] = {}
+    for mname, model in tqdm(models.items(), desc="fidelity", disable=not verbose):
+        dev = _checks.model_device(model)
+        xd, td = x.to(dev), target.to(dev)
+        out[mname] = {name: float(np.nanmean(fidelity(model, xd, prepare(fn(model, xd, td)), td, n_subsets=n_subsets)))
+                      for name, fn in explainers.items()}
+    return pd.DataFrame(out)[list(models)]

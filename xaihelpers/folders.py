@@ -304,32 +304,35 @@ def download_fastai(name: str = "imagenette2-320", cache: str | Path | None = No
         When the data set is not in the cache and cannot be downloaded (offline); the
         message names the folder to copy it into.
     """
+    if not (name.startswith("imagenette2") or name.startswith("imagewoof2")):
+        raise ValueError(f"expected an Imagenette or Imagewoof release such as 'imagenette2-320', got {name!r}")
+    folder = data_cache(cache) / name
+    if not (folder / "val").is_dir():
+        _download_unpacked(FASTAI_URL.format(name=name), data_cache(cache), folder, name)
+    return folder
+
+
+def _download_unpacked(url: str, root: Path, folder: Path, what: str) -> None:
+    """Download the archive at ``url`` into ``root`` (kept there) and unpack it there; offline, say where it goes."""
     import tarfile
     import urllib.error
     import urllib.request
 
-    if not (name.startswith("imagenette2") or name.startswith("imagewoof2")):
-        raise ValueError(f"expected an Imagenette or Imagewoof release such as 'imagenette2-320', got {name!r}")
-    root = data_cache(cache)
-    folder = root / name
-    if (folder / "val").is_dir():
-        return folder
-    url = FASTAI_URL.format(name=name)
-    archive = root / f"{name}.tgz"
+    archive = root / url.rsplit("/", 1)[-1]
     try:
         root.mkdir(parents=True, exist_ok=True)
         if not archive.is_file():
-            urllib.request.urlretrieve(url, archive.with_suffix(".part"))
-            archive.with_suffix(".part").rename(archive)
+            part = archive.with_name(archive.name + ".part")
+            urllib.request.urlretrieve(url, part)
+            part.rename(archive)
         with tarfile.open(archive) as tar:
             tar.extractall(root, filter="data")
     except (urllib.error.URLError, OSError, tarfile.TarError) as err:
         raise FileNotFoundError(
-            f"{name} is not in {folder} and downloading {url} failed ({type(err).__name__}: {err}). "
+            f"{what} is not in {folder} and downloading {url} failed ({type(err).__name__}: {err}). "
             f"Run once with internet access (e.g. on Colab), or unpack that archive into {root} "
             "(set XAI_DATA to move the cache)."
         ) from err
-    return folder
 
 
 def imagenette(root: str | Path, split: str = "val", n: int | None = None, seed: int = 0) -> PhotoFolder:
@@ -384,6 +387,25 @@ class Cifar100:
         return int(self.labels.shape[0])
 
 
+CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+"""CIFAR-100's Python release (161 MB), the archive ``torchvision.datasets.CIFAR100`` fetches."""
+
+
+def download_cifar100(cache: str | Path | None = None) -> Path:
+    """Download and unpack CIFAR-100 once; return the folder :func:`cifar100` reads.
+
+    Raises
+    ------
+    FileNotFoundError
+        When it is not in the cache (see :func:`data_cache`) and cannot be downloaded;
+        the message names the folder to unpack it into.
+    """
+    folder = data_cache(cache) / "cifar-100-python"
+    if not (folder / "meta").is_file():
+        _download_unpacked(CIFAR100_URL, data_cache(cache), folder, "CIFAR-100")
+    return folder
+
+
 def cifar100(root: str | Path, split: str = "test") -> Cifar100:
     """Read CIFAR-100's Python release: ``root/cifar-100-python/{train,test,meta}`` (or ``root`` itself).
 
@@ -409,3 +431,136 @@ def cifar100(root: str | Path, split: str = "test") -> Cifar100:
     images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
     labels = torch.as_tensor(entry["fine_labels"], dtype=torch.int64)
     return Cifar100(images, labels, tuple(meta["fine_label_names"]))
+
+
+# ----------------------------------------------------------------------------
+# PASCAL VOC 2007 boxes for the pointing game and attribution localisation
+# ----------------------------------------------------------------------------
+
+VOC_IMAGENET: dict[str, tuple[int, ...]] = {
+    "aeroplane": (404, 895, 908),  # airliner, warplane, wing
+    "bicycle": (444, 671),  # bicycle-built-for-two, mountain bike
+    "bird": tuple(range(7, 25)) + tuple(range(80, 101)) + tuple(range(127, 147)),  # cock ... albatross
+    "boat": (472, 484, 510, 554, 576, 625, 628, 724, 780, 814, 833, 871, 914),  # canoe ... yawl
+    "bottle": (440, 720, 737, 898, 907),  # beer, pill, pop, water, wine bottle
+    "bus": (654, 779, 874),  # minibus, school bus, trolleybus
+    "car": (407, 436, 468, 511, 609, 627, 656, 661, 717, 751, 817),  # ambulance ... sports car
+    "cat": (281, 282, 283, 284, 285),  # tabby, tiger, Persian, Siamese, Egyptian cat
+    "chair": (423, 559, 765, 857),  # barber, folding, rocking chair, throne
+    "cow": (345, 346, 347),  # ox, water buffalo, bison
+    "diningtable": (532,),
+    "dog": tuple(range(151, 269)),  # Chihuahua ... Mexican hairless
+    "horse": (339, 603),  # sorrel, horse cart
+    "motorbike": (665, 670),  # moped, motor scooter
+    "pottedplant": (738,),  # pot, flowerpot
+    "sheep": (348, 349),  # ram, bighorn
+    "sofa": (831,),  # studio couch
+    "train": (466, 547, 565, 705, 820, 829),  # bullet train ... streetcar
+    "tvmonitor": (664, 782, 851),  # monitor, screen, television
+}
+"""VOC's object classes -> the ImageNet classes that name them (drawn up by hand for this book from the
+ImageNet category names). VOC's ``person`` has no ImageNet class and is left out."""
+
+VOC2007_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2007/VOCtest_06-Nov-2007.tar"
+"""The VOC 2007 test set (451 MB, 4,952 photos with their boxes), as ``torchvision.datasets.VOCDetection`` fetches it."""
+
+
+@dataclass(frozen=True)
+class PointingSet:
+    """Photos with object masks for the pointing game: one entry per (photo, VOC class it shows).
+
+    Attributes
+    ----------
+    images : torch.Tensor
+        float32 in [0, 1], shape (N, 3, size, size): each photo resized (not cropped).
+    masks : torch.Tensor
+        bool, shape (N, size, size): the union of the boxes of the entry's class.
+    classes : tuple of str
+        The VOC class of each entry (a key of :data:`VOC_IMAGENET`).
+    names : tuple of str
+        ``"<file stem>/<VOC class>"``.
+    """
+
+    images: torch.Tensor = field(repr=False)
+    masks: torch.Tensor = field(repr=False)
+    classes: tuple[str, ...]
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.masks.shape[0])
+
+    def targets(self, logits: torch.Tensor) -> torch.Tensor:
+        """The ImageNet class to explain for each entry: the highest logit among its VOC class's ImageNet classes."""
+        if logits.ndim != 2 or logits.shape[0] != len(self) or logits.shape[1] < 1000:
+            raise ValueError(f"expected ImageNet logits of shape ({len(self)}, 1000), got {tuple(logits.shape)}")
+        out = [max(VOC_IMAGENET[c], key=lambda k, row=row: float(row[k])) for c, row in zip(self.classes, logits.cpu())]
+        return torch.tensor(out, dtype=torch.int64)
+
+
+def download_voc2007(cache: str | Path | None = None) -> Path:
+    """Download and unpack the PASCAL VOC 2007 test set once; return its ``VOCdevkit/VOC2007`` folder.
+
+    Raises
+    ------
+    FileNotFoundError
+        When it is not in the cache (see :func:`data_cache`) and cannot be downloaded;
+        the message names the folder to unpack it into.
+    """
+    folder = data_cache(cache) / "VOCdevkit" / "VOC2007"
+    if not (folder / "Annotations").is_dir():
+        _download_unpacked(VOC2007_URL, data_cache(cache), folder, "VOC 2007")
+    return folder
+
+
+def voc_pointing(root: str | Path, split: str = "test", n: int | None = None, seed: int = 0, size: int = 224,
+                 verbose: bool = True) -> PointingSet:
+    """PASCAL VOC photos as a pointing-game set for an ImageNet classifier.
+
+    Each photo gives one entry per VOC class it shows that has ImageNet classes
+    (:data:`VOC_IMAGENET`; ``person`` has none), with the union of that class's boxes as
+    its mask, as in Zhang et al.'s pointing game (a hit anywhere on any box of the class;
+    boxes marked ``difficult`` count as well). VOC's coordinates are 1-based and
+    inclusive; the masks are 0-based.
+
+    Parameters
+    ----------
+    root : path
+        A ``VOCdevkit/VOC2007`` folder: ``JPEGImages/``, ``Annotations/`` and
+        ``ImageSets/Main/<split>.txt`` (what :func:`download_voc2007` returns).
+    split : str
+        The image set listed in ``ImageSets/Main``.
+    n, seed :
+        Draw ``n`` photos at random (seeded) instead of all.
+    size : int
+        Side the photos are resized to; the boxes are scaled with them.
+    verbose : bool
+        Show a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    root = Path(root)
+    listing = root / "ImageSets" / "Main" / f"{split}.txt"
+    if not listing.is_file() or not (root / "JPEGImages").is_dir() or not (root / "Annotations").is_dir():
+        raise FileNotFoundError(f"{root}: expected JPEGImages/, Annotations/ and ImageSets/Main/{split}.txt "
+                                "(a VOCdevkit/VOC2007 folder; xh.folders.download_voc2007() fetches the test set)")
+    stems = listing.read_text().split()
+    if n is not None and n < len(stems):
+        stems = [stems[i] for i in sorted(np.random.default_rng(seed).choice(len(stems), n, replace=False))]
+    xs, ms, cs, names = [], [], [], []
+    for stem in tqdm(stems, desc="VOC boxes", disable=not verbose):
+        (w, h), objs = read_voc_boxes(root / "Annotations" / f"{stem}.xml")
+        shown = sorted({c for c, _ in objs if c in VOC_IMAGENET})
+        if not shown:
+            continue
+        img = load_image(root / "JPEGImages" / f"{stem}.jpg").resize((size, size), Image.BILINEAR)
+        x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 255).permute(2, 0, 1)
+        for c in shown:
+            m = torch.zeros(size, size, dtype=torch.bool)
+            for o, (x0, y0, x1, y1) in objs:
+                if o == c:  # read_voc_boxes gives (xmin, ymin, xmax + 1, ymax + 1) in 1-based pixels
+                    c0, r0 = int((x0 - 1) * size / w), int((y0 - 1) * size / h)
+                    m[r0:max(round((y1 - 1) * size / h), r0 + 1), c0:max(round((x1 - 1) * size / w), c0 + 1)] = True
+            xs.append(x); ms.append(m); cs.append(c); names.append(f"{stem}/{c}")
+    if not xs:
+        raise FileNotFoundError(f"{root}: no photo of {split} shows a class of VOC_IMAGENET")
+    return PointingSet(torch.stack(xs), torch.stack(ms), tuple(cs), tuple(names))
