@@ -273,3 +273,49 @@ def test_ch4_our_search_agrees_with_rex_xai_as_rex_xai_agrees_with_itself():
         assert abs(pr.diff) <= 2 * pr.se, (ours, pr)
         a = per_image[ours].to_numpy()
         assert a.mean() > 2 * a.std(ddof=1) / np.sqrt(len(a)), (ours, pr)  # the maps do agree at all
+
+
+# ---------------------------------------------------------------- the six boxed photos (Table 4.11)
+
+def _box_pairs(d4):
+    t = read_table(d4, "box_photos_json")
+    a, b = (t[t.method == m].set_index("photo") for m in (CONV, "zero"))
+    return t, a, b
+
+
+def _paired(a, b):
+    """Mean difference and its paired standard error, by hand (a literal loop over the photos)."""
+    diffs = [a[p] - b[p] for p in a.index if not (np.isnan(a[p]) or np.isnan(b[p]))]
+    mean = sum(diffs) / len(diffs)
+    sd = (sum((x - mean) ** 2 for x in diffs) / (len(diffs) - 1)) ** 0.5
+    return mean, sd / len(diffs) ** 0.5, len(diffs)
+
+
+def test_ch4_boxed_photos_convad_is_larger_not_better_placed(d4):
+    """After Figure 4.9: "ConvAD's explanations are larger than painting 0's, by more than two paired
+    standard errors, and no more inside the object's box. They keep the label on more of the new
+    backgrounds, the paper's direction, but by less than two paired standard errors over six photos."
+    Fails if the sizes were swapped between the methods, or if ConvAD's lead on the backgrounds became clear."""
+    t, a, b = _box_pairs(d4)
+    assert set(t.photo) == {"chelsea", "coffee", "rocket", "grace_hopper", "camera", "motorcycle"}
+    d, s, n = _paired(a["size"], b["size"])
+    assert n == 6 and d > 2 * s
+    d, s, n = _paired(a["share in the box"], b["share in the box"])
+    assert n >= 5 and d <= 2 * s  # no more inside the box: not clearly higher
+    d, s, n = _paired(a["backgrounds kept (γ = 0.5)"], b["backgrounds kept (γ = 0.5)"])
+    assert 0 < d < 2 * s
+    p = stats.paired(a["size"], b["size"])  # the package's paired comparison agrees with the loop
+    assert p.verdict == "higher" and abs(p.diff - _paired(a["size"], b["size"])[0]) < 1e-9
+
+
+def test_ch4_boxed_photos_the_rocket_is_mostly_missed(d4):
+    """After Figure 4.9: "Chelsea's box fills the crop, and the rocket's is a narrow strip that both
+    methods' explanations mostly miss"."""
+    from xaihelpers import data
+
+    t, a, b = _box_pairs(d4)
+    assert a.loc["rocket", "share in the box"] < 0.5 and b.loc["rocket", "share in the box"] < 0.5
+    (x0, y0, x1, y1), = set(data.photo_boxes("chelsea")["chelsea"].values())
+    assert (x1 - x0) * (y1 - y0) == 224 * 224
+    (x0, y0, x1, y1), = set(data.photo_boxes("rocket")["rocket"].values())
+    assert (x1 - x0) * (y1 - y0) < 0.1 * 224 * 224
