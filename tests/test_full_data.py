@@ -285,3 +285,6 @@ def test_chapter3_cifar_path_trains_and_scores_on_a_fixture(tmp_path):
                                       test.labels, n_subsets=8, verbose=False)
     assert list(table.columns) == ["relu", "tanh"] and list(table.index) == ["srd_input", "gradcam"]
     assert table.stack().between(-1, 1).all()
+    acc = bm.accuracy(nets["relu"], x, test.labels, batch_size=2)  # the cell's accuracy row, batch by batch
+    with torch.no_grad():
+        assert round(acc * len(x)) == int((nets["relu"](x).argmax(1) == test.labels).sum())  # a count, compared exactly

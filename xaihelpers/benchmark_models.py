@@ -154,8 +154,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     was_training = model.training
     model.eval()
     correct = 0
-    for i in range(0, len(x), batch_size):
-        correct += (model(x[i : i + batch_size].to(dev)).argmax(1).cpu() == y[i : i + batch_size]).sum().item()
+    with torch.no_grad():
+        for i in range(0, len(x), batch_size):
+            correct += (model(x[i : i + batch_size].to(dev)).argmax(1).cpu() == y[i : i + batch_size].cpu()).sum().item()
     model.train(was_training)
     return correct / len(x)
 
@@ -216,7 +217,7 @@ def train_classifier(
             idx = order[i : i + batch_size]
             xb, yb = x[idx], y[idx]
             if flip:
-                f = torch.rand(len(idx), generator=gen) < 0.5
+                f = (torch.rand(len(idx), generator=gen) < 0.5).to(xb.device)
                 xb = torch.where(f[:, None, None, None], xb.flip(-1), xb)
             loss = F.cross_entropy(model(xb.to(dev)), yb.to(dev))
             opt.zero_grad(set_to_none=True)
@@ -525,8 +526,8 @@ def train_cifar100(data, activation: str = "relu", arch: str = "resnet18", epoch
     dev = pick_device(None if device is None else str(device))
     torch.manual_seed(seed)
     model = cifar_resnet(activation, arch).to(dev)
-    x = cifar_preprocess().normalize(data.images.float() / 255).to(dev)
-    y = data.labels.to(dev)
+    x = cifar_preprocess().normalize(data.images.float() / 255)  # on the CPU: train_classifier moves each batch
+    y = data.labels
     gen = torch.Generator().manual_seed(seed)
 
     def shifted(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
