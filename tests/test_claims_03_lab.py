@@ -219,10 +219,10 @@ def test_ch3_neighbours_share_the_class(d3):
 
 
 def test_ch3_srd_costs_about_a_backward_pass(d3):
-    # "an SRD-input map costs about one forward and backward pass of EfficientNet-Lite0, and more of the
-    # benchmark CNN"; bug caught: a decomposition that loops over positions (tens of passes)
-    assert d3["srd_speed_lite0"] < 2
-    assert d3["srd_speed_cnn"] > d3["srd_speed_lite0"]
+    # "an SRD-input map costs less than two forward and backward passes of the same model, on
+    # EfficientNet-Lite0 as on the benchmark CNN"; bug caught: a decomposition that loops over
+    # positions (tens of passes); the summary's "costs under two forward-backward passes"
+    assert d3["srd_speed_lite0"] < 2 and d3["srd_speed_cnn"] < 2
 
 
 def _groups_by_hand(hits: pd.DataFrame) -> dict:

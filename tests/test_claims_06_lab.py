@@ -456,3 +456,32 @@ def test_ch6_boxed_objects_localisation_puts_lrp_above_srd_input_and_high(d6):
         assert d <= 2 * s, m
     groups = stats.separated_groups(al)["group"]  # the package's grouping agrees
     assert groups[list(lrp) + ["SRD-low"]].eq(1).all() and groups[["SRD-input", "SRD-high"]].eq(2).all()
+
+
+def test_ch6_boxed_objects_deletion_ties_and_insertion_splits_two_groups(d6):
+    """After Table 6.11: "Deletion leaves every method in one group. Insertion separates two:
+    SRD-high builds the class back fastest, SRD-low and lrp_epsilon_plus stay within two paired
+    standard errors of it, and lrp_epsilon_plus_flat falls more than two below it and heads a second
+    group with SRD-input. So SRD-high, in the lower group on
+    attribution localisation below, leads on insertion, and lrp_epsilon_plus_flat, in the upper group
+    there, is in the lower group here". Paired errors by a literal loop; fails with deletion read as
+    higher-is-better or with the insertion columns of two methods swapped."""
+    de, ins = _box_scores(d6, "deletion"), _box_scores(d6, "insertion")
+    assert len(de) == len(ins) == 10 and de.stack().between(0, 1).all() and ins.stack().between(0, 1).all()
+    best = de.mean().idxmin()  # lower deletion is better
+    for m in de:
+        d, s = _paired_by_hand(de[m], de[best])
+        assert d <= 2 * s or d == 0, m
+    assert ins.mean().idxmax() == "SRD-high"
+    for m in ("SRD-low", "lrp_epsilon_plus"):
+        d, s = _paired_by_hand(ins["SRD-high"], ins[m])
+        assert d <= 2 * s, m
+    d, s = _paired_by_hand(ins["SRD-high"], ins["lrp_epsilon_plus_flat"])
+    assert d > 2 * s
+    d, s = _paired_by_hand(ins["lrp_epsilon_plus_flat"], ins["SRD-input"])
+    assert 0 < d <= 2 * s
+    groups = stats.separated_groups(ins)["group"]
+    assert groups[["SRD-high", "SRD-low", "lrp_epsilon_plus"]].eq(1).all()
+    assert groups[["lrp_epsilon_plus_flat", "SRD-input"]].eq(2).all()
+    al = stats.separated_groups(_box_scores(d6, "attribution localisation"))["group"]
+    assert al["SRD-high"] == 2 and al["lrp_epsilon_plus_flat"] == 1

@@ -282,6 +282,14 @@ class Explanation:
     snapshots: dict = field(default_factory=dict, repr=False)
 
 
+def _fill_rows(fill, start: int, stop: int, n: int, dev):
+    """The rows ``start:stop`` of a fill with one image per image of the batch (``n``), on ``dev``;
+    a fill to broadcast (one image, or (3, H, W)) whole on ``dev``; ``"mean"`` as it is."""
+    if not isinstance(fill, torch.Tensor):
+        return fill
+    return (fill[start:stop] if fill.ndim == 4 and len(fill) == n else fill).to(dev)
+
+
 def objective(model: nn.Module, x: torch.Tensor, logits: torch.Tensor, target: torch.Tensor, acts_x: dict,
               layers: dict, weights: dict, distance: str = "mse", temperature: float = 2.0,
               rob_gradient: bool = True, fill="mean", seed: int | None = None) -> tuple[torch.Tensor, dict]:
@@ -411,8 +419,7 @@ def train(model: nn.Module, x: torch.Tensor, target=None, steps: int = 880, lr: 
             net = MaskNet(widths, bottleneck).to(dev)
             opt = torch.optim.Adam(net.parameters(), lr=lr)
             xi = x[i:i + 1]
-            fi = fill.to(dev)[i:i + 1] if isinstance(fill, torch.Tensor) and fill.ndim == 4 and len(fill) == len(x) else (
-                fill.to(dev) if isinstance(fill, torch.Tensor) else fill)
+            fi = _fill_rows(fill, i, i + 1, len(x), dev)
             ai = {k: v[i:i + 1] for k, v in base.items()}
             hist = []
             for step in range(steps):
@@ -590,7 +597,7 @@ def necessity(model: nn.Module, x: torch.Tensor, masks: object, target=None, fil
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
             xi, mi = x[i:i + batch_size], m[i:i + batch_size]
-            fi = fill[i:i + batch_size].to(dev) if isinstance(fill, torch.Tensor) and fill.ndim == 4 and len(fill) == len(x) else fill
+            fi = _fill_rows(fill, i, i + batch_size, len(x), dev)
             logits = model(xi)
             t = _checks.targets(target if target is None or isinstance(target, int) else
                                 torch.as_tensor(target).reshape(-1)[i:i + batch_size], len(xi), logits).to(dev)
@@ -665,7 +672,7 @@ def area_curve(model: nn.Module, x: torch.Tensor, scores: object, target=None, a
             p_image = logits.softmax(1)[idx, t]
             for a, m in masks.items():
                 mb = m[s:s + b].to(dev, x.dtype)[:, None]
-                fb = fill[s:s + b].to(dev) if isinstance(fill, torch.Tensor) and fill.ndim == 4 and len(fill) == n else fill
+                fb = _fill_rows(fill, s, s + b, n, dev)
                 p = model(apply_mask(xb, mb, fb)).softmax(1)
                 rows += [{"image": s + i, "area": float(mb[i].mean()), "kept": bool(p[i].argmax() == t[i]),
                           "p_kept": float(p[i, t[i]]), "p_image": float(p_image[i])} for i in range(len(xb))]

@@ -306,18 +306,20 @@ def download_fastai(name: str = "imagenette2-320", cache: str | Path | None = No
     """
     if not (name.startswith("imagenette2") or name.startswith("imagewoof2")):
         raise ValueError(f"expected an Imagenette or Imagewoof release such as 'imagenette2-320', got {name!r}")
-    folder = data_cache(cache) / name
-    if not (folder / "val").is_dir():
-        _download_unpacked(FASTAI_URL.format(name=name), data_cache(cache), folder, name)
-    return folder
+    return _cached(FASTAI_URL.format(name=name), cache, name, "val", name)
 
 
-def _download_unpacked(url: str, root: Path, folder: Path, what: str) -> None:
-    """Download the archive at ``url`` into ``root`` (kept there) and unpack it there; offline, say where it goes."""
+def _cached(url: str, cache, folder: str, marker: str, what: str) -> Path:
+    """``data_cache(cache) / folder``, first downloading and unpacking the archive at ``url`` there
+    (the archive is kept) unless ``folder / marker`` exists; offline, the error says where it goes."""
     import tarfile
     import urllib.error
     import urllib.request
 
+    root = data_cache(cache)
+    folder = root / folder
+    if (folder / marker).exists():
+        return folder
     archive = root / url.rsplit("/", 1)[-1]
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -333,6 +335,7 @@ def _download_unpacked(url: str, root: Path, folder: Path, what: str) -> None:
             f"Run once with internet access (e.g. on Colab), or unpack that archive into {root} "
             "(set XAI_DATA to move the cache)."
         ) from err
+    return folder
 
 
 def imagenette(root: str | Path, split: str = "val", n: int | None = None, seed: int = 0) -> PhotoFolder:
@@ -392,18 +395,11 @@ CIFAR100_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 
 
 def download_cifar100(cache: str | Path | None = None) -> Path:
-    """Download and unpack CIFAR-100 once; return the folder :func:`cifar100` reads.
+    """CIFAR-100's folder in :func:`data_cache`, downloaded and unpacked on first use (161 MB).
 
-    Raises
-    ------
-    FileNotFoundError
-        When it is not in the cache (see :func:`data_cache`) and cannot be downloaded;
-        the message names the folder to unpack it into.
+    Offline, without a copy there, ``FileNotFoundError`` names the folder to unpack it into.
     """
-    folder = data_cache(cache) / "cifar-100-python"
-    if not (folder / "meta").is_file():
-        _download_unpacked(CIFAR100_URL, data_cache(cache), folder, "CIFAR-100")
-    return folder
+    return _cached(CIFAR100_URL, cache, "cifar-100-python", "meta", "CIFAR-100")
 
 
 def cifar100(root: str | Path, split: str = "test") -> Cifar100:
@@ -498,18 +494,11 @@ class PointingSet:
 
 
 def download_voc2007(cache: str | Path | None = None) -> Path:
-    """Download and unpack the PASCAL VOC 2007 test set once; return its ``VOCdevkit/VOC2007`` folder.
-
-    Raises
-    ------
-    FileNotFoundError
-        When it is not in the cache (see :func:`data_cache`) and cannot be downloaded;
-        the message names the folder to unpack it into.
+    """The PASCAL VOC 2007 test set's ``VOCdevkit/VOC2007`` folder in :func:`data_cache`, downloaded
+    and unpacked on first use (451 MB); offline, without a copy there, the ``FileNotFoundError``
+    names the folder to unpack it into.
     """
-    folder = data_cache(cache) / "VOCdevkit" / "VOC2007"
-    if not (folder / "Annotations").is_dir():
-        _download_unpacked(VOC2007_URL, data_cache(cache), folder, "VOC 2007")
-    return folder
+    return _cached(VOC2007_URL, cache, "VOCdevkit/VOC2007", "Annotations", "VOC 2007")
 
 
 def voc_pointing(root: str | Path, split: str = "test", n: int | None = None, seed: int = 0, size: int = 224,

@@ -468,7 +468,7 @@ def conv_sharing_ratios(conv: nn.Conv2d, u: torch.Tensor, bn: nn.BatchNorm2d | N
     if conv.groups != 1:
         raise ValueError("the literal reference handles convolutions without groups")
     w = conv.weight.detach()
-    b = conv.bias.detach() if conv.bias is not None else torch.zeros(w.shape[0])
+    b = conv.bias.detach() if conv.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
     if bn is not None:
         scale, shift = _bn_affine(bn)
         w, b = w * scale.detach()[:, None, None, None], b * scale.detach() + shift.detach()
@@ -476,7 +476,7 @@ def conv_sharing_ratios(conv: nn.Conv2d, u: torch.Tensor, bn: nn.BatchNorm2d | N
     c, h, wd = u.shape
     up = F.pad(u, (pw, pw, ph, ph))
     ho, wo = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (wd + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    mu = torch.zeros(h * wd, ho * wo, dtype=u.dtype)
+    mu = torch.zeros(h * wd, ho * wo, dtype=u.dtype, device=u.device)
     for oy in range(ho):
         for ox in range(wo):
             parts, where = [], []
