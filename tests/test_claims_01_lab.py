@@ -102,7 +102,7 @@ def test_ch1_every_testable_metric_passes_and_rises_settings_fare_worse(d1):
     # random pixels" (bug caught: deletion with zero fill, whose speckle removes the class wherever
     # it goes, taken as a faithfulness test; issue 32, finding 3)
     assert not _wins(v.loc["deletion, RISE's zero fill"], "random")
-    # "insertion from RISE's blur passes, but by differences several times smaller than from the
+    # "insertion from RISE's blur passes by differences several times smaller than from the
     # package's blur": the two-standard-error intervals do not meet, and the ratio is below a third
     # (bug caught: insertion started from a blur that leaves the class, read as a strong test)
     ins, default = v.loc["insertion, RISE's blur"], v.loc["insertion"]
@@ -126,8 +126,8 @@ def test_ch1_validity_claim_fails_with_the_mask_and_its_controls_swapped(d1):
         assert not _wins(row, "inverse") and not _wins(row, "random"), m
 
 def test_ch1_validity_margins_follow_the_prose(d1):
-    # "The localisation metrics, which read the mask, pass by wide margins; the metrics that ask the
-    # model pass by smaller ones, deletion with the blur fill closest of all" (bug caught: a
+    # "The localisation metrics pass by wide margins, those that ask the model by smaller ones,
+    # deletion with the blur fill closest" (bug caught: a
     # validity check that passes a metric whatever the map, and prose that reads margins the table lacks)
     v = read_table(d1, "validity_json")
     margin = {m: min(_z(v.loc[m], o) for o in ("inverse", "random")) for m in v.index if m not in NOT_TESTABLE}

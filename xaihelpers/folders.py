@@ -309,15 +309,15 @@ def download_fastai(name: str = "imagenette2-320", cache: str | Path | None = No
     return _cached(FASTAI_URL.format(name=name), cache, name, "val", name)
 
 
-def _cached(url: str, cache, folder: str, marker: str, what: str) -> Path:
-    """``data_cache(cache) / folder``, first downloading and unpacking the archive at ``url`` there
-    (the archive is kept) unless ``folder / marker`` exists; offline, the error says where it goes."""
+def _cached(url: str, cache, name: str, marker: str, what: str) -> Path:
+    """The folder ``data_cache(cache) / name``, first downloading and unpacking the archive at ``url``
+    there (the archive is kept) unless it holds ``marker``; offline, the error says where it goes."""
     import tarfile
     import urllib.error
     import urllib.request
 
     root = data_cache(cache)
-    folder = root / folder
+    folder = root / name
     if (folder / marker).exists():
         return folder
     archive = root / url.rsplit("/", 1)[-1]

